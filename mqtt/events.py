@@ -1,0 +1,100 @@
+"""The event schema, version 1 (contract): one JSON object per message on `.../events`.
+
+`Event` is the single source of truth: producers build it, consumers parse with it,
+and `docs/events.schema.json` is generated from it (`python -m mqtt.events`).
+Consumers accept unknown extra fields, so version 1 can grow compatibly.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+EVENT_VERSION = 1
+EventType = Literal["scan", "exit_request", "door_forced", "door_held", "mode", "fault"]
+Level = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Token = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+Timestamp = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")]
+
+SCAN_REQUIRES = ("result", "reason", "credential", "code_sha256")
+
+
+class Event(BaseModel):
+    """One gate event. Every field is always present in what a gate publishes (null
+    where it does not apply); scans always carry result, reason, credential and hash."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        frozen=True,
+        title="qrgate event",
+        json_schema_extra={
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": "https://qrgate.invalid/schemas/event-v1.json",
+            "if": {"properties": {"type": {"const": "scan"}}},
+            "then": {
+                "properties": {name: {"not": {"type": "null"}} for name in SCAN_REQUIRES},
+                "required": list(SCAN_REQUIRES),
+            },
+        },
+    )
+
+    v: Literal[1] = Field(description="Schema version")
+    id: Annotated[
+        str,
+        StringConstraints(
+            pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-"
+            r"[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
+        ),
+    ] = Field(description="UUID4, unique per event: consumers deduplicate on it")
+    seq: int = Field(ge=1, description="Per gate, from 1, +1 per event, survives restarts")
+    ts: Timestamp = Field(description="Gate's wall clock, UTC, milliseconds")
+    site: Level
+    gate: Level
+    direction: Literal["in", "out"]
+    type: EventType
+    result: Literal["granted", "denied"] | None = None
+    reason: Token | None = Field(None, description="Decision reason: ok, expired, ...")
+    credential: Token | None = Field(None, description="pass, badge, cccd or unknown")
+    subject: Annotated[str, StringConstraints(max_length=256)] | None = None
+    name: Annotated[str, StringConstraints(max_length=256)] | None = None
+    code_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = Field(
+        None, description="SHA-256 of the scanned payload; the payload itself is never sent"
+    )
+    latency_ms: float | None = Field(None, ge=0, description="Frame capture to decision")
+    detail: Annotated[str, StringConstraints(max_length=512)] | None = Field(
+        None, description="Human-readable detail of mode and fault events"
+    )
+    ts_trusted: bool = Field(
+        True, description="False when the gate's clock was not synchronised or jumped"
+    )
+
+    def to_json(self) -> bytes:
+        """Compact UTF-8 JSON with every field, as published."""
+        return json.dumps(
+            self.model_dump(mode="json"), ensure_ascii=False, separators=(",", ":")
+        ).encode()
+
+
+def format_ts(epoch_s: float) -> str:
+    """Epoch seconds → the event's `ts` form, e.g. 2026-11-25T07:58:03.412Z."""
+    moment = datetime.fromtimestamp(epoch_s, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_event(payload: bytes | str) -> Event:
+    """Validate one message; pydantic.ValidationError (a ValueError) if it is no event."""
+    return Event.model_validate_json(payload)
+
+
+def event_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of version 1 events."""
+    return Event.model_json_schema()
+
+
+if __name__ == "__main__":
+    json.dump(event_schema(), sys.stdout, indent=2)
+    sys.stdout.write("\n")

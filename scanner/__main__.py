@@ -1,0 +1,6 @@
+"""`python -m scanner` is the `qrgate` command."""
+
+from scanner.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""The `qrgate` command: one group whose sub-commands load only when they run.
+
+Each sub-command lives in its own module (`COMMANDS` maps name to "module:object"),
+so `qrgate safe-state` under systemd does not pay for numpy, the decoders or crypto.
+Errors of our own become one line and an exit code: 78 config, 1 failure, 2 usage.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from scanner._version import __version__
+from scanner.logs import LEVELS, configure_logging
+
+COMMANDS: dict[str, str] = {
+    "check-config": "scanner.cli.config_cmd:check_config",
+}
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class LazyGroup(click.Group):
+    """A group that imports a sub-command's module only when that command is used."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            module_name, _, attribute = self.lazy[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module_name), attribute)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="qrgate")
+@click.option(
+    "--log-level",
+    type=click.Choice(LEVELS, case_sensitive=False),
+    default=None,
+    help="Log verbosity (default: log.level from the config, else info).",
+)
+@click.pass_context
+def cli(ctx: click.Context, log_level: str | None) -> None:
+    """qrgate: a QR-code gate scanner for a Raspberry Pi.
+
+    Reads the code a worker shows to the camera, decides locally whether it is valid,
+    drives LEDs, buzzer and the turnstile relay, and publishes every scan over MQTT.
+    """
+    ctx.obj = {"log_level": log_level}
+    configure_logging(log_level or "info")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the CLI and map errors to exit codes."""
+    sys.exit(run(argv))
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code instead of exiting."""
+    try:
+        result = cli.main(args=argv, prog_name="qrgate", standalone_mode=False)
+    except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001 - re-raised unless ours
+        return report(error)
+    return result if isinstance(result, int) else 0
+
+
+def report(error: BaseException) -> int:
+    """Show an error the way its kind deserves and give its exit code."""
+    match error:
+        case click.exceptions.Exit():
+            code = error.exit_code
+        case click.ClickException():
+            error.show()
+            code = error.exit_code
+        case click.exceptions.Abort():
+            click.echo("Aborted.", err=True)
+            code = EXIT_FAILURE
+        case KeyboardInterrupt():
+            code = 130
+        case BrokenPipeError():
+            code = EXIT_FAILURE
+        case _:
+            own = own_error_code(error)
+            if own is None:
+                raise error  # unexpected: the traceback is what a developer needs
+            click.echo(f"qrgate: {error}", err=True)
+            code = own
+    return code
+
+
+def own_error_code(error: BaseException) -> int | None:
+    """Exit code for errors of our packages (each has its own base), else None."""
+    from scanner.errors import QrgateError
+
+    if isinstance(error, QrgateError):
+        return error.exit_code
+    for module_name, base_name in OTHER_BASES:
+        module = sys.modules.get(module_name)
+        base = getattr(module, base_name, None)
+        if isinstance(base, type) and isinstance(error, base):
+            return EXIT_FAILURE
+    return None
+
+
+# Checked through sys.modules: a package that was never imported cannot have raised.
+OTHER_BASES = (
+    ("firmware.errors", "FirmwareError"),
+    ("mqtt.errors", "MqttError"),
+    ("monitor.errors", "MonitorError"),
+)

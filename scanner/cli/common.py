@@ -1,0 +1,34 @@
+"""Options and helpers shared by the sub-commands."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from scanner.config import Config, load_config
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def config_option(func: F) -> F:
+    """The `-c/--config` option every command that reads the config takes."""
+    return click.option(
+        "-c",
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Config file (default: $QRGATE_CONFIG, /etc/qrgate/config.toml, ./config.toml).",
+    )(func)
+
+
+def load(ctx: click.Context, config_path: Path | None) -> tuple[Config, Path | None]:
+    """Load the config and apply its log level unless --log-level was given."""
+    config, found = load_config(config_path)
+    if not (ctx.find_root().obj or {}).get("log_level"):
+        logging.getLogger().setLevel(config.log.level.upper())
+    return config, found

@@ -1,0 +1,56 @@
+"""`qrgate check-config`: validate and print the effective configuration."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from scanner.cli.common import config_option, load
+from scanner.config import SECRET_KEYS, Config, referenced_files
+
+
+@click.command("check-config")
+@config_option
+@click.pass_context
+def check_config(ctx: click.Context, config_path: Path | None) -> None:
+    """Validate the config and print it as the gate will use it (secrets redacted).
+
+    Exits 78 naming every bad key. Files the gate opens later (keys, certificates)
+    are only warned about here, so a config can be checked before they are installed.
+    """
+    config, found = load(ctx, config_path)
+    origin = str(found) if found else "built-in defaults (no config file found)"
+    click.echo(f"# effective configuration from {origin}")
+    click.echo(render_toml(config))
+    for key, path in referenced_files(config).items():
+        if not path.is_file():
+            click.echo(f"warning: {key}: {path} does not exist (yet)", err=True)
+
+
+def render_toml(config: Config) -> str:
+    """The config as TOML, every key shown; secret files shown by path only."""
+    blocks = []
+    for section, values in config.model_dump(mode="python").items():
+        lines = [f"[{section}]"]
+        for key, value in values.items():
+            if value is None:
+                lines.append(f"# {key} is not set")
+                continue
+            note = "  # secret: file path only" if f"{section}.{key}" in SECRET_KEYS else ""
+            lines.append(f"{key} = {toml_value(value)}{note}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    # JSON string escapes are valid TOML basic-string escapes.
+    return json.dumps(str(value), ensure_ascii=False)

@@ -1,0 +1,341 @@
+"""The gate's configuration: TOML validated into typed, frozen models.
+
+Every section rejects unknown keys, so a typo is an error rather than a silent default.
+All problems in a file are reported at once with their key path (see `load_config`).
+Secrets are never inline: they come from files, and a relative secret path is looked up
+in `$CREDENTIALS_DIRECTORY` (systemd `LoadCredential=`) before the config's folder.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+
+from scanner.errors import ConfigError, ConfigProblem
+
+DEFAULT_PATHS = (Path("/etc/qrgate/config.toml"), Path("config.toml"))
+CONFIG_ENV = "QRGATE_CONFIG"
+CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
+
+ID_RULE = "1 to 64 of A-Z a-z 0-9 _ -"
+Ident = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+BcmPin = Annotated[int, Field(ge=0, le=27, description="BCM GPIO number")]
+Seconds = Annotated[float, Field(ge=0)]
+CredentialKind = Literal["pass", "badge", "cccd"]
+PassAlgorithm = Literal["EdDSA", "ES256"]
+
+# Keys whose files hold secrets: relative paths resolve in $CREDENTIALS_DIRECTORY first.
+SECRET_KEYS = frozenset({"mqtt.password_file", "mqtt.key_file"})
+# Inline secrets people try first; each gets a pointed message instead of "unknown key".
+INLINE_SECRETS = {"mqtt.password": "mqtt.password_file", "mqtt.key": "mqtt.key_file"}
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys and mutation are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class GateSection(Section):
+    site: Ident = "factory-1"
+    id: Ident = "gate-1"
+    direction: Literal["in", "out"] = "in"
+
+
+class CameraSection(Section):
+    source: str = "auto"
+    width: int = Field(640, ge=64, le=4608)
+    height: int = Field(480, ge=64, le=3496)
+    fps: float = Field(30, gt=0, le=120)
+    decoder: Literal["auto", "zxing", "pyzbar"] = "auto"
+    exposure: Literal["normal", "short"] = "normal"
+    autofocus: bool = True
+    capture_timeout_s: float = Field(2.0, gt=0, le=60)
+    stall_s: float = Field(5.0, gt=0, le=600)
+    replay_loop: bool = False
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        if value in ("auto", "picamera2"):
+            return value
+        kind, sep, rest = value.partition(":")
+        if sep and kind in ("v4l2", "replay") and rest:
+            return value
+        raise ValueError("expected auto, picamera2, v4l2:/dev/videoN or replay:PATH")
+
+
+class GpioSection(Section):
+    pin_factory: Literal["auto", "lgpio", "rpigpio", "mock"] = "auto"
+    relay: BcmPin = 17
+    relay_active_high: bool = True
+    relay_pulse_ms: int = Field(800, ge=50, le=60_000)
+    green_led: BcmPin | None = 23
+    red_led: BcmPin | None = 24
+    buzzer: BcmPin | None = 25
+    exit_button: BcmPin | None = None
+    door_contact: BcmPin | None = None
+    fire_alarm: BcmPin | None = None
+    door_held_s: float = Field(30.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _pins_distinct(self) -> GpioSection:
+        used: dict[int, str] = {}
+        for name in PIN_KEYS:
+            pin = getattr(self, name)
+            if pin is None:
+                continue
+            if pin in used:
+                raise ValueError(f"pin {pin} is used by both {used[pin]} and {name}")
+            used[pin] = name
+        return self
+
+
+PIN_KEYS = ("relay", "green_led", "red_led", "buzzer", "exit_button", "door_contact", "fire_alarm")
+
+
+class PolicySection(Section):
+    accept: list[CredentialKind] = Field(
+        default_factory=lambda: list[CredentialKind](["pass", "badge"]), min_length=1
+    )
+    repeat_window_s: Seconds = 5.0
+    anti_passback_s: Seconds = 0.0
+    max_payload_bytes: int = Field(2048, ge=16, le=65_536)
+    clock_skew_s: float = Field(60.0, ge=0, le=3600)
+
+
+class PassesSection(Section):
+    jwks: Path = Path("/etc/qrgate/jwks.json")
+    algorithms: list[PassAlgorithm] = Field(
+        default_factory=lambda: list[PassAlgorithm](["EdDSA", "ES256"]), min_length=1
+    )
+
+
+class StoreSection(Section):
+    path: Path = Path("/var/lib/qrgate/qrgate.db")
+
+
+class MqttSection(Section):
+    host: str = Field("localhost", min_length=1)
+    port: int = Field(1883, ge=1, le=65_535)
+    topic_prefix: str = "qrgate"
+    protocol: Literal["v5", "v311"] = "v5"
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    username: str | None = None
+    password_file: Path | None = None
+    client_id: str | None = None
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    heartbeat_s: float = Field(30.0, ge=1, le=3600)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _clean_prefix(cls, value: str) -> str:
+        segments = value.split("/")
+        if not value or any(not segment for segment in segments):
+            raise ValueError("expected topic levels separated by single '/', none empty")
+        if any(ch in value for ch in "+#") or any(
+            ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value
+        ):
+            raise ValueError("must not contain '+', '#' or control characters")
+        return value
+
+    @model_validator(mode="after")
+    def _client_cert_pairs(self) -> MqttSection:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (TLS client certificate)")
+        if (self.cert_file or self.ca_file) and not self.tls:
+            raise ValueError("ca_file/cert_file are set but tls = false")
+        if self.password_file is not None and self.username is None:
+            raise ValueError("password_file needs username")
+        return self
+
+
+class LogSection(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Config(Section):
+    gate: GateSection = GateSection()
+    camera: CameraSection = CameraSection()
+    gpio: GpioSection = GpioSection()
+    policy: PolicySection = PolicySection()
+    passes: PassesSection = PassesSection()
+    store: StoreSection = StoreSection()
+    mqtt: MqttSection = MqttSection()
+    log: LogSection = LogSection()
+
+    @property
+    def client_id(self) -> str:
+        """The MQTT client id: configured, else derived from site and gate (stable, unique)."""
+        return self.mqtt.client_id or f"qrgate-{self.gate.site}-{self.gate.id}"
+
+
+def find_config_path(explicit: Path | None = None) -> Path | None:
+    """The config file to use: -c, else $QRGATE_CONFIG, else the first default that exists.
+
+    None means no file: the built-in defaults apply.
+    """
+    if explicit is not None:
+        return explicit
+    from_env = os.environ.get(CONFIG_ENV)
+    if from_env:
+        return Path(from_env)
+    return next((path for path in DEFAULT_PATHS if path.is_file()), None)
+
+
+def load_config(path: Path | None = None) -> tuple[Config, Path | None]:
+    """Find, read and validate the configuration; raise ConfigError listing every problem."""
+    found = find_config_path(path)
+    if found is None:
+        return Config(), None
+    return parse_config(read_toml(found), base_dir=found.parent, source=str(found)), found
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError.single("config", "file not found", str(path)) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError.single("config", f"cannot read: {error}", str(path)) from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError.single("config", f"not valid TOML: {error}", str(path)) from None
+
+
+def parse_config(
+    data: Mapping[str, Any], base_dir: Path | None = None, source: str = "config"
+) -> Config:
+    """Validate a config mapping; relative paths resolve against `base_dir`."""
+    data, problems = split_inline_secrets(data)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as error:
+        problems += [describe_error(detail) for detail in error.errors()]
+        raise ConfigError(problems, source) from None
+    config = resolve_paths(config, base_dir or Path.cwd())
+    problems += missing_secret_problems(config)
+    if problems:
+        raise ConfigError(problems, source)
+    return config
+
+
+def split_inline_secrets(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[ConfigProblem]]:
+    """Take out inline secrets, each reported with where it belongs instead."""
+    cleaned = dict(data)
+    problems = []
+    for key, file_key in INLINE_SECRETS.items():
+        section, _, name = key.partition(".")
+        table = cleaned.get(section)
+        if isinstance(table, dict) and name in table:
+            cleaned[section] = {k: v for k, v in table.items() if k != name}
+            problems.append(
+                ConfigProblem(
+                    key, f"secrets are not accepted inline; put it in a file and set {file_key}"
+                )
+            )
+    return cleaned, problems
+
+
+def describe_error(detail: ErrorDetails) -> ConfigProblem:
+    """Turn one pydantic error into key path, given value and what was expected."""
+    key = ".".join(str(part) for part in detail["loc"]) or "config"
+    kind = detail["type"]
+    value = detail.get("input")
+    if kind == "extra_forbidden":
+        return ConfigProblem(key, "unknown key", value, has_value=True)
+    if kind == "missing":
+        return ConfigProblem(key, "required key is missing")
+    message = EXPECTED.get(kind) or detail["msg"].removeprefix("Value error, ")
+    if kind == "string_pattern_mismatch":
+        message = f"expected {ID_RULE}"
+    return ConfigProblem(key, message, value, has_value=not isinstance(value, dict))
+
+
+EXPECTED = {
+    "int_type": "expected an integer",
+    "int_parsing": "expected an integer",
+    "int_from_float": "expected an integer, not a fraction",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "string_type": "expected a string",
+    "list_type": "expected a list",
+    "model_type": "expected a table (a [section])",
+    "path_type": "expected a file path (a string)",
+}
+
+
+def resolve_paths(config: Config, base_dir: Path) -> Config:
+    """Anchor relative file paths: secrets in $CREDENTIALS_DIRECTORY, the rest at base_dir."""
+    credentials = os.environ.get(CREDENTIALS_ENV)
+
+    def anchor(key: str, path: Path | None) -> Path | None:
+        if path is None or path.is_absolute():
+            return path
+        if key in SECRET_KEYS and credentials:
+            return Path(credentials) / path
+        return base_dir / path
+
+    mqtt = config.mqtt.model_copy(
+        update={
+            name: anchor(f"mqtt.{name}", getattr(config.mqtt, name))
+            for name in ("ca_file", "cert_file", "key_file", "password_file")
+        }
+    )
+    return config.model_copy(
+        update={
+            "mqtt": mqtt,
+            "passes": config.passes.model_copy(
+                update={"jwks": anchor("passes.jwks", config.passes.jwks)}
+            ),
+            "store": config.store.model_copy(
+                update={"path": anchor("store.path", config.store.path)}
+            ),
+        }
+    )
+
+
+def missing_secret_problems(config: Config) -> list[ConfigProblem]:
+    """Secret files are opt-in, so a configured one that is missing is a config error now."""
+    problems = []
+    for key in sorted(SECRET_KEYS):
+        path = getattr(config.mqtt, key.partition(".")[2])
+        if path is not None and not path.is_file():
+            problems.append(ConfigProblem(key, "secret file not found", str(path), has_value=True))
+    return problems
+
+
+def referenced_files(config: Config) -> dict[str, Path]:
+    """Files the gate will open at run time, by key, for checks that warn early."""
+    files = {"passes.jwks": config.passes.jwks}
+    for name in ("ca_file", "cert_file", "key_file", "password_file"):
+        path = getattr(config.mqtt, name)
+        if path is not None:
+            files[f"mqtt.{name}"] = path
+    return files
+
+
+def require_file(key: str, path: Path) -> Path:
+    """The file behind `key`, or a ConfigError naming the key (exit 78)."""
+    if not path.is_file():
+        raise ConfigError.single(key, "file not found", value=str(path))
+    return path

@@ -1,0 +1,70 @@
+"""qrgate: the software of a QR-code gate scanner on a Raspberry Pi."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+
+def read_version() -> str:
+    namespace: dict[str, str] = {}
+    exec((HERE / "scanner" / "_version.py").read_text(), namespace)  # noqa: S102
+    return namespace["__version__"]
+
+
+setup(
+    name="qrgate",
+    version=read_version(),
+    description="QR-code gate scanner: local decisions, turnstile relay, loss-free MQTT events",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.11",
+    packages=find_packages(include=["scanner*", "firmware*", "mqtt*", "monitor*"]),
+    package_data={
+        "scanner": ["py.typed"],
+        "firmware": ["py.typed"],
+        "mqtt": ["py.typed"],
+        "monitor": ["py.typed"],
+    },
+    install_requires=[
+        "click>=8.1",
+        "pydantic>=2.6,<3",
+        "numpy>=1.24",
+        "pillow>=10",
+        "segno>=1.6",
+        "zxing-cpp>=2.2",
+        "pyzbar>=0.1.9",
+        "paho-mqtt>=2.0,<3",
+        "gpiozero>=2.0",
+        "PyJWT[crypto]>=2.8",
+        "cryptography>=41",
+        "rich>=13",
+    ],
+    extras_require={
+        # On Raspberry Pi OS, picamera2 and lgpio come from apt (python3-picamera2,
+        # python3-lgpio) and reach the venv through --system-site-packages: picamera2 is
+        # not installable from PyPI off a Pi. RPi.GPIO is the fallback pin library for
+        # older boards (never a Pi 5).
+        "pi": ["RPi.GPIO>=0.7; platform_machine=='aarch64' or platform_machine=='armv7l'"],
+        "webcam": ["opencv-python-headless>=4.8"],
+        "central": ["psycopg[binary]>=3.1"],
+        "dev": [
+            "pytest>=8",
+            "pytest-timeout>=2.2",
+            "hypothesis>=6.100",
+            "jsonschema>=4.20",
+            "ruff>=0.6",
+            "mypy>=1.10",
+            "psycopg[binary]>=3.1",
+            "opencv-python-headless>=4.8",
+        ],
+    },
+    entry_points={"console_scripts": ["qrgate=scanner.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Operating System :: POSIX :: Linux",
+        "Topic :: System :: Hardware",
+    ],
+)

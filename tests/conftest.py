@@ -1,0 +1,60 @@
+"""Fixtures every part of the suite uses: a private broker, mock pins, QR frames."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.broker import Mosquitto, mosquitto_binary
+from tests.support.frames import Gray, Look, render_qr
+
+
+@pytest.fixture
+def broker_factory(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
+    """Start private brokers with extra config lines; all are stopped after the test."""
+    if mosquitto_binary() is None:
+        pytest.fail("mosquitto is not installed: run the README's test command, which installs it")
+    started: list[Mosquitto] = []
+
+    def start(extra_conf: list[str] | None = None, persistence: bool = False) -> Mosquitto:
+        broker = Mosquitto(tmp_path / f"broker-{len(started)}", extra_conf or [], persistence)
+        started.append(broker)
+        return broker.start()
+
+    yield start
+    for broker in started:
+        broker.kill()
+
+
+@pytest.fixture
+def mosquitto(broker_factory: Callable[..., Mosquitto]) -> Mosquitto:
+    """A running private mosquitto on a free loopback port (stop/kill/restart at will)."""
+    return broker_factory()
+
+
+@pytest.fixture
+def mock_factory() -> Iterator[object]:
+    """gpiozero's own MockFactory, fresh for each test, its pins released afterwards."""
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    factory = MockFactory(pin_class=MockPWMPin)
+    yield factory
+    factory.reset()
+    factory.close()
+
+
+@pytest.fixture
+def qr_frame() -> Callable[..., Gray]:
+    """Render a payload as a QR code in a grayscale frame: qr_frame(payload, look=Look(...))."""
+
+    def render(
+        payload: bytes | str,
+        size: tuple[int, int] = (640, 480),
+        look: Look | None = None,
+        **options: object,
+    ) -> Gray:
+        return render_qr(payload, size, look, **options)  # type: ignore[arg-type]
+
+    return render

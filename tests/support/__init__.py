@@ -1,0 +1,1 @@
+"""Test and benchmark support: a private mosquitto, QR frame rendering."""
