@@ -4,43 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from scanner.sdnotify import Heartbeat, Notifier, Watchdog, socket_address, watchdog_interval
-
-
-class Receiver:
-    """The systemd end: a bound datagram socket and the NOTIFY_SOCKET value naming it."""
-
-    def __init__(self, sock: socket.socket, env_value: str) -> None:
-        self.sock = sock
-        self.env_value = env_value
-
-    def messages(self, timeout_s: float = 2.0) -> list[bytes]:
-        """Every datagram sent so far, waiting up to timeout_s for the first."""
-        self.sock.settimeout(timeout_s)
-        return [self.sock.recv(4096), *self.pending()]
-
-    def pending(self) -> list[bytes]:
-        """The datagrams already queued, without waiting."""
-        self.sock.setblocking(False)
-        received = []
-        while True:
-            try:
-                received.append(self.sock.recv(4096))
-            except BlockingIOError:
-                return received
-
-
-def datagram_socket() -> socket.socket:
-    return socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+from tests.support.notify import NotifySocket
 
 
 @pytest.fixture
@@ -51,30 +23,25 @@ def short_dir() -> Iterator[Path]:
 
 
 @pytest.fixture
-def path_receiver(short_dir: Path) -> Iterator[Receiver]:
-    sock = datagram_socket()
-    sock.bind(str(short_dir / "notify"))
-    yield Receiver(sock, str(short_dir / "notify"))
-    sock.close()
+def path_receiver() -> Iterator[NotifySocket]:
+    with NotifySocket.path() as receiver:
+        yield receiver
 
 
 @pytest.fixture
-def abstract_receiver() -> Iterator[Receiver]:
-    name = f"qrgate-test-{uuid.uuid4().hex}"
-    sock = datagram_socket()
-    sock.bind("\0" + name)
-    yield Receiver(sock, "@" + name)
-    sock.close()
+def abstract_receiver() -> Iterator[NotifySocket]:
+    with NotifySocket.abstract() as receiver:
+        yield receiver
 
 
 @pytest.fixture(params=["path", "abstract"])
-def receiver(request: pytest.FixtureRequest) -> Receiver:
-    found: Receiver = request.getfixturevalue(f"{request.param}_receiver")
+def receiver(request: pytest.FixtureRequest) -> NotifySocket:
+    found: NotifySocket = request.getfixturevalue(f"{request.param}_receiver")
     return found
 
 
 @pytest.fixture
-def notifier(receiver: Receiver) -> Iterator[Notifier]:
+def notifier(receiver: NotifySocket) -> Iterator[Notifier]:
     made = Notifier(receiver.env_value)
     yield made
     made.close()
@@ -88,7 +55,7 @@ def test_without_notify_socket_nothing_happens() -> None:
     notifier.close()
 
 
-def test_reads_notify_socket_from_environment(path_receiver: Receiver) -> None:
+def test_reads_notify_socket_from_environment(path_receiver: NotifySocket) -> None:
     notifier = Notifier.from_environment({"NOTIFY_SOCKET": path_receiver.env_value})
     assert notifier.enabled
     assert notifier.ready()
@@ -96,7 +63,7 @@ def test_reads_notify_socket_from_environment(path_receiver: Receiver) -> None:
     notifier.close()
 
 
-def test_ready_with_status_is_one_datagram(receiver: Receiver, notifier: Notifier) -> None:
+def test_ready_with_status_is_one_datagram(receiver: NotifySocket, notifier: Notifier) -> None:
     assert notifier.ready("scanning at 30 fps")
     assert receiver.messages() == [b"READY=1\nSTATUS=scanning at 30 fps"]
 
@@ -111,18 +78,18 @@ def test_ready_with_status_is_one_datagram(receiver: Receiver, notifier: Notifie
     ],
 )
 def test_each_state_change(
-    receiver: Receiver, notifier: Notifier, method: str, args: tuple[str, ...], expected: bytes
+    receiver: NotifySocket, notifier: Notifier, method: str, args: tuple[str, ...], expected: bytes
 ) -> None:
     assert getattr(notifier, method)(*args) is True
     assert receiver.messages() == [expected]
 
 
-def test_status_stays_on_one_line(receiver: Receiver, notifier: Notifier) -> None:
+def test_status_stays_on_one_line(receiver: NotifySocket, notifier: Notifier) -> None:
     notifier.status("camera stalled\nrestarting\r\nnow")
     assert receiver.messages() == [b"STATUS=camera stalled restarting now"]
 
 
-def test_status_is_utf8(receiver: Receiver, notifier: Notifier) -> None:
+def test_status_is_utf8(receiver: NotifySocket, notifier: Notifier) -> None:
     notifier.status("cổng 1: sẵn sàng")
     assert receiver.messages() == ["STATUS=cổng 1: sẵn sàng".encode()]
 
@@ -153,16 +120,14 @@ def test_gone_receiver_is_logged_once_then_recovers(
     assert len(warnings) == 1
     assert "cannot notify systemd (WATCHDOG)" in warnings[0].getMessage()
 
-    sock = datagram_socket()
-    sock.bind(address)
-    assert notifier.watchdog()
-    assert Receiver(sock, address).messages() == [b"WATCHDOG=1"]
+    with NotifySocket(address, address) as systemd:
+        assert notifier.watchdog()
+        assert systemd.messages() == [b"WATCHDOG=1"]
     assert "notifying systemd works again" in caplog.text
-    sock.close()
     notifier.close()
 
 
-def test_full_receiver_never_blocks_the_sender(path_receiver: Receiver) -> None:
+def test_full_receiver_never_blocks_the_sender(path_receiver: NotifySocket) -> None:
     notifier = Notifier(path_receiver.env_value)
     # Nobody reads: the kernel queue fills within a few hundred datagrams at most, and
     # then a send fails at once instead of waiting for systemd.
@@ -220,14 +185,14 @@ def test_heartbeat_is_alive_only_while_fresh() -> None:
     assert heartbeat.alive()
 
 
-def test_watchdog_pings_while_checks_pass(receiver: Receiver, notifier: Notifier) -> None:
+def test_watchdog_pings_while_checks_pass(receiver: NotifySocket, notifier: Notifier) -> None:
     watchdog = Watchdog(notifier, {"frame loop": lambda: True, "publisher": lambda: True}, 10)
     assert watchdog.tick()
     assert receiver.messages() == [b"WATCHDOG=1"]
 
 
 def test_watchdog_withholds_pings_while_a_loop_is_stuck(
-    path_receiver: Receiver, caplog: pytest.LogCaptureFixture
+    path_receiver: NotifySocket, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="scanner.sdnotify")
     clock = FakeClock()
@@ -252,7 +217,7 @@ def test_watchdog_withholds_pings_while_a_loop_is_stuck(
 
 
 def test_a_check_that_raises_has_failed(
-    path_receiver: Receiver, caplog: pytest.LogCaptureFixture
+    path_receiver: NotifySocket, caplog: pytest.LogCaptureFixture
 ) -> None:
     def broken() -> bool:
         raise RuntimeError("queue gone")
@@ -267,7 +232,7 @@ def test_a_check_that_raises_has_failed(
 
 
 def test_watchdog_thread_pings_each_interval_until_stopped(
-    receiver: Receiver, notifier: Notifier
+    receiver: NotifySocket, notifier: Notifier
 ) -> None:
     watchdog = Watchdog(notifier, {"frame loop": lambda: True}, interval_s=0.01)
     watchdog.start()
@@ -280,7 +245,7 @@ def test_watchdog_thread_pings_each_interval_until_stopped(
     assert receiver.pending() == []
 
 
-def test_no_watchdog_means_no_thread(path_receiver: Receiver) -> None:
+def test_no_watchdog_means_no_thread(path_receiver: NotifySocket) -> None:
     notifier = Notifier(path_receiver.env_value)
     watchdog = Watchdog(notifier, {}, interval_s=None)
     assert not watchdog.enabled
@@ -291,7 +256,7 @@ def test_no_watchdog_means_no_thread(path_receiver: Receiver) -> None:
 
 
 def test_watchdog_from_environment(
-    path_receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+    path_receiver: NotifySocket, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("WATCHDOG_USEC", "4000000")
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
