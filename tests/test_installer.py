@@ -183,6 +183,7 @@ def checkout_listing() -> set[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # pip builds and installs qrgate with its dependencies
 def test_builds_the_venv_and_checks_the_config(tmp_path: Path) -> None:
     before = checkout_listing()
     done = staged(tmp_path, "--no-start")

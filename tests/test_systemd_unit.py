@@ -167,6 +167,10 @@ def test_hardening_still_allows_gpio_and_the_camera(service: dict[str, list[str]
     }
     assert "PrivateDevices" not in service  # it would hide every one of them
     assert "ProcSubset" not in service  # gpiozero reads /proc/cpuinfo to know the board
+    # Whether the clock is synchronised (adjtimex) stays readable: events are flagged
+    # when it is not. ProtectClock= would deny that query too.
+    assert "adjtimex" in service["SystemCallFilter"][-1].split()
+    assert "ProtectClock" not in service
     assert set(one(service, "RestrictAddressFamilies").split()) == {
         "AF_UNIX",
         "AF_INET",
