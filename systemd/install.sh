@@ -80,6 +80,7 @@ parse_args() {
         shift
     done
     if $purge && [[ $action != uninstall ]]; then die 2 "--purge goes with --uninstall"; fi
+    if ! $build_venv && [[ -z $root ]]; then die 2 "--no-venv is for --root staging only"; fi
     if [[ -z $root && $EUID -ne 0 ]]; then
         die 1 "this sets up packages, a user and a service, so it needs root: sudo $0 $given"
     fi
@@ -252,9 +253,13 @@ install_all() {
 
 uninstall_all() {
     step "removing $unit"
-    if [[ -n $root || -e $unit_file ]] && booted_with_systemd; then
+    if [[ -n $root || -e $unit_file ]]; then
         # Stopping runs ExecStopPost=qrgate safe-state, so the venv goes only afterwards.
-        system systemctl disable --now "$unit"
+        if booted_with_systemd; then
+            system systemctl disable --now "$unit"
+        else
+            system systemctl disable "$unit"
+        fi
     fi
     rm -f -- "$(at "$unit_file")"
     if booted_with_systemd; then system systemctl daemon-reload; fi

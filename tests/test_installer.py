@@ -151,6 +151,7 @@ def test_refuses_politely_without_root() -> None:
     [
         (["--bogus"], "unknown option: --bogus"),
         (["--purge"], "--purge goes with --uninstall"),
+        (["--no-venv"], "--no-venv is for --root staging only"),
         (["--root"], "--root needs a folder"),
         (["--root", "/"], "--root / is the real system"),
     ],
