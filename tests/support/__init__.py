@@ -1,1 +1,1 @@
-"""Test and benchmark support: a private mosquitto, QR frame rendering."""
+"""Test and benchmark support: a private mosquitto, QR frame rendering, a notify socket."""
