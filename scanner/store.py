@@ -261,7 +261,7 @@ class Store:
                 " ON CONFLICT (component) DO UPDATE SET version = excluded.version",
                 (COMPONENT, SCHEMA),
             )
-        if current < SCHEMA:
+        if 0 < current < SCHEMA:
             log.info("store %s migrated from schema %d to %d", self.label, current, SCHEMA)
 
     def get_mode(self) -> Mode:
