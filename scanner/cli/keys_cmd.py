@@ -41,7 +41,7 @@ def new(out_dir: Path, kid: str | None, algorithm: str) -> None:
     from scanner.keys import create_signing_key, default_kid
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    chosen = kid or default_kid(time.time())
+    chosen = default_kid(time.time()) if kid is None else kid
     key_path, jwks_path = create_signing_key(out_dir, chosen, cast(PassAlgorithm, algorithm))
     click.echo(f"kid {chosen} ({algorithm})")
     click.echo(f"private key: {key_path}  (keep secret: it signs passes)")
