@@ -19,13 +19,14 @@ any of that state (`qrgate pass check`).
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Final, Literal, get_args
 
 from scanner.credentials import Credential, classify, parse_cccd
 from scanner.passes import PassVerifier
-from scanner.store import AllowKind, Mode, Store
+from scanner.store import AllowKind, Mode, Store, StoreError
 
 if TYPE_CHECKING:
     from scanner.clock import Clock
@@ -48,6 +49,7 @@ Reason = Literal[
     "emergency",  # granted only because the gate is in emergency mode
 ]
 REASONS: Final[tuple[Reason, ...]] = get_args(Reason)
+log = logging.getLogger(__name__)
 # Memory bounds: distinct codes within a repeat window, subjects within a passback window.
 REPEAT_CAPACITY = 1_024
 PASSBACK_CAPACITY = 50_000
@@ -176,8 +178,7 @@ class Policy:
                 return None
             decision = self._evaluate(payload, digest, now)
             if decision.granted and decision.subject and self._counts_passages():
-                self._passages.mark(decision.subject, now)
-                self._store.record_passage(decision.subject, self._clock.now())
+                self._remember_passage(decision.subject, now)
             return decision
 
     def evaluate(self, payload: bytes) -> Decision:
@@ -255,10 +256,24 @@ class Policy:
             reason = "revoked"
         return Verdict(reason, kind, subject, name or entry.name)
 
+    def _remember_passage(self, subject: str, now: float) -> None:
+        self._passages.mark(subject, now)
+        try:
+            self._store.record_passage(subject, self._clock.now())
+        except StoreError as error:
+            # The decision stands and passback still holds until a restart: a full or
+            # read-only disk must not turn away a valid worker.
+            log.error("passage of %s not persisted: %s", subject, error)
+
     def _tidy_store(self) -> None:
-        if not self._store.readonly:
-            now = self._clock.now()
+        """Drop spent revocations and passages; a store that cannot be written still decides."""
+        if self._store.readonly:
+            return
+        now = self._clock.now()
+        try:
             self._store.prune(now, passages_before=now - self._rules.anti_passback_s)
+        except StoreError as error:
+            log.warning("store not tidied: %s", error)
 
     def _recall_passages(self) -> None:
         """Passages from before a restart still count; their age comes from the wall clock."""

@@ -17,7 +17,7 @@ from scanner.config import PolicySection, parse_config
 from scanner.errors import ConfigError
 from scanner.passes import PassVerifier
 from scanner.policy import REASONS, Decision, Policy
-from scanner.store import AllowEntry, Store
+from scanner.store import AllowEntry, Store, StoreError
 from tests.support.tokens import IssuerKey, hand_jws, pyjwt_token, write_jwks
 
 SITE = "factory-1"
@@ -198,6 +198,26 @@ def test_passback_survives_a_restart(
     assert decided(restarted, b"W-1").reason == "passback"
     clock.advance(40)
     assert decided(restarted, b"W-1").reason == "ok"
+
+
+def test_a_store_that_cannot_be_written_still_decides(
+    make_policy: MakePolicy,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with Store.open_readonly(tmp_path / "qrgate.db") as readonly:
+        policy = make_policy(on=readonly, anti_passback_s=60)
+        assert decided(policy, b"W-1").reason == "ok"
+        assert decided(policy, b"W-1").reason == "passback"  # still held in memory
+    assert "passage of W-1 not persisted" in caplog.text
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise StoreError("database or disk is full")
+
+    monkeypatch.setattr(Store, "prune", full_disk)
+    assert decided(make_policy(), b"W-1").granted
+    assert "store not tidied" in caplog.text
 
 
 def test_evaluate_changes_nothing(
