@@ -339,3 +339,9 @@ def test_allow_needs_the_store_folder(tmp_path: Path) -> None:
     code, _, err = qrgate("allow", "add", "W-1", "-c", config)
     assert code == 78
     assert "store.path" in err
+
+
+def test_a_payload_starting_with_a_dash(gate: Path) -> None:
+    code, out, _ = qrgate("pass", "check", "-c", gate, "--", "-W1")
+    assert code == 1
+    assert (json.loads(out)["credential"], json.loads(out)["subject"]) == ("badge", "-W1")

@@ -138,6 +138,7 @@ def check(ctx: click.Context, payload: str, config_path: Path | None) -> None:
 
     Changes nothing: no passage and no repeat is recorded. PAYLOAD `-` reads the
     payload from standard input (any bytes; one final newline, as echo adds, is dropped).
+    Put `--` before a payload that starts with `-`.
     """
     from scanner.cli.stores import reading_store
     from scanner.clock import SystemClock
