@@ -18,6 +18,7 @@ from scanner.logs import LEVELS, configure_logging
 
 COMMANDS: dict[str, str] = {
     "check-config": "scanner.cli.config_cmd:check_config",
+    "safe-state": "scanner.cli.safe_cmd:safe_state",
 }
 
 EXIT_FAILURE = 1
