@@ -79,8 +79,8 @@ class Outputs:
         self._factory = factory
         self._devices = open_devices(pins, factory)
         self._written = dict.fromkeys(self._devices, False)
-        atexit.register(self.close)
         self._timer = scheduler.start(self._refresh, "qrgate-outputs")
+        atexit.register(self.close)
 
     def __enter__(self) -> Outputs:
         return self
