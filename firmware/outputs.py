@@ -74,6 +74,7 @@ class Outputs:
         self._plan = OutputPlan(pulse_s)
         self._scheduler = scheduler
         self._on_error = on_error
+        self._reporting = threading.local()
         self._closed = False
         self._pins = pins
         self._factory = factory
@@ -230,12 +231,17 @@ class Outputs:
             log.exception("cannot hold the outputs inactive after closing")
 
     def _report(self, message: str) -> None:
-        if self._on_error is None:
+        # A callback that calls back in (say, fault()) on pins that keep failing would
+        # report again from inside itself: once per thread is enough.
+        if self._on_error is None or getattr(self._reporting, "active", False):
             return
+        self._reporting.active = True
         try:
             self._on_error(message)
         except Exception:  # a broken callback must not stop the timer
             log.exception("on_error callback failed")
+        finally:
+            self._reporting.active = False
 
 
 def open_devices(pins: OutputPins, factory: Factory) -> dict[str, Any]:

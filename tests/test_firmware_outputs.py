@@ -382,6 +382,25 @@ def test_a_failing_error_callback_does_not_stop_the_outputs(
         assert gate.snapshot().red
 
 
+def test_an_error_callback_that_calls_back_in_is_not_called_again(
+    mock_factory: MockFactory, clock: ManualScheduler
+) -> None:
+    red = mock_factory.pin(24, pin_class=BrokenPin)
+    errors: list[str] = []
+    holder: list[Outputs] = []
+
+    def show_fault(message: str) -> None:
+        errors.append(message)
+        holder[0].fault()  # red is broken: this fails again, inside the callback
+
+    with Outputs(PINS, mock_factory, pulse_s=0.8, scheduler=clock, on_error=show_fault) as gate:
+        holder.append(gate)
+        red.broken = True
+        gate.denied()
+        assert len(errors) == 1
+        assert not gate.snapshot().relay
+
+
 def test_real_timer_ends_the_pulse_on_time(mock_factory: MockFactory) -> None:
     with Outputs(PINS, mock_factory, pulse_s=0.15) as outputs:
         relay = mock_factory.pin(17)
