@@ -107,7 +107,7 @@ class Inputs:
     def snapshot(self) -> InputSnapshot:
         with self._lock:
             return InputSnapshot(
-                exit_pressed=self._active("exit_button"),
+                exit_pressed=not self._closed and self._active("exit_button"),
                 door_open=self._door_opened_at is not None,
                 door_held=self._door_held,
                 fire_alarm=self._fire,
@@ -121,8 +121,11 @@ class Inputs:
             self._closed = True
             held, fire = self._door_held, self._fire
         self._timer.stop()
-        for device, _contact in self._devices.values():
-            device.close()
+        for name, (device, _contact) in self._devices.items():
+            try:
+                device.close()
+            except Exception:  # release the other inputs and lift the alarms all the same
+                log.exception("cannot release the %s input", name)
         if held:
             self._gate.set_door_alarm(False)
         if fire:

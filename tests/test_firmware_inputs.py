@@ -250,6 +250,7 @@ def test_close_lifts_what_the_inputs_raised_and_stops_listening(rig: Rig) -> Non
     rig.clock.advance(60)
     assert rig.events == events
     assert rig.pin(5).when_changed is None
+    assert not rig.inputs.snapshot().exit_pressed
 
 
 def test_door_alarm_is_lifted_on_close(rig: Rig) -> None:
