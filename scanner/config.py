@@ -36,6 +36,7 @@ Ident = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 BcmPin = Annotated[int, Field(ge=0, le=27, description="BCM GPIO number")]
 Seconds = Annotated[float, Field(ge=0)]
 CredentialKind = Literal["pass", "badge", "cccd"]
+ContactState = Literal["closed", "open"]
 PassAlgorithm = Literal["EdDSA", "ES256"]
 
 # Keys whose files hold secrets: relative paths resolve in $CREDENTIALS_DIRECTORY first.
@@ -90,7 +91,12 @@ class GpioSection(Section):
     exit_button: BcmPin | None = None
     door_contact: BcmPin | None = None
     fire_alarm: BcmPin | None = None
+    # Which contact state means "active": pressed, door open, alarm on.
+    exit_button_active: ContactState = "closed"
+    door_contact_active: ContactState = "open"
+    fire_alarm_active: ContactState = "closed"
     door_held_s: float = Field(30.0, gt=0, le=3600)
+    door_grace_s: float = Field(1.0, ge=0, le=60)
 
     @model_validator(mode="after")
     def _pins_distinct(self) -> GpioSection:

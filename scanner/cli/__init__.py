@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "keys": "scanner.cli.keys_cmd:keys",
     "pass": "scanner.cli.pass_cmd:pass_group",
     "allow": "scanner.cli.allow_cmd:allow",
+    "safe-state": "scanner.cli.safe_cmd:safe_state",
 }
 
 EXIT_FAILURE = 1
