@@ -18,6 +18,7 @@ from scanner.logs import LEVELS, configure_logging
 
 COMMANDS: dict[str, str] = {
     "check-config": "scanner.cli.config_cmd:check_config",
+    "decode": "scanner.cli.decode_cmd:decode",
 }
 
 EXIT_FAILURE = 1
