@@ -57,7 +57,11 @@ UPSCALE = 2
 # A crop spans the located symbol and this many of its sizes on every side: zxing-cpp
 # often locates a false, smaller symbol inside a real code it cannot read.
 CROP_MARGIN = 1.0
-MIN_CROP_PX = 16
+# Smaller "symbols" are degenerate positions, not codes (21 modules of 1 px are larger).
+MIN_SYMBOL_PX = 12
+# Larger crops are left out: their modules are big (a photo of a large code), and
+# doubling them would cost seconds and gigabytes. A whole 1280x960 frame still fits.
+MAX_CROP_PIXELS = 1_300_000
 # Both binarizers often locate the same symbol: boxes this close are looked at once.
 SAME_BOX_PX = 6
 # zxing-cpp's local binarizer takes blocks with less contrast than 24 grey levels for
@@ -162,6 +166,7 @@ class ZbarReader:
         wrapper.zbar_image_scanner_set_config(self._scanner, qr, self.CFG_BINARY, 1)
 
     def decode(self, image: Gray) -> list[Code]:
+        check_gray(image)
         zbar = self._zbar
         pixels = np.ascontiguousarray(image)
         height, width = pixels.shape
@@ -336,17 +341,24 @@ def crop_boxes(shape: tuple[int, ...], located: list[Corners]) -> list[Box]:
     height, width = shape[:2]
     boxes: list[Box] = []
     for points in located:
+        if symbol_size(points) < MIN_SYMBOL_PX:
+            continue
         box = around(points, width, height)
-        if min(box[2] - box[0], box[3] - box[1]) < MIN_CROP_PX:
+        if (box[2] - box[0]) * (box[3] - box[1]) > MAX_CROP_PIXELS:
             continue
         if not any(same_box(box, other) for other in boxes):
             boxes.append(box)
     return boxes
 
 
+def symbol_size(points: Corners) -> int:
+    xs, ys = [x for x, _ in points], [y for _, y in points]
+    return max(max(xs) - min(xs), max(ys) - min(ys))
+
+
 def around(points: Corners, width: int, height: int) -> Box:
     xs, ys = [x for x, _ in points], [y for _, y in points]
-    margin = CROP_MARGIN * max(max(xs) - min(xs), max(ys) - min(ys), MIN_CROP_PX)
+    margin = CROP_MARGIN * symbol_size(points)
     return (
         max(0, int(min(xs) - margin)),
         max(0, int(min(ys) - margin)),

@@ -21,6 +21,7 @@ from scanner.decode import (
     Decoder,
     LayeredDecoder,
     ZbarReader,
+    crop_boxes,
     make_decoder,
 )
 from tests.support.frames import Gray, Look, empty_frame, render_qr
@@ -218,3 +219,14 @@ def test_auto_without_zbar_decodes_with_zxing_only(
 def test_rejects_colour_images(still: Decoder) -> None:
     with pytest.raises(ValueError, match="2-D uint8"):
         still.decode(np.zeros((10, 10, 3), np.uint8))
+
+
+def test_crop_boxes_frame_each_located_symbol_once() -> None:
+    small = ((100, 100), (120, 100), (120, 120), (100, 120))
+    nudged = tuple((x + 3, y + 2) for x, y in small)
+    at_the_edge = ((0, 0), (30, 0), (30, 30), (0, 30))
+    speck = ((5, 5), (6, 5), (6, 6), (5, 6))
+    boxes = crop_boxes((480, 640), [small, nudged, at_the_edge, speck])
+    assert boxes == [(80, 80, 141, 141), (0, 0, 61, 61)]
+    huge = ((0, 0), (1500, 0), (1500, 1000), (0, 1000))
+    assert crop_boxes((3000, 4000), [huge]) == []
