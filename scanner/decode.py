@@ -9,10 +9,11 @@ reads more than either alone while keeping the empty frame, the common case, che
    binarizer, which keeps low-contrast, noisy and glared codes that the local binarizer
    breaks up, for a fifth of the cost. Both passes also report symbols they located but
    could not read.
-2. Second look: the FixedThreshold binarizer on the whole frame, a 2x upscaled crop
-   around every located-but-unread symbol (1.5-2 px modules), and pyzbar on the whole
-   frame (about ten times dearer than zxing-cpp, and it reads some codes zxing-cpp
-   misses altogether).
+2. Second look, cheapest first: the FixedThreshold binarizer on the whole frame; in a
+   dim frame, zxing-cpp on the levels stretched to the full range; a 2x upscaled crop
+   around every located-but-unread symbol (1.5-2 px modules); pyzbar on the whole frame
+   (ten to twenty times dearer than zxing-cpp, and it reads some codes, dim ones above
+   all, that zxing-cpp misses altogether).
 
 A still-image decoder (`make_decoder(name)`, used by `qrgate decode`) runs every stage on
 every image, so it reads at least what either backend reads alone. A live decoder
@@ -57,7 +58,8 @@ UPSCALE = 2
 # A crop spans the located symbol and this many of its sizes on every side: zxing-cpp
 # often locates a false, smaller symbol inside a real code it cannot read.
 CROP_MARGIN = 1.0
-# Smaller "symbols" are degenerate positions, not codes (21 modules of 1 px are larger).
+# A located "symbol" smaller than this is a degenerate position: the smallest QR code,
+# 21 modules of 1 px, is larger.
 MIN_SYMBOL_PX = 12
 # Larger crops are left out: their modules are big (a photo of a large code), and
 # doubling them would cost seconds and gigabytes. A whole 1280x960 frame still fits.

@@ -41,7 +41,9 @@ class Result:
 @click.command("decode")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image, one per line.")
 @config_option
-@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument(
+    "images", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="IMAGE..."
+)
 @click.pass_context
 def decode(
     ctx: click.Context, as_json: bool, config_path: Path | None, images: tuple[Path, ...]
