@@ -21,6 +21,7 @@ import itertools
 import os
 import platform
 import statistics
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -30,10 +31,13 @@ from pathlib import Path
 
 import numpy as np
 import zxingcpp
+from PIL import Image
 from pyzbar import pyzbar
 
+from scanner.camera import open_source
 from scanner.config import CameraSection
 from scanner.decode import QR_FORMATS, Budget, Decoder, LayeredDecoder, ZbarReader, make_decoder
+from scanner.frameloop import FrameLoop
 from scanner.images import Gray, load_gray
 from tests.support.frames import Look, empty_frame, render_qr
 from tests.support.hard_frames import HardFrame, hard_frames
@@ -218,6 +222,31 @@ def live_hold_table(
     return rows
 
 
+def loop_table(seconds: float) -> list[str]:
+    """The whole frame loop on a replay at 30 fps: CPU of this process, and its stats."""
+    with tempfile.TemporaryDirectory() as folder:
+        for seed in range(30):
+            Image.fromarray(empty_frame((640, 480), seed=seed, noise=3)).save(
+                f"{folder}/{seed:02d}.png"
+            )
+        camera = CameraSection(source=f"replay:{folder}", fps=FPS, replay_loop=True)
+        decoder = make_decoder("auto", live_share=SHARE)
+        loop = FrameLoop(open_source(camera), decoder, lambda frame, codes: None)
+        loop.start()
+        time.sleep(1.0)  # every frame decoded once from file, then from the replay's cache
+        cpu, wall = time.process_time(), time.monotonic()
+        time.sleep(seconds)
+        cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+        stats = loop.stats()
+        loop.stop()
+    return [
+        "| frame loop, 640x480 replay, no code | CPU | fps | decode ms median | dropped |",
+        "|---|---|---|---|---|",
+        f"| {seconds:g} s at {FPS} fps | {100 * cpu / wall:.1f} % of a core | {stats.fps:.1f} "
+        f"| {stats.decode_ms:.2f} | {stats.frames_dropped} of {stats.frames_captured} |",
+    ]
+
+
 def environment() -> str:
     from ctypes import byref, c_uint
 
@@ -243,6 +272,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=300, help="timed calls per row")
     parser.add_argument("--per-condition", type=int, default=30, help="hard frames per condition")
+    parser.add_argument("--loop-seconds", type=float, default=10.0, help="frame loop run time")
     args = parser.parse_args()
     print(f"# Decode benchmark\n\n{environment()}\n")
     print("\n".join(speed_table(args.frames)), "\n")
@@ -252,7 +282,8 @@ def main() -> None:
         print(f"(no corpus at {CORPUS}: corpus read rate skipped)\n")
     hard = hard_cases(args.per_condition)
     print("\n".join(rate_table("Read rate on the generated hard set (seed 2)", hard)), "\n")
-    print("\n".join(live_hold_table(hard)))
+    print("\n".join(live_hold_table(hard)), "\n")
+    print("\n".join(loop_table(args.loop_seconds)))
 
 
 if __name__ == "__main__":
