@@ -37,7 +37,7 @@ def test_reads_the_luma_plane_of_the_lores_stream(rig: Rig) -> None:
     [camera] = rig.cameras
     assert camera.config["lores"] == {"size": (320, 240), "format": "YUV420"}
     assert camera.config["main"]["size"] == (320, 240)
-    assert camera.config["controls"]["FrameRate"] == 25
+    assert camera.config["controls"]["FrameDurationLimits"] == (40_000, 40_000)
     assert [frame.number for frame in frames] == [1, 2, 3]
     assert [frame.captured for frame in frames] == [0.0, 1.0, 2.0]
     for number, frame in enumerate(frames, 1):
@@ -67,7 +67,7 @@ def test_no_autofocus_on_a_camera_without_it(rig: Rig) -> None:
 
 def test_normal_exposure_and_no_autofocus_when_configured(rig: Rig) -> None:
     PiCameraSource(settings(autofocus=False, exposure="normal"))
-    assert set(rig.cameras[0].config["controls"]) == {"FrameRate"}
+    assert set(rig.cameras[0].config["controls"]) == {"FrameDurationLimits"}
 
 
 def test_timeout_cancels_the_capture_and_restart_reopens(rig: Rig) -> None:

@@ -110,9 +110,12 @@ def gate_controls(
 ) -> dict[str, Any]:
     """Controls for a gate: frame rate, close-range autofocus, short exposure for screens.
 
-    Only controls the camera advertises are set: setting another raises RuntimeError.
+    The frame rate is libcamera's own control, in microseconds per frame (picamera2's
+    `FrameRate` shorthand is younger). Other controls are set only where the camera
+    advertises them: setting another raises RuntimeError.
     """
-    controls: dict[str, Any] = {"FrameRate": settings.fps}
+    frame_us = round(1_000_000 / settings.fps)
+    controls: dict[str, Any] = {"FrameDurationLimits": (frame_us, frame_us)}
     wanted: dict[str, Any] = {}
     if settings.autofocus:
         wanted |= {

@@ -109,7 +109,7 @@ def fake_picamera2_class(rig: Rig) -> Callable[..., Any]:
             controls: dict[str, Any] | None = None,
         ) -> dict[str, Any]:
             for name in controls or {}:
-                if name not in rig.controls and name != "FrameRate":
+                if name not in rig.controls:
                     raise RuntimeError(f"Control {name} is not advertised by libcamera")
             return {"main": main, "lores": lores, "controls": controls or {}}
 
