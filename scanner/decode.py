@@ -110,6 +110,8 @@ def make_decoder(name: DecoderName, *, live_share: float | None = None) -> Decod
     """
     if name == "pyzbar":
         return ZbarReader()
+    if name not in ("auto", "zxing"):
+        raise ValueError(f"unknown decoder {name!r}: expected auto, zxing or pyzbar")
     zbar = None
     if name == "auto":
         try:

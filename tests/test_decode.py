@@ -227,6 +227,11 @@ def test_auto_without_zbar_decodes_with_zxing_only(
         make_decoder("pyzbar")
 
 
+def test_unknown_decoder_name_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown decoder 'opencv'"):
+        make_decoder("opencv")  # type: ignore[arg-type]
+
+
 def test_rejects_colour_images(still: Decoder) -> None:
     with pytest.raises(ValueError, match="2-D uint8"):
         still.decode(np.zeros((10, 10, 3), np.uint8))
