@@ -34,7 +34,7 @@ setup(
         "numpy>=1.24",
         "pillow>=10",
         "segno>=1.6",
-        "zxing-cpp>=2.2",
+        "zxing-cpp>=3.0",  # BarcodeFormat.QRCode covers the whole QR family
         "pyzbar>=0.1.9",
         "paho-mqtt>=2.0,<3",
         "gpiozero>=2.0",

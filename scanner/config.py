@@ -63,6 +63,7 @@ class CameraSection(Section):
     height: int = Field(480, ge=64, le=3496)
     fps: float = Field(30, gt=0, le=120)
     decoder: Literal["auto", "zxing", "pyzbar"] = "auto"
+    second_look_share: float = Field(0.1, ge=0, le=1)
     exposure: Literal["normal", "short"] = "normal"
     autofocus: bool = True
     capture_timeout_s: float = Field(2.0, gt=0, le=60)

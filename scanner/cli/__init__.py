@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "pass": "scanner.cli.pass_cmd:pass_group",
     "allow": "scanner.cli.allow_cmd:allow",
     "safe-state": "scanner.cli.safe_cmd:safe_state",
+    "decode": "scanner.cli.decode_cmd:decode",
 }
 
 EXIT_FAILURE = 1
