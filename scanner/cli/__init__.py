@@ -18,6 +18,8 @@ from scanner.logs import LEVELS, configure_logging
 
 COMMANDS: dict[str, str] = {
     "check-config": "scanner.cli.config_cmd:check_config",
+    "monitor": "monitor.cli:monitor",
+    "report": "monitor.cli:report",
 }
 
 EXIT_FAILURE = 1
