@@ -279,6 +279,9 @@ class Store:
         where, params = ("WHERE site = ?", (site,)) if site else ("", ())
         return [Gap(*row) for row in self._read(GAPS.format(where=where), *params)]
 
+    def count_events(self) -> int:
+        return int(self._read("SELECT COUNT(*) FROM events")[0][0])
+
     def rejects(self, limit: int = 100) -> list[tuple[int, str, str, bytes]]:
         """The latest messages set aside: (received_ms, topic, reason, payload)."""
         rows = self._read(

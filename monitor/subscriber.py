@@ -132,6 +132,7 @@ class Subscriber:
         self._connection = 0
         self._ack_lock = threading.Lock()
         self._stopping = threading.Event()
+        self.subscribed = threading.Event()  # set once the broker granted our subscriptions
         self._writer = threading.Thread(target=self._write_loop, name="monitor-writer")
 
     def start(self) -> None:
@@ -175,9 +176,16 @@ class Subscriber:
     def _on_subscribe(
         self, _c: Any, _u: Any, _mid: int, reasons: list[ReasonCode], _p: Any
     ) -> None:
-        for topic, reason in zip(self.settings.filters, reasons, strict=False):
-            if reason.is_failure:
-                log.error("broker refused the subscription to %s: %s", topic, reason)
+        refused = [
+            (topic, reason)
+            for topic, reason in zip(self.settings.filters, reasons, strict=False)
+            if reason.is_failure
+        ]
+        for topic, reason in refused:
+            log.error("broker refused the subscription to %s: %s", topic, reason)
+        if not refused:
+            log.info("subscribed to %s", ", ".join(self.settings.filters))
+            self.subscribed.set()
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
         with self._ack_lock:
