@@ -116,14 +116,23 @@ KEEP_REJECT = "INSERT INTO rejects (received_ms, topic, reason, payload) VALUES 
 
 # Presence is made of granted scans with a subject: the queries below repeat the
 # condition of the partial index `events_presence` word for word, so SQLite uses it.
+# Per person and site, one index seek for their latest granted scan (not a window over
+# every scan): fast on millions of events, on both databases.
 INSIDE = """
-SELECT site, subject, name, gate, direction, ts_ms FROM (
-    SELECT site, subject, name, gate, direction, ts_ms, ROW_NUMBER() OVER (
-        PARTITION BY site, subject ORDER BY ts_ms DESC, seq DESC, id DESC) AS latest
-    FROM events
-    WHERE type = 'scan' AND result = 'granted' AND subject IS NOT NULL AND ts_ms < ? {filters}
-) AS last_scans
-WHERE latest = 1 AND direction = 'in'
+SELECT site, subject, name, gate, direction, ts_ms FROM events
+WHERE id IN (
+    SELECT (
+        SELECT latest.id FROM events AS latest
+        WHERE latest.site = people.site AND latest.subject = people.subject
+            AND latest.type = 'scan' AND latest.result = 'granted'
+            AND latest.subject IS NOT NULL AND latest.ts_ms < ?
+        ORDER BY latest.ts_ms DESC, latest.seq DESC LIMIT 1
+    )
+    FROM (
+        SELECT DISTINCT site, subject FROM events
+        WHERE type = 'scan' AND result = 'granted' AND subject IS NOT NULL {filters}
+    ) AS people
+) AND direction = 'in'
 ORDER BY site, subject
 """
 SCANS = """
