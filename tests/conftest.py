@@ -1,7 +1,9 @@
-"""Fixtures every part of the suite uses: a private broker, mock pins, QR frames."""
+"""Fixtures every part of the suite uses: a private broker, mock pins, QR frames, and a
+private PostgreSQL server for the monitor's store."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import pytest
 
 from tests.support.broker import Mosquitto, mosquitto_binary
 from tests.support.frames import Gray, Look, render_qr
+from tests.support.postgres import Postgres, postgres_bindir
 
 
 @pytest.fixture
@@ -58,3 +61,22 @@ def qr_frame() -> Callable[..., Gray]:
         return render_qr(payload, size, look, **options)  # type: ignore[arg-type]
 
     return render
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A private PostgreSQL server for the whole session (skipped only if not installed)."""
+    if postgres_bindir() is None:
+        pytest.skip("PostgreSQL binaries are absent: run scripts/test, which installs them")
+    server = Postgres().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty monitor store's URL, on SQLite and on the private PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/monitor.db"
+    server: Postgres = request.getfixturevalue("postgres")
+    return server.create_database(f"t_{uuid.uuid4().hex}")

@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
     "allow": "scanner.cli.allow_cmd:allow",
     "safe-state": "scanner.cli.safe_cmd:safe_state",
     "decode": "scanner.cli.decode_cmd:decode",
+    "monitor": "monitor.cli:monitor",
+    "report": "monitor.cli:report",
 }
 
 EXIT_FAILURE = 1

@@ -1,0 +1,348 @@
+"""The monitor: events stored per second from the broker, and reports on 1 million events.
+
+    .venv/bin/python -m bench.monitor [--events 20000] [--report-events 1000000]
+
+1. Ingest. A private mosquitto holds a backlog of N events (QoS 1) queued for a
+   persistent session; the consumer then connects and drains it. Baseline: a bare paho
+   subscriber that only counts messages (acknowledged by paho as they arrive). Ours:
+   the monitor's subscriber, storing each batch in one transaction and acknowledging
+   only after the commit, into SQLite (WAL, synchronous=FULL) and PostgreSQL (fsync on).
+2. Store write without the broker: our batched write vs a bare executemany of the same
+   rows in one transaction, into a fresh SQLite file.
+3. Reports on 1 million generated events (2,000 people x 250 days x in and out, two
+   sites): each report's time, against one full scan of the events table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import sqlite3
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from monitor import reports
+from monitor.ingest import EventRecord
+from monitor.state import LiveState
+from monitor.store import EVENT_COLUMNS, Store
+from monitor.subscriber import Broker, Settings, Subscriber
+from tests.support.broker import Mosquitto
+from tests.support.monitor_events import gate_event, payload, record, topic
+from tests.support.postgres import Postgres
+
+FILTER = "qrgate/+/+/events"
+START_DAY = datetime(2025, 1, 6, tzinfo=UTC)
+DAY = "2026-03-02T08:00"
+
+
+def table(title: str, rows: list[tuple[str, ...]], headers: tuple[str, ...]) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+    print(f"\n{title}")
+    for line in (headers, tuple("-" * width for width in widths), *rows):
+        print("  ".join(str(cell).rjust(width) for cell, width in zip(line, widths, strict=True)))
+
+
+# ---- 1. ingest from the broker ---------------------------------------------------------
+
+
+def session_properties() -> Properties:
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.SessionExpiryInterval = 3600
+    return properties
+
+
+def open_session(broker: Mosquitto, client_id: str) -> None:
+    """Create a persistent session subscribed to the events, then leave it."""
+    subscribed = threading.Event()
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    client.on_subscribe = lambda *_: subscribed.set()
+    client.connect("127.0.0.1", broker.port, clean_start=True, properties=session_properties())
+    client.loop_start()
+    client.subscribe(FILTER, qos=1)
+    assert subscribed.wait(10)
+    client.disconnect()
+    client.loop_stop()
+
+
+def publish_backlog(broker: Mosquitto, messages: list[tuple[str, bytes]]) -> None:
+    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    client.max_inflight_messages_set(1000)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    infos = [client.publish(message_topic, body, qos=1) for message_topic, body in messages]
+    for info in infos:
+        info.wait_for_publish(60)
+    client.disconnect()
+    client.loop_stop()
+
+
+def drain_bare(broker: Mosquitto, client_id: str, count: int) -> float:
+    received = 0
+    done = threading.Event()
+
+    def on_message(*_: Any) -> None:
+        nonlocal received
+        received += 1
+        if received == count:
+            done.set()
+
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    client.on_message = on_message
+    started = time.perf_counter()
+    client.connect("127.0.0.1", broker.port, clean_start=False, properties=session_properties())
+    client.loop_start()
+    assert done.wait(300), f"bare subscriber got {received} of {count}"
+    elapsed = time.perf_counter() - started
+    client.disconnect()
+    client.loop_stop()
+    return elapsed
+
+
+def drain_ours(broker: Mosquitto, client_id: str, count: int, store_url: str) -> float:
+    store = Store(store_url)
+    state = LiveState()
+    subscriber = Subscriber(Settings(Broker("127.0.0.1", broker.port), client_id), store, state)
+    started = time.perf_counter()
+    subscriber.start()
+    deadline = time.monotonic() + 300
+    while state.snapshot().counters.stored < count:
+        assert time.monotonic() < deadline, f"stored {state.snapshot().counters}"
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - started
+    subscriber.stop()
+    assert store.count_events() == count
+    store.close()
+    return elapsed
+
+
+def bench_ingest(count: int, postgres: Postgres, workdir: Path) -> None:
+    broker = Mosquitto(workdir / "broker", ["max_queued_messages 0"]).start()
+    rows = []
+    try:
+        consumers: list[tuple[str, Callable[[str], float]]] = [
+            ("bare paho, count only", lambda cid: drain_bare(broker, cid, count)),
+            (
+                "monitor -> SQLite",
+                lambda cid: drain_ours(broker, cid, count, f"sqlite:///{workdir}/ingest.db"),
+            ),
+            (
+                "monitor -> PostgreSQL",
+                lambda cid: drain_ours(broker, cid, count, postgres.create_database("ingest")),
+            ),
+        ]
+        baseline = None
+        for index, (name, drain) in enumerate(consumers):
+            client_id = f"bench-{index}"
+            open_session(broker, client_id)
+            events = [gate_event(seq, DAY, gate=f"g{seq % 4}") for seq in range(1, count + 1)]
+            publish_backlog(broker, [(topic(event), payload(event)) for event in events])
+            rate = count / drain(client_id)
+            baseline = baseline or rate
+            rows.append((name, f"{count}", f"{rate:,.0f}", f"{rate / baseline:.2f}"))
+    finally:
+        broker.kill()
+    table(
+        f"Ingest: drain {count} queued QoS 1 events from a private mosquitto",
+        rows,
+        ("consumer", "events", "events/s", "vs bare"),
+    )
+
+
+# ---- 2. store write without the broker -------------------------------------------------
+
+
+def bench_write(count: int, workdir: Path) -> None:
+    records = [record(gate_event(seq, DAY)) for seq in range(1, count + 1)]
+    ours_url = f"sqlite:///{workdir}/write-ours.db"
+    store = Store(ours_url)
+    started = time.perf_counter()
+    for start in range(0, count, 500):
+        store.write(records[start : start + 500])
+    ours = time.perf_counter() - started
+    store.close()
+
+    bare_path = workdir / "write-bare.db"
+    Store(f"sqlite:///{bare_path}").close()  # the same schema and indexes
+    connection = sqlite3.connect(bare_path, isolation_level=None)
+    connection.execute("PRAGMA journal_mode = WAL")
+    connection.execute("PRAGMA synchronous = FULL")
+    rows = [event_row(item) for item in records]
+    marks = ", ".join("?" * len(EVENT_COLUMNS))
+    started = time.perf_counter()
+    connection.execute("BEGIN")
+    connection.executemany(f"INSERT INTO events VALUES ({marks})", rows)  # noqa: S608
+    connection.execute("COMMIT")
+    bare = time.perf_counter() - started
+    connection.close()
+    table(
+        f"Store write, {count} events into SQLite",
+        [
+            ("bare executemany, one transaction", f"{count / bare:,.0f}", "1.00"),
+            ("Store.write, batches of 500", f"{count / ours:,.0f}", f"{bare / ours:.2f}"),
+        ],
+        ("writer", "events/s", "vs bare"),
+    )
+
+
+def event_row(item: EventRecord) -> tuple[object, ...]:
+    event = item.event
+    return (
+        event.id, event.site, event.gate, event.seq, item.ts_ms, event.direction, event.type,
+        event.result, event.reason, event.credential, event.subject, event.name,
+        event.code_sha256, event.latency_ms, event.detail, event.ts_trusted, item.extra, 0,
+    )  # fmt: skip
+
+
+# ---- 3. reports on a million events ----------------------------------------------------
+
+
+def generated(people: int, days: int) -> Iterator[tuple[object, ...]]:
+    """Each person in and out once a day at their site; per-gate seq in time order."""
+    rng = random.Random(8)
+    seqs: dict[str, int] = {}
+    home = {person: ("north", "south")[person % 2] for person in range(people)}
+    for day in range(days):
+        base = int((START_DAY + timedelta(days=day)).timestamp() * 1000)
+        scans = []
+        for person in range(people):
+            arrive = base + rng.randint(6 * 3600, 9 * 3600) * 1000
+            leave = arrive + rng.randint(7 * 3600, 10 * 3600) * 1000
+            # On the last day one in 40 is still inside (an `in`, then a denied `out`).
+            stays = day == days - 1 and person % 40 == 0
+            scans += [(arrive, person, "in"), (leave, person, "stay" if stays else "out")]
+        for ts_ms, person, way in sorted(scans):
+            site, direction = home[person], way.replace("stay", "out")
+            gate = f"{site}-{direction}-{person % 2}"
+            seq = seqs[gate] = seqs.get(gate, 0) + 1
+            yield (
+                str(uuid.UUID(int=rng.getrandbits(128), version=4)), site, gate, seq, ts_ms,
+                direction, "scan", "denied" if way == "stay" else "granted", "ok", "badge",
+                f"W-{person:05d}",
+                f"Worker {person}", "0" * 64, 10.0, None, True, None, ts_ms,
+            )  # fmt: skip
+
+
+def fill_sqlite(url: str, people: int, days: int) -> None:
+    Store(url).close()
+    connection = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+    marks = ", ".join("?" * len(EVENT_COLUMNS))
+    connection.execute("BEGIN")
+    connection.executemany(f"INSERT INTO events VALUES ({marks})", generated(people, days))  # noqa: S608
+    connection.execute("COMMIT")
+    connection.execute("ANALYZE")
+    connection.close()
+
+
+def fill_postgres(url: str, people: int, days: int) -> None:
+    import psycopg
+
+    Store(url).close()
+    with psycopg.connect(url) as connection, connection.cursor() as cursor:
+        with cursor.copy(f"COPY events ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as copy:
+            for row in generated(people, days):
+                copy.write_row(row)
+        connection.commit()
+        connection.autocommit = True
+        connection.execute("VACUUM ANALYZE events")
+
+
+def timed(work: Callable[[], object], runs: int = 3) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def full_scan(url: str) -> None:
+    """Read one unindexed column of every event: what "touch every row" costs."""
+    sql = "SELECT COUNT(*) FROM events WHERE latency_ms >= 0"
+    if url.startswith("sqlite:"):
+        connection = sqlite3.connect(url.removeprefix("sqlite:///"))
+        connection.execute(sql).fetchall()
+        connection.close()
+        return
+    import psycopg
+
+    with psycopg.connect(url) as connection:
+        connection.execute(sql).fetchall()
+
+
+def bench_reports(url: str, label: str, count: int) -> list[tuple[str, ...]]:
+    store = Store(url, create=False)
+    assert store.count_events() == count
+    day = START_DAY + timedelta(days=count // 8000)  # the middle day
+    day_ms = int(day.timestamp() * 1000)
+    week_ms = day_ms + 7 * 86_400_000
+    now_ms = int(time.time() * 1000)
+    baseline = timed(lambda: full_scan(url))
+    work: list[tuple[str, Callable[[], reports.Report]]] = [
+        ("onsite", lambda: reports.onsite(store, now_ms)),
+        (
+            "attendance (a day)",
+            lambda: reports.attendance(store, "d", day_ms, day_ms + 86_400_000, now_ms=now_ms),
+        ),
+        (
+            "contacts (a week)",
+            lambda: reports.contacts(store, "W-00042", day_ms, week_ms, now_ms=now_ms),
+        ),
+        ("gaps", lambda: reports.gaps(store)),
+    ]
+    rows = [(label, "full scan (baseline)", "", f"{baseline * 1000:.0f}", "1.0")]
+    for name, job in work:
+        found = len(job().rows)
+        took = timed(job)
+        rows.append((label, name, str(found), f"{took * 1000:.0f}", f"{took / baseline:.1f}"))
+    store.close()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--report-events", type=int, default=1_000_000)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="qrgate-bench-monitor-"))
+    postgres = Postgres(durable=True).start()
+    try:
+        bench_ingest(args.events, postgres, workdir)
+        bench_write(args.events, workdir)
+        people, days = 2000, args.report_events // 4000
+        count = people * days * 2
+        sqlite_url = f"sqlite:///{workdir}/reports.db"
+        started = time.perf_counter()
+        fill_sqlite(sqlite_url, people, days)
+        print(
+            f"\n(generated {count:,} events into SQLite in {time.perf_counter() - started:.0f} s)"
+        )
+        pg_url = postgres.create_database("reports")
+        fill_postgres(pg_url, people, days)
+        rows = bench_reports(sqlite_url, "SQLite", count) + bench_reports(
+            pg_url, "PostgreSQL", count
+        )
+        table(
+            f"Reports on {count:,} events (median of 3)",
+            rows,
+            ("store", "report", "rows", "ms", "vs full scan"),
+        )
+    finally:
+        postgres.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

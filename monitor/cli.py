@@ -1,0 +1,336 @@
+"""`qrgate monitor` (subscribe, store, show) and `qrgate report ...` (read the store)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from pathlib import Path
+from types import FrameType
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import click
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_DB = "sqlite:///./qrgate-monitor.db"
+STATS_EVERY_S = 60.0
+REFRESH_S = 0.5
+
+ExistingFile = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+def db_option(func: F) -> F:
+    return click.option(
+        "--db",
+        default=DEFAULT_DB,
+        show_default=True,
+        envvar="QRGATE_MONITOR_DB",
+        help="Event store: sqlite:///PATH (relative), sqlite:////PATH (absolute) or "
+        "postgresql://USER@HOST[:PORT]/DB. Also $QRGATE_MONITOR_DB.",
+    )(func)
+
+
+# ---- qrgate monitor -------------------------------------------------------------------
+
+
+@click.command("monitor")
+@click.option("--broker", required=True, help="mqtt://HOST[:1883] or mqtts://HOST[:8883] (TLS).")
+@db_option
+@click.option("--prefix", default="qrgate", show_default=True, help="The gates' topic prefix.")
+@click.option(
+    "--client-id",
+    default=None,
+    help="MQTT client id; the broker keeps the session under it, so keep it stable "
+    "(default: qrgate-monitor-HOSTNAME).",
+)
+@click.option(
+    "--shared",
+    "shared_group",
+    default=None,
+    help="Take events through the MQTT v5 shared subscription $share/GROUP/...: "
+    "monitors of one group split the events between them.",
+)
+@click.option(
+    "--session-expiry",
+    type=click.IntRange(0, 2**32 - 1),
+    default=7 * 24 * 3600,
+    show_default=True,
+    help="Seconds the broker keeps our session (and queues events) while we are away.",
+)
+@click.option("--quiet", is_flag=True, help="No live view: log only (for a service).")
+@click.option("--ca-file", type=ExistingFile, help="CA certificate(s) to verify the broker (TLS).")
+@click.option("--cert-file", type=ExistingFile, help="Client certificate (TLS).")
+@click.option("--key-file", type=ExistingFile, help="Client certificate's private key (TLS).")
+@click.option("--username", default=None, help="MQTT user name.")
+@click.option("--password-file", type=ExistingFile, help="File holding the MQTT password.")
+def monitor(
+    *,
+    broker: str,
+    db: str,
+    prefix: str,
+    client_id: str | None,
+    shared_group: str | None,
+    session_expiry: int,
+    quiet: bool,
+    ca_file: Path | None,
+    cert_file: Path | None,
+    key_file: Path | None,
+    username: str | None,
+    password_file: Path | None,
+) -> None:
+    """Subscribe to every gate's events, status and health; store events once each.
+
+    Events are acknowledged to the broker only after they are committed to the store.
+    Shows a live table of gates and the latest events unless --quiet. Stop with Ctrl-C
+    or SIGTERM: what has arrived is stored first.
+    """
+    from monitor.state import LiveState
+    from monitor.store import Store
+    from monitor.subscriber import Broker, Settings, Subscriber
+
+    if (cert_file is None) != (key_file is None):
+        raise click.UsageError("--cert-file and --key-file go together")
+    if password_file is not None and username is None:
+        raise click.UsageError("--password-file needs --username")
+    try:
+        endpoint = Broker.from_url(
+            broker,
+            ca_file=ca_file,
+            cert_file=cert_file,
+            key_file=key_file,
+            username=username,
+            password=read_secret(password_file),
+        )
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--broker") from None
+    if (ca_file or cert_file) and not endpoint.tls:
+        raise click.UsageError("--ca-file/--cert-file need an mqtts:// broker URL")
+    settings = Settings(
+        endpoint,
+        client_id=client_id or default_client_id(),
+        prefix=prefix,
+        shared_group=shared_group,
+        session_expiry_s=session_expiry,
+    )
+    store = Store(db)
+    state = LiveState()
+    state.seed(store.gates(), store.recent_events(15))
+    subscriber = Subscriber(settings, store, state)
+    try:
+        with stop_on_sigterm() as stopping:
+            subscriber.start()
+            (wait_quietly if quiet else show_live)(state, stopping)
+    finally:
+        subscriber.stop()
+        store.close()
+        log.info("stopped; %s", state.snapshot().counters)
+
+
+def read_secret(path: Path | None) -> str | None:
+    return None if path is None else path.read_text(encoding="utf-8").rstrip("\r\n")
+
+
+def default_client_id() -> str:
+    return "qrgate-monitor-" + (re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname()) or "host")
+
+
+@contextmanager
+def stop_on_sigterm() -> Iterator[threading.Event]:
+    """An event set by SIGTERM or Ctrl-C, so the monitor stops the same way on both."""
+    stopping = threading.Event()
+
+    def handle(_signal: int, _frame: FrameType | None) -> None:
+        stopping.set()
+
+    previous = signal.signal(signal.SIGTERM, handle)
+    try:
+        yield stopping
+    except KeyboardInterrupt:
+        stopping.set()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def wait_quietly(state: Any, stopping: threading.Event) -> None:
+    """Log a line of counters now and then until told to stop."""
+    while not stopping.wait(STATS_EVERY_S):
+        snapshot = state.snapshot()
+        log.info("%s; broker %s", snapshot.counters, "connected" if snapshot.connected else "down")
+
+
+def show_live(state: Any, stopping: threading.Event) -> None:
+    """Redraw the gates and events until told to stop; log lines print above the view."""
+    from rich.live import Live
+    from rich.logging import RichHandler
+
+    from monitor.view import render
+
+    root = logging.getLogger()
+    with Live(render(state.snapshot(), now_ms()), refresh_per_second=4) as live:
+        handlers = root.handlers[:]
+        root.handlers[:] = [RichHandler(console=live.console, show_path=False)]
+        try:
+            while not stopping.wait(REFRESH_S):
+                live.update(render(state.snapshot(), now_ms()))
+        finally:
+            root.handlers[:] = handlers
+
+
+def now_ms() -> int:
+    return round(time.time() * 1000)
+
+
+# ---- qrgate report ... ----------------------------------------------------------------
+
+
+def zone_option(func: F) -> F:
+    return click.option(
+        "--tz",
+        "zone",
+        default="UTC",
+        show_default=True,
+        callback=to_zone,
+        help="Time zone for times shown and for day boundaries, e.g. Asia/Ho_Chi_Minh.",
+    )(func)
+
+
+def format_option(func: F) -> F:
+    return click.option(
+        "--format",
+        "form",
+        type=click.Choice(["table", "csv", "json"]),
+        default="table",
+        show_default=True,
+    )(func)
+
+
+def to_zone(_ctx: click.Context, _param: click.Parameter, value: str) -> tzinfo:
+    if value.upper() in ("UTC", "Z"):
+        return UTC
+    try:
+        return ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise click.BadParameter(f"unknown time zone {value!r}") from None
+
+
+def report_options(func: F) -> F:
+    return db_option(format_option(zone_option(func)))
+
+
+@click.group("report")
+def report() -> None:
+    """Reports from the monitor's store: onsite, attendance, contacts, gaps.
+
+    Presence comes from granted scans only, with the direction each event carries.
+    Times are ISO 8601, UTC unless --tz says otherwise.
+    """
+
+
+@report.command("onsite")
+@click.option("--site", default=None, help="Only this site.")
+@report_options
+def onsite(site: str | None, db: str, form: str, zone: tzinfo) -> None:
+    """Who is inside now: their last granted scan at the site was an `in`."""
+    from monitor import reports
+
+    with opened(db) as store:
+        show(reports.onsite(store, now_ms(), site), form, zone)
+
+
+@report.command("attendance")
+@click.option("--date", "day", default=None, help="YYYY-MM-DD in --tz (default: today).")
+@click.option("--site", default=None, help="Only this site.")
+@report_options
+def attendance(day: str | None, site: str | None, db: str, form: str, zone: tzinfo) -> None:
+    """Per person and site on one day: first in, last out, time on site.
+
+    Someone still inside at midnight counts up to midnight on that day, and from
+    midnight on the next. Today counts up to now.
+    """
+    from monitor import reports
+
+    chosen = parse_day(day, zone)
+    start = datetime.combine(chosen, datetime.min.time(), tzinfo=zone)
+    end = datetime.combine(chosen + timedelta(days=1), datetime.min.time(), tzinfo=zone)
+    with opened(db) as store:
+        found = reports.attendance(
+            store, chosen.isoformat(), ms(start), ms(end), now_ms=now_ms(), site=site
+        )
+        show(found, form, zone)
+
+
+@report.command("contacts")
+@click.option("--subject", required=True, help="The person whose contacts to find.")
+@click.option("--from", "start", required=True, help="Start: ISO 8601 date or time (in --tz).")
+@click.option("--to", "end", required=True, help="End (excluded): ISO 8601 date or time.")
+@report_options
+def contacts(*, subject: str, start: str, end: str, db: str, form: str, zone: tzinfo) -> None:
+    """Everyone whose time on site overlapped SUBJECT's, at the same site, and for how long."""
+    from monitor import reports
+
+    from_ms, to_ms = parse_moment(start, zone, "--from"), parse_moment(end, zone, "--to")
+    if to_ms <= from_ms:
+        raise click.BadParameter("must be after --from", param_hint="--to")
+    with opened(db) as store:
+        show(reports.contacts(store, subject, from_ms, to_ms, now_ms=now_ms()), form, zone)
+
+
+@report.command("gaps")
+@click.option("--site", default=None, help="Only this site.")
+@report_options
+def gaps(site: str | None, db: str, form: str, zone: tzinfo) -> None:
+    """Missing seq ranges per gate: events the store has not received (yet)."""
+    from monitor import reports
+
+    with opened(db) as store:
+        show(reports.gaps(store, site), form, zone)
+
+
+@contextmanager
+def opened(db: str) -> Iterator[Any]:
+    from monitor.store import Store
+
+    store = Store(db, create=False)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def show(found: Any, form: str, zone: tzinfo) -> None:
+    from rich.console import Console
+
+    from monitor.output import render
+
+    render(found, form, zone, Console(soft_wrap=False))
+
+
+def parse_day(value: str | None, zone: tzinfo) -> date:
+    if value is None:
+        return datetime.now(zone).date()
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not YYYY-MM-DD", param_hint="--date") from None
+
+
+def parse_moment(value: str, zone: tzinfo, hint: str) -> int:
+    """ISO 8601 date or date-time; without an offset, in `zone`."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time", param_hint=hint) from None
+    return ms(moment if moment.tzinfo else moment.replace(tzinfo=zone))
+
+
+def ms(moment: datetime) -> int:
+    return round(moment.timestamp() * 1000)

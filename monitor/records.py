@@ -1,0 +1,89 @@
+"""Plain rows the store hands out: to the live view, and to the reports."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from monitor.ingest import EventRecord
+
+
+@dataclass(frozen=True)
+class Scan:
+    """A granted scan: what presence on a site is made of."""
+
+    site: str
+    subject: str
+    name: str | None
+    gate: str
+    direction: str
+    ts_ms: int
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Events `first`..`last` (inclusive) of one gate were never received."""
+
+    site: str
+    gate: str
+    first: int
+    last: int
+
+    @property
+    def missing(self) -> int:
+        return self.last - self.first + 1
+
+
+@dataclass(frozen=True)
+class EventLine:
+    """What the live view shows of one event."""
+
+    ts_ms: int
+    site: str
+    gate: str
+    seq: int
+    direction: str
+    type: str
+    result: str | None
+    reason: str | None
+    subject: str | None
+    name: str | None
+
+    @classmethod
+    def from_record(cls, record: EventRecord) -> EventLine:
+        event = record.event
+        return cls(
+            record.ts_ms, event.site, event.gate, event.seq, event.direction, event.type,
+            event.result, event.reason, event.subject, event.name,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class GateRow:
+    """What the monitor knows of one gate: status, last health, events counted."""
+
+    site: str
+    gate: str
+    state: str | None = None
+    state_ts: str | None = None
+    version: str | None = None
+    state_received_ms: int | None = None
+    health: dict[str, Any] | None = None
+    health_received_ms: int | None = None
+    events: int = 0
+    last_seq: int = 0
+    last_event_ms: int = 0
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> GateRow:
+        site, gate, state, state_ts, version, state_ms, health, health_ms, *counts = row
+        return cls(
+            site, gate, state, state_ts, version, state_ms,
+            json.loads(health) if health else None, health_ms, *counts,
+        )  # fmt: skip
+
+    @property
+    def missing(self) -> int:
+        """Events not received, counted from seq 1 to the highest seq seen."""
+        return max(self.last_seq - self.events, 0)

@@ -1,0 +1,111 @@
+"""What the monitor knows right now, for the live view: gates, latest events, counters.
+
+Written by the subscriber's threads, read by the view: every change and every snapshot
+is taken under one lock, and a snapshot is a copy the view may keep.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field, replace
+
+from monitor.ingest import Cleared, EventRecord, HealthRecord, Record, Rejected, StatusRecord
+from monitor.records import EventLine, GateRow
+
+RECENT_EVENTS = 15
+
+
+@dataclass(frozen=True)
+class Counters:
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    gates: tuple[GateRow, ...]
+    recent: tuple[EventLine, ...]
+    counters: Counters
+    connected: bool
+    store_problem: str | None
+
+
+@dataclass
+class LiveState:
+    gates: dict[tuple[str, str], GateRow] = field(default_factory=dict)
+    recent: deque[EventLine] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
+    counters: Counters = field(default_factory=Counters)
+    connected: bool = False
+    store_problem: str | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def seed(self, gates: list[GateRow], recent: list[EventLine]) -> None:
+        """Start from what the store already holds."""
+        with self._lock:
+            self.gates = {(gate.site, gate.gate): gate for gate in gates}
+            self.recent.extend(recent)
+
+    def set_connected(self, connected: bool) -> None:
+        with self._lock:
+            self.connected = connected
+
+    def set_store_problem(self, problem: str | None) -> None:
+        with self._lock:
+            self.store_problem = problem
+
+    def stored(self, records: list[Record], new: list[EventRecord]) -> None:
+        """A batch was written: `new` are its events the store did not have yet."""
+        with self._lock:
+            events = sum(isinstance(record, EventRecord) for record in records)
+            rejected = sum(isinstance(record, Rejected) for record in records)
+            self.counters = Counters(
+                received=self.counters.received + len(records),
+                stored=self.counters.stored + len(new),
+                duplicates=self.counters.duplicates + events - len(new),
+                rejected=self.counters.rejected + rejected,
+            )
+            for record in records:
+                self._apply(record)
+            for event in sorted(new, key=lambda record: record.ts_ms):
+                self._count(event)
+
+    def _apply(self, record: Record) -> None:
+        match record:
+            case StatusRecord(site, gate, state, ts, version, received_ms):
+                self._update(
+                    site, gate, state=state, state_ts=ts, version=version,
+                    state_received_ms=received_ms,
+                )  # fmt: skip
+            case HealthRecord(site, gate, figures, received_ms):
+                self._update(site, gate, health=figures, health_received_ms=received_ms)
+            case EventRecord() | Rejected() | Cleared():
+                pass
+
+    def _count(self, record: EventRecord) -> None:
+        site, gate = record.gate_key
+        known = self.gates.get(record.gate_key, GateRow(site, gate))
+        self._update(
+            site,
+            gate,
+            events=known.events + 1,
+            last_seq=max(known.last_seq, record.event.seq),
+            last_event_ms=max(known.last_event_ms, record.ts_ms),
+        )
+        self.recent.append(EventLine.from_record(record))
+
+    def _update(self, site: str, gate: str, **changes: object) -> None:
+        known = self.gates.get((site, gate), GateRow(site, gate))
+        self.gates[(site, gate)] = replace(known, **changes)  # type: ignore[arg-type]
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            return Snapshot(
+                gates=tuple(self.gates[key] for key in sorted(self.gates)),
+                recent=tuple(self.recent),
+                counters=self.counters,
+                connected=self.connected,
+                store_problem=self.store_problem,
+            )

@@ -1,0 +1,476 @@
+"""The monitor's event store: SQLite by default, PostgreSQL for a central server.
+
+One class speaks to both through the DB-API; the few differences (placeholders, column
+types, how a write transaction starts, which errors pass) live in a `Dialect`. Every
+write is one transaction: events are inserted with `ON CONFLICT (id) DO NOTHING`, so a
+message delivered twice, or to two monitors sharing the database, is stored once.
+
+URLs: `sqlite:///relative/path.db`, `sqlite:////absolute/path.db`,
+`postgresql://user@host:port/dbname` (anything libpq accepts; psycopg 3, loaded lazily).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from monitor.errors import StoreError, StoreRefusedError, StoreUnavailableError
+from monitor.ingest import (
+    Cleared,
+    EventRecord,
+    HealthRecord,
+    Record,
+    Rejected,
+    StatusRecord,
+)
+from monitor.records import EventLine, Gap, GateRow, Scan
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+EVENT_COLUMNS = (
+    "id", "site", "gate", "seq", "ts_ms", "direction", "type", "result", "reason",
+    "credential", "subject", "name", "code_sha256", "latency_ms", "detail", "ts_trusted",
+    "extra", "received_ms",
+)  # fmt: skip
+# Rows per INSERT statement: under SQLite's and PostgreSQL's bound-parameter limits.
+INSERT_CHUNK = 500
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY,
+    site TEXT NOT NULL,
+    gate TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    ts_ms BIGINT NOT NULL,
+    direction TEXT NOT NULL,
+    type TEXT NOT NULL,
+    result TEXT,
+    reason TEXT,
+    credential TEXT,
+    subject TEXT,
+    name TEXT,
+    code_sha256 TEXT,
+    latency_ms DOUBLE PRECISION,
+    detail TEXT,
+    ts_trusted BOOLEAN NOT NULL,
+    extra TEXT,
+    received_ms BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_gate_seq ON events (site, gate, seq);
+CREATE INDEX IF NOT EXISTS events_time ON events (ts_ms);
+CREATE INDEX IF NOT EXISTS events_presence ON events (site, subject, ts_ms, seq)
+    WHERE type = 'scan' AND result = 'granted' AND subject IS NOT NULL;
+CREATE TABLE IF NOT EXISTS gates (
+    site TEXT NOT NULL,
+    gate TEXT NOT NULL,
+    state TEXT,
+    state_ts TEXT,
+    version TEXT,
+    state_received_ms BIGINT,
+    health TEXT,
+    health_received_ms BIGINT,
+    events BIGINT NOT NULL DEFAULT 0,
+    last_seq BIGINT NOT NULL DEFAULT 0,
+    last_event_ms BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (site, gate)
+);
+CREATE TABLE IF NOT EXISTS rejects (
+    received_ms BIGINT NOT NULL,
+    topic TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    payload {blob} NOT NULL
+);
+"""
+
+LINE_COLUMNS = "ts_ms, site, gate, seq, direction, type, result, reason, subject, name"
+
+COUNT_NEW = """
+INSERT INTO gates (site, gate, events, last_seq, last_event_ms) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (site, gate) DO UPDATE SET
+    events = gates.events + excluded.events,
+    last_seq = CASE WHEN excluded.last_seq > gates.last_seq
+                    THEN excluded.last_seq ELSE gates.last_seq END,
+    last_event_ms = CASE WHEN excluded.last_event_ms > gates.last_event_ms
+                         THEN excluded.last_event_ms ELSE gates.last_event_ms END
+"""
+SET_STATUS = """
+INSERT INTO gates (site, gate, state, state_ts, version, state_received_ms)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (site, gate) DO UPDATE SET state = excluded.state, state_ts = excluded.state_ts,
+    version = excluded.version, state_received_ms = excluded.state_received_ms
+"""
+SET_HEALTH = """
+INSERT INTO gates (site, gate, health, health_received_ms) VALUES (?, ?, ?, ?)
+ON CONFLICT (site, gate) DO UPDATE SET health = excluded.health,
+    health_received_ms = excluded.health_received_ms
+"""
+KEEP_REJECT = "INSERT INTO rejects (received_ms, topic, reason, payload) VALUES (?, ?, ?, ?)"
+
+# Presence is made of granted scans with a subject: the queries below repeat the
+# condition of the partial index `events_presence` word for word, so SQLite uses it.
+# Per person and site, one index seek for their latest granted scan (not a window over
+# every scan): fast on millions of events, on both databases.
+INSIDE = """
+SELECT site, subject, name, gate, direction, ts_ms FROM events
+WHERE id IN (
+    SELECT (
+        SELECT latest.id FROM events AS latest
+        WHERE latest.site = people.site AND latest.subject = people.subject
+            AND latest.type = 'scan' AND latest.result = 'granted'
+            AND latest.subject IS NOT NULL AND latest.ts_ms < ?
+        ORDER BY latest.ts_ms DESC, latest.seq DESC LIMIT 1
+    )
+    FROM (
+        SELECT DISTINCT site, subject FROM events
+        WHERE type = 'scan' AND result = 'granted' AND subject IS NOT NULL {filters}
+    ) AS people
+) AND direction = 'in'
+ORDER BY site, subject
+"""
+SCANS = """
+SELECT site, subject, name, gate, direction, ts_ms FROM events
+WHERE type = 'scan' AND result = 'granted' AND subject IS NOT NULL
+    AND ts_ms >= ? AND ts_ms < ? {filters}
+ORDER BY site, subject, ts_ms, seq, id
+"""
+# LAG(seq, 1, 0): seq starts at 1, so events missing before the first one received count.
+GAPS = """
+SELECT site, gate, previous + 1, seq - 1 FROM (
+    SELECT site, gate, seq, LAG(seq, 1, 0) OVER (PARTITION BY site, gate ORDER BY seq) AS previous
+    FROM events {where}
+) AS ordered
+WHERE seq > previous + 1
+ORDER BY site, gate, previous
+"""
+# Far beyond any event's time: "before the end of time" without a special case.
+END_OF_TIME_MS = 2**62
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    blob: str
+    begin_write: str
+    transient: tuple[type[BaseException], ...]
+    refused: tuple[type[BaseException], ...]
+    missing_table: tuple[type[BaseException], ...] = ()
+    placeholder: str = "?"
+
+    def sql(self, text: str) -> str:
+        return text if self.placeholder == "?" else text.replace("?", self.placeholder)
+
+
+SQLITE = Dialect(
+    name="sqlite",
+    blob="BLOB",
+    # IMMEDIATE takes the write lock up front: no deadlock between two writers upgrading.
+    begin_write="BEGIN IMMEDIATE",
+    transient=(sqlite3.OperationalError,),
+    refused=(sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError, OverflowError),
+)
+
+
+def postgres_dialect() -> Dialect:
+    import psycopg
+
+    return Dialect(
+        name="postgresql",
+        blob="BYTEA",
+        begin_write="BEGIN",
+        transient=(psycopg.OperationalError,),
+        refused=(psycopg.DataError, psycopg.IntegrityError, OverflowError),
+        missing_table=(psycopg.errors.UndefinedTable,),
+        placeholder="%s",
+    )
+
+
+class Store:
+    """The event store of one database; not shared between threads (open one per thread)."""
+
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        self.url = url
+        self.dialect, self._connect = resolve(url, create=create)
+        self._connection: Any = None
+        with self._unavailable_as_error():
+            if create:
+                self._create_schema()
+            self._check_schema()
+
+    # ---- writing -------------------------------------------------------------------
+
+    def write(self, records: Sequence[Record]) -> list[EventRecord]:
+        """Store a batch in one transaction; returns the events that were new.
+
+        Raises StoreUnavailableError when trying again later may work, StoreRefusedError when the
+        database cannot hold some value of the batch (nothing of the batch is stored).
+        """
+        with self._transaction(self.dialect.begin_write) as cursor:
+            new = self._insert_events(cursor, unique_events(records))
+            self._count_new(cursor, new)
+            for record in records:
+                self._apply(cursor, record)
+        return new
+
+    def _insert_events(self, cursor: Any, events: list[EventRecord]) -> list[EventRecord]:
+        stored: set[str] = set()
+        for start in range(0, len(events), INSERT_CHUNK):
+            chunk = events[start : start + INSERT_CHUNK]
+            cursor.execute(self.dialect.sql(insert_events_sql(len(chunk))), event_params(chunk))
+            stored.update(row[0] for row in cursor.fetchall())
+        return [record for record in events if record.event.id in stored]
+
+    def _count_new(self, cursor: Any, new: list[EventRecord]) -> None:
+        per_gate: dict[tuple[str, str], list[EventRecord]] = {}
+        for record in new:
+            per_gate.setdefault(record.gate_key, []).append(record)
+        rows = [
+            (site, gate, len(items), max(r.event.seq for r in items), max(r.ts_ms for r in items))
+            for (site, gate), items in per_gate.items()
+        ]
+        if rows:
+            cursor.executemany(self.dialect.sql(COUNT_NEW), rows)
+
+    def _apply(self, cursor: Any, record: Record) -> None:
+        """Status, health and rejects, in arrival order (a last will follows `online`)."""
+        sql = self.dialect.sql
+        match record:
+            case StatusRecord(site, gate, state, ts, version, received_ms):
+                cursor.execute(sql(SET_STATUS), (site, gate, state, ts, version, received_ms))
+            case HealthRecord(site=site, gate=gate, received_ms=received_ms):
+                cursor.execute(sql(SET_HEALTH), (site, gate, record.text, received_ms))
+            case Rejected(topic, reason, payload, received_ms):
+                cursor.execute(sql(KEEP_REJECT), (received_ms, topic, reason, payload))
+            case EventRecord() | Cleared():
+                pass
+
+    # ---- reading -------------------------------------------------------------------
+
+    def gates(self) -> list[GateRow]:
+        rows = self._read(
+            "SELECT site, gate, state, state_ts, version, state_received_ms, health,"
+            " health_received_ms, events, last_seq, last_event_ms FROM gates ORDER BY site, gate"
+        )
+        return [GateRow.from_row(row) for row in rows]
+
+    def recent_events(self, limit: int) -> list[EventLine]:
+        rows = self._read(
+            f"SELECT {LINE_COLUMNS} FROM events ORDER BY ts_ms DESC LIMIT ?",  # noqa: S608
+            limit,
+        )
+        return [EventLine(*row) for row in reversed(rows)]
+
+    def inside(
+        self, before_ms: int | None = None, site: str | None = None, subject: str | None = None
+    ) -> list[Scan]:
+        """Whoever's last granted scan before `before_ms` (else ever) was an `in`, per site."""
+        filters, params = subject_filters(site, subject)
+        before = END_OF_TIME_MS if before_ms is None else before_ms
+        return [Scan(*row) for row in self._read(INSIDE.format(filters=filters), before, *params)]
+
+    def scans(
+        self, from_ms: int, to_ms: int, site: str | None = None, subject: str | None = None
+    ) -> list[Scan]:
+        """Granted scans in [from_ms, to_ms), by site, subject and time."""
+        filters, params = subject_filters(site, subject)
+        rows = self._read(SCANS.format(filters=filters), from_ms, to_ms, *params)
+        return [Scan(*row) for row in rows]
+
+    def gaps(self, site: str | None = None) -> list[Gap]:
+        """Missing seq ranges per gate, from 1 up to the highest seq received."""
+        where, params = ("WHERE site = ?", (site,)) if site else ("", ())
+        return [Gap(*row) for row in self._read(GAPS.format(where=where), *params)]
+
+    def count_events(self) -> int:
+        return int(self._read("SELECT COUNT(*) FROM events")[0][0])
+
+    def rejects(self, limit: int = 100) -> list[tuple[int, str, str, bytes]]:
+        """The latest messages set aside: (received_ms, topic, reason, payload)."""
+        rows = self._read(
+            "SELECT received_ms, topic, reason, payload FROM rejects"
+            " ORDER BY received_ms DESC LIMIT ?",
+            limit,
+        )
+        return [(row[0], row[1], row[2], bytes(row[3])) for row in rows]
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    # ---- plumbing ------------------------------------------------------------------
+
+    def _read(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
+        with self._transaction("BEGIN") as cursor:
+            cursor.execute(self.dialect.sql(sql), params)
+            return list(cursor.fetchall())
+
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[Any]:
+        """One transaction; database errors become StoreUnavailableError or StoreRefusedError."""
+        with self._unavailable_as_error():
+            connection = self._connected()
+            cursor = connection.cursor()
+            cursor.execute(begin)
+            try:
+                yield cursor
+            except BaseException:
+                self._rollback(connection)
+                raise
+            cursor.execute("COMMIT")
+
+    @contextmanager
+    def _unavailable_as_error(self) -> Iterator[None]:
+        try:
+            yield
+        except self.dialect.transient as error:
+            self._drop_connection()
+            raise StoreUnavailableError(
+                f"{self.dialect.name} store unavailable: {first_line(error)}"
+            ) from error
+        except self.dialect.refused as error:
+            raise StoreRefusedError(
+                f"{self.dialect.name} store refused the data: {first_line(error)}"
+            ) from error
+
+    def _rollback(self, connection: Any) -> None:
+        try:
+            connection.cursor().execute("ROLLBACK")
+        except self.dialect.transient:
+            self._drop_connection()
+
+    def _connected(self) -> Any:
+        if self._connection is None:
+            self._connection = self._connect()
+        return self._connection
+
+    def _drop_connection(self) -> None:
+        """Forget a connection that failed; the next use opens a fresh one."""
+        if self.dialect.name == "postgresql" and self._connection is not None:
+            try:
+                self._connection.close()
+            finally:
+                self._connection = None
+
+    def _create_schema(self) -> None:
+        cursor = self._connected().cursor()
+        for statement in SCHEMA.format(blob=self.dialect.blob).split(";"):
+            if statement.strip():
+                cursor.execute(statement)
+        cursor.execute(
+            self.dialect.sql(
+                "INSERT INTO meta (key, value) VALUES ('schema', ?) ON CONFLICT (key) DO NOTHING"
+            ),
+            (str(SCHEMA_VERSION),),
+        )
+
+    def _check_schema(self) -> None:
+        missing: tuple[type[BaseException], ...] = (
+            StoreUnavailableError,
+            *self.dialect.missing_table,
+        )
+        try:
+            rows = self._read("SELECT value FROM meta WHERE key = 'schema'")
+        except missing as error:
+            raise StoreError(
+                f"{redact(self.url)} holds no qrgate monitor store ({first_line(error)})"
+            ) from None
+        version = int(rows[0][0]) if rows else 0
+        if version != SCHEMA_VERSION:
+            raise StoreError(
+                f"{redact(self.url)} has store schema {version}; this qrgate uses {SCHEMA_VERSION}"
+            )
+
+
+def unique_events(records: Sequence[Record]) -> list[EventRecord]:
+    """The batch's events, each id once (the first copy wins, as the database's would)."""
+    seen: dict[str, EventRecord] = {}
+    for record in records:
+        if isinstance(record, EventRecord):
+            seen.setdefault(record.event.id, record)
+    return list(seen.values())
+
+
+def insert_events_sql(rows: int) -> str:
+    values = ", ".join(["(" + ", ".join("?" * len(EVENT_COLUMNS)) + ")"] * rows)
+    columns = ", ".join(EVENT_COLUMNS)
+    return (
+        f"INSERT INTO events ({columns}) VALUES {values} ON CONFLICT (id) DO NOTHING RETURNING id"  # noqa: S608
+    )
+
+
+def event_params(records: Sequence[EventRecord]) -> list[object]:
+    params: list[object] = []
+    for record in records:
+        event = record.event
+        params.extend(
+            (
+                event.id, event.site, event.gate, event.seq, record.ts_ms, event.direction,
+                event.type, event.result, event.reason, event.credential, event.subject,
+                event.name, event.code_sha256, event.latency_ms, event.detail,
+                event.ts_trusted, record.extra, record.received_ms,
+            )
+        )  # fmt: skip
+    return params
+
+
+def subject_filters(site: str | None, subject: str | None) -> tuple[str, list[str]]:
+    """SQL conditions from fixed text; the values themselves are always bound parameters."""
+    parts, params = [], []
+    if site is not None:
+        parts.append(" AND site = ?")
+        params.append(site)
+    if subject is not None:
+        parts.append(" AND subject = ?")
+        params.append(subject)
+    return "".join(parts), params
+
+
+def resolve(url: str, *, create: bool) -> tuple[Dialect, Any]:
+    """The dialect and a connection factory for a store URL."""
+    scheme, separator, rest = url.partition("://")
+    if separator and scheme == "sqlite" and rest.startswith("/") and len(rest) > 1:
+        path = Path(rest[1:])
+        if not create and not path.is_file():
+            raise StoreError(f"no monitor store at {path} (is --db right?)")
+        return SQLITE, lambda: connect_sqlite(path)
+    if separator and scheme in ("postgresql", "postgres"):
+        return postgres_dialect(), lambda: connect_postgres(url)
+    raise StoreError(
+        f"unsupported store URL {redact(url)!r}: expected sqlite:///PATH or postgresql://..."
+    )
+
+
+def connect_sqlite(path: Path) -> sqlite3.Connection:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StoreError(f"cannot create {path.parent}: {error.strerror}") from None
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    # WAL lets reports read while the monitor writes; FULL makes a commit survive a
+    # power cut, which is what allows the PUBACK to follow it.
+    connection.execute("PRAGMA journal_mode = WAL")
+    connection.execute("PRAGMA synchronous = FULL")
+    return connection
+
+
+def connect_postgres(url: str) -> Any:
+    import psycopg
+
+    return psycopg.connect(url, autocommit=True)
+
+
+def redact(url: str) -> str:
+    """A store URL fit for logs: any password replaced."""
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+
+
+def first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

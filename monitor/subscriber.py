@@ -1,0 +1,330 @@
+"""The monitor's MQTT side: one persistent MQTT v5 session that sees every gate.
+
+paho's network thread only queues what arrives; one writer thread takes what is queued
+in batches, stores each batch in one transaction, and only then acknowledges its
+messages (paho's `manual_ack`): a PUBACK leaves for an event only once that event is
+committed. If the monitor dies in between, the broker delivers the messages again when
+the session resumes and the store's unique `id` turns them into no-ops.
+
+The session is persistent (clean start off, a session expiry), so QoS 1 events published
+while the monitor is away wait in the broker for it. With `shared_group`, events come
+through an MQTT v5 shared subscription, split between the monitors of the group; status
+and health, retained and idempotent, reach every monitor.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from monitor.errors import StoreRefusedError, StoreUnavailableError
+from monitor.ingest import EventRecord, Record, Rejected, classify, reject
+from monitor.state import LiveState
+from monitor.store import Store
+from mqtt.topics import check_level, monitor_filters
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 15.0
+QUEUE_POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class Broker:
+    """Where the broker is and how to prove who we are (as the gates do)."""
+
+    host: str
+    port: int
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Broker:
+        """`mqtt://host[:port]` or `mqtts://host[:port]` (TLS); ValueError if neither."""
+        parts = urlsplit(url)
+        if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+            raise ValueError(f"{url!r} is not mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
+        if parts.path not in ("", "/") or parts.query or parts.username:
+            raise ValueError(f"{url!r}: only scheme, host and port belong in the broker URL")
+        port = parts.port or DEFAULT_PORTS[parts.scheme]
+        return cls(parts.hostname, port, tls=parts.scheme == "mqtts", **options)
+
+
+@dataclass(frozen=True)
+class Settings:
+    broker: Broker
+    client_id: str
+    prefix: str = "qrgate"
+    shared_group: str | None = None
+    session_expiry_s: int = 7 * 24 * 3600
+    keepalive_s: int = 30
+    # How many unacknowledged messages the broker may have in flight to us: enough for
+    # full batches, small enough to bound memory while the store is down.
+    receive_maximum: int = 1000
+    max_batch: int = 500
+
+    def __post_init__(self) -> None:
+        if self.shared_group is not None:
+            check_level("shared subscription group", self.shared_group)
+
+    @property
+    def filters(self) -> list[str]:
+        events, status, health = monitor_filters(self.prefix)
+        if self.shared_group:
+            events = f"$share/{self.shared_group}/{events}"
+        return [events, status, health]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message as it arrived, and the connection it arrived on."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    connection: int
+    received_ms: int
+
+
+class Subscriber:
+    """Owns the MQTT client and the writer thread; `start()`, then `stop()`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        state: LiveState,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.state = state
+        self.clock = clock
+        self.client = make_client(settings)
+        self.client.on_connect = guarded(self._on_connect)
+        self.client.on_disconnect = guarded(self._on_disconnect)
+        self.client.on_subscribe = guarded(self._on_subscribe)
+        self.client.on_message = guarded(self._on_message)
+        self._deliveries: queue.Queue[Delivery] = queue.Queue()
+        # Bumped on every connect and disconnect: a message is acknowledged only on the
+        # connection it came in on, since packet ids restart with each connection.
+        self._connection = 0
+        self._ack_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self.subscribed = threading.Event()  # set once the broker granted our subscriptions
+        self._writer = threading.Thread(target=self._write_loop, name="monitor-writer")
+
+    def start(self) -> None:
+        broker = self.settings.broker
+        self.client.connect_async(
+            broker.host,
+            broker.port,
+            keepalive=self.settings.keepalive_s,
+            clean_start=False,
+            properties=connect_properties(self.settings),
+        )
+        self.client.loop_start()
+        self._writer.start()
+        log.info("connecting to %s:%d as %s", broker.host, broker.port, self.settings.client_id)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Store and acknowledge what has arrived, then leave; the session stays."""
+        self._stopping.set()
+        if self._writer.is_alive():
+            self._writer.join(timeout_s)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    @property
+    def alive(self) -> bool:
+        return self._writer.is_alive()
+
+    # ---- paho's network thread: queue and return -----------------------------------
+
+    def _on_connect(self, _c: Any, _u: Any, flags: Any, reason: ReasonCode, _p: Any) -> None:
+        if reason.is_failure:
+            log.error("broker refused the connection: %s", reason)
+            return
+        with self._ack_lock:
+            self._connection += 1
+        options = SubscribeOptions(qos=1)
+        self.client.subscribe([(topic, options) for topic in self.settings.filters])
+        self.state.set_connected(True)
+        log.info("connected (session resumed: %s)", bool(flags.session_present))
+
+    def _on_subscribe(
+        self, _c: Any, _u: Any, _mid: int, reasons: list[ReasonCode], _p: Any
+    ) -> None:
+        refused = [
+            (topic, reason)
+            for topic, reason in zip(self.settings.filters, reasons, strict=False)
+            if reason.is_failure
+        ]
+        for topic, reason in refused:
+            log.error("broker refused the subscription to %s: %s", topic, reason)
+        if not refused:
+            log.info("subscribed to %s", ", ".join(self.settings.filters))
+            self.subscribed.set()
+
+    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
+        with self._ack_lock:
+            self._connection += 1
+        self.state.set_connected(False)
+        if not self._stopping.is_set():
+            log.warning("disconnected from the broker (%s); reconnecting", reason)
+
+    def _on_message(self, _c: Any, _u: Any, message: paho.MQTTMessage) -> None:
+        self._deliveries.put(
+            Delivery(
+                message.topic,
+                bytes(message.payload),
+                message.mid,
+                message.qos,
+                self._connection,
+                round(self.clock() * 1000),
+            )
+        )
+
+    # ---- the writer thread: store, then acknowledge --------------------------------
+
+    def _write_loop(self) -> None:
+        while True:
+            batch = self._take_batch()
+            if not batch and self._stopping.is_set():
+                return
+            try:
+                self._store(batch)
+            except Exception:
+                log.exception(
+                    "could not store %d messages; the broker will send them again", len(batch)
+                )
+
+    def _take_batch(self) -> list[Delivery]:
+        try:
+            batch = [self._deliveries.get(timeout=QUEUE_POLL_S)]
+        except queue.Empty:
+            return []
+        while len(batch) < self.settings.max_batch:
+            try:
+                batch.append(self._deliveries.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _store(self, batch: list[Delivery]) -> None:
+        if not batch:
+            return
+        records = [classify(self.settings.prefix, *arrived(d)) for d in batch]
+        new = self._write_until_stored(batch, records)
+        if new is None:
+            return
+        self._ack(batch)
+        self.state.stored(records, new)
+        for record in records:
+            if isinstance(record, Rejected):
+                log.warning("set aside a message on %s: %s", record.topic, record.reason)
+
+    def _write_until_stored(
+        self, batch: Sequence[Delivery], records: list[Record]
+    ) -> list[EventRecord] | None:
+        """Retry while the store is unavailable; None if asked to stop meanwhile."""
+        delay = RETRY_FIRST_S
+        while True:
+            try:
+                new = self._write(batch, records)
+            except StoreUnavailableError as error:
+                log.warning("%s; trying again in %.1f s", error, delay)
+                self.state.set_store_problem(str(error))
+                if self._stopping.wait(delay):
+                    return None
+                delay = min(delay * 2, RETRY_MAX_S)
+                continue
+            self.state.set_store_problem(None)
+            return new
+
+    def _write(self, batch: Sequence[Delivery], records: list[Record]) -> list[EventRecord]:
+        """One transaction. If the store refuses a value, find the message that holds it
+        and keep that one as a reject instead (`records` is updated to say so)."""
+        try:
+            return self.store.write(records)
+        except StoreRefusedError as error:
+            if len(records) == 1:
+                first = batch[0]
+                records[0] = reject(first.topic, str(error), first.payload, first.received_ms)
+                return self.store.write(records)
+        new: list[EventRecord] = []
+        for index, delivery in enumerate(batch):
+            alone = records[index : index + 1]
+            new.extend(self._write([delivery], alone))
+            records[index] = alone[0]
+        return new
+
+    def _ack(self, batch: list[Delivery]) -> None:
+        with self._ack_lock:
+            for delivery in batch:
+                if delivery.qos and delivery.connection == self._connection:
+                    self.client.ack(delivery.mid, delivery.qos)
+
+
+def arrived(delivery: Delivery) -> tuple[str, bytes, int]:
+    return delivery.topic, delivery.payload, delivery.received_ms
+
+
+def make_client(settings: Settings) -> paho.Client:
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=settings.client_id,
+        protocol=paho.MQTTv5,
+        manual_ack=True,
+    )
+    broker = settings.broker
+    if broker.tls:
+        client.tls_set(
+            ca_certs=str(broker.ca_file) if broker.ca_file else None,
+            certfile=str(broker.cert_file) if broker.cert_file else None,
+            keyfile=str(broker.key_file) if broker.key_file else None,
+        )
+    if broker.username is not None:
+        client.username_pw_set(broker.username, broker.password)
+    client.reconnect_delay_set(1, 30)
+    return client
+
+
+def connect_properties(settings: Settings) -> Properties:
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.SessionExpiryInterval = settings.session_expiry_s
+    properties.ReceiveMaximum = settings.receive_maximum
+    return properties
+
+
+def guarded(callback: Callable[..., None]) -> Callable[..., None]:
+    """An exception in a paho callback would end paho's thread silently: log it instead."""
+
+    def call(*args: Any) -> None:
+        try:
+            callback(*args)
+        except Exception:  # logged: the network thread must live on
+            log.exception("error in MQTT callback %s", callback.__name__)
+
+    return call

@@ -1,0 +1,143 @@
+"""The live terminal view: every gate's state and health, the latest events, counters.
+
+`render(snapshot, now_ms)` is pure: the CLI redraws it with rich's Live, tests render
+it to text. Health payloads are read leniently: a figure may sit at the top level or
+one level down (`outbox_depth` or `{"outbox": {"depth": ...}}`), and anything missing
+or unexpected shows as blank, never as an error.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from monitor.records import EventLine, GateRow
+from monitor.state import Snapshot
+
+STATE_STYLES = {"online": "bold green", "offline": "bold red", "stopped": "yellow"}
+RESULT_STYLES = {"granted": "green", "denied": "red"}
+# Where a figure may be found in a gate's health payload, first match wins.
+HEALTH_FIGURES = {
+    "outbox": ("outbox_depth", "outbox.rows", "outbox.depth", "outbox"),
+    "fps": ("camera_fps", "camera.fps", "fps"),
+    "decode": ("decode_ms", "camera.decode_ms", "decode.ms"),
+    "last_scan": ("last_scan", "last_scan_ts", "last_scan.ts"),
+}
+
+
+def render(snapshot: Snapshot, now_ms: int) -> RenderableType:
+    return Group(
+        gates_table(snapshot.gates, now_ms), events_table(snapshot.recent), footer(snapshot)
+    )
+
+
+def gates_table(gates: tuple[GateRow, ...], now_ms: int) -> Table:
+    table = Table(title=f"Gates ({len(gates)})", title_justify="left", expand=True)
+    for header in ("site", "gate", "state", "for", "last event", "events", "missing"):
+        table.add_column(header, justify="right" if header in ("events", "missing") else "left")
+    for header in ("outbox", "fps", "decode ms", "last scan", "health age"):
+        table.add_column(header, justify="right")
+    for gate in gates:
+        table.add_row(*gate_cells(gate, now_ms))
+    return table
+
+
+def gate_cells(gate: GateRow, now_ms: int) -> list[RenderableType]:
+    health = gate.health or {}
+    state = gate.state or "unknown"
+    return [
+        gate.site,
+        gate.gate,
+        Text(state, style=STATE_STYLES.get(state, "dim")),
+        age(gate.state_received_ms, now_ms),
+        age(gate.last_event_ms or None, now_ms),
+        str(gate.events),
+        Text(str(gate.missing), style="bold red" if gate.missing else ""),
+        number(figure(health, "outbox"), "{:.0f}"),
+        number(figure(health, "fps"), "{:.1f}"),
+        number(figure(health, "decode"), "{:.1f}"),
+        short_time(figure(health, "last_scan")),
+        age(gate.health_received_ms, now_ms),
+    ]
+
+
+def events_table(recent: tuple[EventLine, ...]) -> Table:
+    table = Table(title="Latest events", title_justify="left", expand=True)
+    for header in ("time (UTC)", "site", "gate", "seq", "dir", "type", "result", "reason"):
+        table.add_column(header, justify="right" if header == "seq" else "left")
+    table.add_column("subject")
+    table.add_column("name")
+    for line in reversed(recent):
+        table.add_row(
+            datetime.fromtimestamp(line.ts_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            line.site,
+            line.gate,
+            str(line.seq),
+            line.direction,
+            line.type,
+            Text(line.result or "", style=RESULT_STYLES.get(line.result or "", "")),
+            line.reason or "",
+            line.subject or "",
+            line.name or "",
+        )
+    return table
+
+
+def footer(snapshot: Snapshot) -> Text:
+    counters = snapshot.counters
+    text = Text()
+    if snapshot.connected:
+        text.append("broker: connected", style="green")
+    else:
+        text.append("broker: NOT connected", style="bold red")
+    text.append(
+        f"   received {counters.received}, stored {counters.stored},"
+        f" duplicates {counters.duplicates}, rejected {counters.rejected}"
+    )
+    if snapshot.store_problem:
+        text.append(f"\nstore: {snapshot.store_problem}", style="bold red")
+    return text
+
+
+def figure(health: dict[str, Any], name: str) -> Any:
+    """The first of a figure's known places in a health payload that holds a plain value."""
+    for path in HEALTH_FIGURES[name]:
+        value: Any = health
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is not None and not isinstance(value, dict | list):
+            return value
+    return None
+
+
+def number(value: Any, pattern: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "" if value is None else str(value)[:12]
+    return pattern.format(value)
+
+
+def short_time(value: Any) -> str:
+    """A health timestamp (ISO 8601 text or epoch seconds) as HH:MM:SS UTC."""
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return datetime.fromtimestamp(value, tz=UTC).strftime("%H:%M:%S")
+        if isinstance(value, str):
+            return datetime.fromisoformat(value).astimezone(UTC).strftime("%H:%M:%S")
+    except (ValueError, OverflowError, OSError):
+        return str(value)[:19]
+    return ""
+
+
+def age(ms: int | None, now_ms: int) -> str:
+    """How long ago, in the largest unit that fits: 42 s, 7 min, 3 h, 2 d."""
+    if ms is None:
+        return ""
+    seconds = max(now_ms - ms, 0) // 1000
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"

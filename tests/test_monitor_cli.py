@@ -1,0 +1,222 @@
+"""`qrgate monitor` as a process, and `qrgate report` in every format."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from monitor.store import Store
+from scanner.cli import run
+from tests.support.broker import Mosquitto
+from tests.support.monitor_events import gate_event, payload, record, topic
+
+ROOT = Path(__file__).resolve().parent.parent
+DAY = "2026-03-02"
+QRGATE = (sys.executable, "-m", "scanner")
+A_NAME = "Nguyễn Văn A"
+
+
+def start_monitor(broker: Mosquitto, db: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*QRGATE, "monitor", "--broker", broker.url, "--db", db, "--quiet", "--client-id", "c1"],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def wait_subscribed(monitor: subprocess.Popen[str]) -> None:
+    """Until the broker granted the subscriptions: what is published before is not ours."""
+    assert monitor.stderr is not None
+    for _ in range(20):
+        line = monitor.stderr.readline()
+        if "subscribed to" in line:
+            return
+    pytest.fail("the monitor did not subscribe")
+
+
+def stored(db: str) -> int:
+    try:
+        store = Store(db, create=False)
+    except Exception:  # not created yet
+        return 0
+    try:
+        return store.count_events()
+    finally:
+        store.close()
+
+
+def test_killed_monitor_resumes_its_session_and_loses_nothing(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    db = f"sqlite:///{tmp_path}/central.db"
+    gate = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    gate.connect("127.0.0.1", mosquitto.port)
+    gate.loop_start()
+    events = [gate_event(seq, f"{DAY}T08:00") for seq in range(1, 601)]
+    try:
+        monitor = start_monitor(mosquitto, db)
+        wait_subscribed(monitor)
+        for event in events[:300]:
+            gate.publish(topic(event), payload(event), qos=1)
+        wait_for(lambda: stored(db) > 0)
+        monitor.kill()  # mid-stream: some stored and not acknowledged, some not stored
+        monitor.wait()
+        for event in events[300:]:  # published while no monitor runs
+            gate.publish(topic(event), payload(event), qos=1).wait_for_publish(5)
+        monitor = start_monitor(mosquitto, db)
+        wait_for(lambda: stored(db) == 600)
+        monitor.send_signal(signal.SIGTERM)
+        assert monitor.wait(15) == 0
+    finally:
+        gate.loop_stop()
+        gate.disconnect()
+        if monitor.poll() is None:
+            monitor.kill()
+            monitor.wait()
+    store = Store(db, create=False)
+    assert store.gaps() == []
+    assert [gate.events for gate in store.gates()] == [600]
+    store.close()
+
+
+@pytest.fixture
+def day_db(tmp_path: Path) -> str:
+    db = f"sqlite:///{tmp_path}/day.db"
+    store = Store(db)
+    events = [
+        gate_event(1, f"{DAY}T01:00", subject="A", name=A_NAME),
+        gate_event(
+            1, f"{DAY}T02:00", gate="out-1", direction="out", subject="A", name="Nguyễn Văn A"
+        ),
+        gate_event(2, f"{DAY}T03:00", subject="B"),
+        gate_event(4, f"{DAY}T04:00", subject="A", name=A_NAME),
+    ]
+    store.write([record(event) for event in events])
+    store.close()
+    return db
+
+
+def report(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = run(["report", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_attendance_as_csv_in_a_time_zone(day_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = report(
+        capsys, "attendance", "--db", day_db, "--date", DAY, "--format", "csv",
+        "--tz", "Asia/Ho_Chi_Minh",
+    )  # fmt: skip
+    assert code == 0
+    assert list(csv.DictReader(io.StringIO(out))) == [
+        {
+            "site": "f1",
+            "subject": "A",
+            "name": "Nguyễn Văn A",
+            "first_in": f"{DAY}T08:00:00.000+07:00",
+            "last_out": f"{DAY}T09:00:00.000+07:00",
+            "on_site_s": str(14 * 3600.0),
+            "inside_at_start": "false",
+            "inside_at_end": "true",
+        },
+        {
+            "site": "f1",
+            "subject": "B",
+            "name": "Worker B",
+            "first_in": f"{DAY}T10:00:00.000+07:00",
+            "last_out": "",
+            "on_site_s": str(14 * 3600.0),
+            "inside_at_start": "false",
+            "inside_at_end": "true",
+        },
+    ]
+
+
+def test_onsite_and_gaps_as_json(day_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = report(capsys, "onsite", "--db", day_db, "--format", "json")
+    assert code == 0
+    assert [(row["subject"], row["since"]) for row in json.loads(out)] == [
+        ("A", f"{DAY}T04:00:00.000Z"),
+        ("B", f"{DAY}T03:00:00.000Z"),
+    ]
+    code, out, _ = report(capsys, "gaps", "--db", day_db, "--format", "json")
+    assert json.loads(out) == [
+        {"site": "f1", "gate": "in-1", "first": 3, "last": 3, "missing": 1},
+    ]
+
+
+def test_contacts_as_a_table(day_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = report(
+        capsys, "contacts", "--db", day_db, "--subject", "B", "--from", DAY, "--to", "2026-03-03"
+    )
+    assert code == 0
+    assert "Contacts of B (21:00:00 on site in the period): 1" in out
+    assert "Nguyễn Văn A" in out
+    assert "20:00:00" in out  # A back at 04:00, with B until the end of the period
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["gaps", "--db", "sqlite:///no/such.db"], 1, "no monitor store at no/such.db"),
+        (["gaps", "--db", "mysql://x"], 1, "unsupported store URL"),
+        (["onsite", "--tz", "Mars/Olympus"], 2, "unknown time zone"),
+        (["attendance", "--date", "yesterday"], 2, "is not YYYY-MM-DD"),
+        (["contacts", "--subject", "A", "--from", "2026-03-02", "--to", "2026-03-01"], 2, "after"),
+    ],
+)
+def test_bad_report_arguments(
+    capsys: pytest.CaptureFixture[str], args: list[str], code: int, message: str
+) -> None:
+    got, _, err = report(capsys, *args)
+    assert got == code
+    assert message in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--broker", "http://x"], "is not mqtt://HOST[:PORT]"),
+        (["--broker", "mqtt://x", "--shared", "a/b"], "not a valid topic level"),
+        (["--broker", "mqtt://x", "--cert-file", __file__], "go together"),
+    ],
+)
+def test_bad_monitor_arguments(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    code = run(["monitor", "--db", "sqlite:///unused.db", *args])
+    assert code in (1, 2)
+    assert message in capsys.readouterr().err
+
+
+def test_monitor_help_names_the_default_store() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "scanner", "monitor", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert "sqlite:///./qrgate-monitor.db" in done.stdout

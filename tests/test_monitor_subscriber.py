@@ -1,0 +1,213 @@
+"""The monitor against a real mosquitto: a plain paho client plays the gates."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from monitor.records import Gap
+from monitor.state import LiveState
+from monitor.store import Store
+from monitor.subscriber import Broker, Settings, Subscriber
+from tests.support.broker import Mosquitto
+from tests.support.monitor_events import gate_event, payload, topic
+from tests.support.postgres import Postgres
+
+DAY = "2026-03-02"
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@contextmanager
+def running_monitor(broker: Mosquitto, store_url: str, **options: Any) -> Iterator[Subscriber]:
+    options.setdefault("client_id", "monitor-test")
+    settings = Settings(Broker("127.0.0.1", broker.port), **options)
+    store = Store(store_url)
+    subscriber = Subscriber(settings, store, LiveState())
+    subscriber.start()
+    try:
+        assert subscriber.subscribed.wait(10)
+        yield subscriber
+    finally:
+        subscriber.stop()
+        store.close()
+
+
+@contextmanager
+def gate_client(broker: Mosquitto) -> Iterator[paho.Client]:
+    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    try:
+        yield client
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def publish(client: paho.Client, message_topic: str, body: bytes, retain: bool = False) -> None:
+    client.publish(message_topic, body, qos=1, retain=retain).wait_for_publish(5)
+
+
+def send(client: paho.Client, event: dict[str, Any]) -> None:
+    publish(client, topic(event), payload(event))
+
+
+def counted(subscriber: Subscriber) -> int:
+    return subscriber.state.snapshot().counters.received
+
+
+def test_each_event_stored_once_whatever_the_order(mosquitto: Mosquitto, store_url: str) -> None:
+    events = {seq: gate_event(seq, f"{DAY}T08:0{seq}") for seq in (1, 2, 3, 5)}
+    wrong_gate = gate_event(6, f"{DAY}T08:06", gate="other")
+    with running_monitor(mosquitto, store_url) as monitor, gate_client(mosquitto) as gate:
+        for seq in (3, 1, 2, 2, 5):  # out of order, 2 twice (a redelivery: same id)
+            send(gate, events[seq])
+        publish(gate, "qrgate/f1/in-1/events", b"{not json")
+        publish(gate, "qrgate/f1/in-1/events", payload(wrong_gate))  # site/gate from the topic
+        wait_for(lambda: counted(monitor) == 7)
+        snapshot = monitor.state.snapshot()
+    assert snapshot.counters.stored == 4
+    assert snapshot.counters.duplicates == 1
+    assert snapshot.counters.rejected == 2
+    store = Store(store_url, create=False)
+    assert store.count_events() == 4
+    assert store.gaps() == [Gap("f1", "in-1", 4, 4)]
+    (gate_row,) = store.gates()
+    assert (gate_row.events, gate_row.last_seq, gate_row.missing) == (4, 5, 1)
+    reasons = sorted(reason for _, _, reason, _ in store.rejects())
+    assert reasons[0].startswith("event of f1/other published on f1/in-1")
+    assert "Invalid JSON" in reasons[1]
+    store.close()
+
+
+GATE_SCRIPT = """
+import json, sys, time
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+port, state_topic = int(sys.argv[1]), sys.argv[2]
+client = paho.Client(CallbackAPIVersion.VERSION2, client_id="gate-f1-in-1", protocol=paho.MQTTv5)
+client.will_set(state_topic, json.dumps({"state": "offline", "ts": "t0", "version": "9"}), 1, True)
+client.connect("127.0.0.1", port, keepalive=5)
+client.loop_start()
+online = json.dumps({"state": "online", "ts": "t1", "version": "9"})
+client.publish(state_topic, online, qos=1, retain=True).wait_for_publish(5)
+client.publish(sys.argv[2].replace("status", "health"), json.dumps(
+    {"uptime_s": 12, "outbox": {"depth": 3}, "camera_fps": 29.7, "decode_ms": 1.4}), qos=1,
+    retain=True).wait_for_publish(5)
+print("up", flush=True)
+time.sleep(60)
+"""
+
+
+def test_gate_status_online_then_offline_by_its_last_will(
+    mosquitto: Mosquitto, tmp_path: Any
+) -> None:
+    url = f"sqlite:///{tmp_path}/monitor.db"
+    state_topic = "qrgate/f1/in-1/status"
+    gate = subprocess.Popen(
+        [sys.executable, "-c", GATE_SCRIPT, str(mosquitto.port), state_topic],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert gate.stdout is not None
+        assert gate.stdout.readline().strip() == "up"
+        # Started after the gate: status and health arrive as retained messages.
+        with running_monitor(mosquitto, url) as monitor:
+
+            def gate_state() -> str | None:
+                gates = monitor.state.snapshot().gates
+                return gates[0].state if gates else None
+
+            wait_for(lambda: gate_state() == "online")
+            gate.kill()  # no DISCONNECT: the broker publishes the gate's last will
+            wait_for(lambda: gate_state() == "offline")
+            with gate_client(mosquitto) as other:
+                publish(other, state_topic, json.dumps({"state": "stopped"}).encode(), True)
+                wait_for(lambda: gate_state() == "stopped")
+                publish(other, state_topic, b'{"state": "exploded"}', True)
+                wait_for(lambda: monitor.state.snapshot().counters.rejected == 1)
+    finally:
+        gate.kill()
+        gate.wait()
+    store = Store(url, create=False)
+    (row,) = store.gates()
+    assert (row.state, row.version, row.state_ts) == ("stopped", None, None)
+    assert row.health == {
+        "uptime_s": 12,
+        "outbox": {"depth": 3},
+        "camera_fps": 29.7,
+        "decode_ms": 1.4,
+    }
+    store.close()
+
+
+def test_two_monitors_on_one_shared_subscription(mosquitto: Mosquitto, store_url: str) -> None:
+    events = [gate_event(seq, f"{DAY}T08:00", gate=f"g{seq % 2}") for seq in range(1, 201)]
+    with (
+        running_monitor(mosquitto, store_url, client_id="m1", shared_group="central") as first,
+        running_monitor(mosquitto, store_url, client_id="m2", shared_group="central") as second,
+        gate_client(mosquitto) as gate,
+    ):
+        for event in events:
+            gate.publish(topic(event), payload(event), qos=1)
+        wait_for(lambda: counted(first) + counted(second) >= 200)
+        time.sleep(0.2)  # anything delivered twice would show up now
+        shares = counted(first), counted(second)
+    assert sum(shares) == 200
+    assert min(shares) > 0, shares  # the broker split the events between the two
+    store = Store(store_url, create=False)
+    assert store.count_events() == 200
+    assert sum(gate.events for gate in store.gates()) == 200
+    store.close()
+
+
+def test_a_value_the_database_refuses_is_set_aside(
+    mosquitto: Mosquitto, postgres: Postgres
+) -> None:
+    url = postgres.create_database("refused")
+    nul = gate_event(2, f"{DAY}T08:02", name="Bad\u0000Name")  # valid JSON, no PostgreSQL text
+    with running_monitor(mosquitto, url) as monitor, gate_client(mosquitto) as gate:
+        for event in (gate_event(1, f"{DAY}T08:01"), nul, gate_event(3, f"{DAY}T08:03")):
+            gate.publish(topic(event), payload(event), qos=1)
+        wait_for(lambda: counted(monitor) == 3)
+    store = Store(url, create=False)
+    assert store.count_events() == 2
+    ((_, where, reason, kept),) = store.rejects()
+    assert where == "qrgate/f1/in-1/events"
+    assert "NUL" in reason
+    assert json.loads(kept)["id"] == nul["id"]
+    store.close()
+
+
+def test_store_connection_lost_then_regained(mosquitto: Mosquitto, postgres: Postgres) -> None:
+    url = postgres.create_database("flaky")
+    with running_monitor(mosquitto, url) as monitor, gate_client(mosquitto) as gate:
+        send(gate, gate_event(1, f"{DAY}T08:01"))
+        wait_for(lambda: monitor.state.snapshot().counters.stored == 1)
+        import psycopg
+
+        with psycopg.connect(postgres.url(), autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = 'flaky' AND pid <> pg_backend_pid()"
+            )
+        send(gate, gate_event(2, f"{DAY}T08:02"))
+        wait_for(lambda: monitor.state.snapshot().counters.stored == 2)
+    store = Store(url, create=False)
+    assert store.count_events() == 2
+    store.close()
