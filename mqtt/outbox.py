@@ -41,7 +41,7 @@ MIGRATIONS = (
         PRIMARY KEY (site, gate)
     ) WITHOUT ROWID;
     CREATE TABLE outbox (
-        entry INTEGER PRIMARY KEY,
+        entry INTEGER PRIMARY KEY AUTOINCREMENT,
         site TEXT NOT NULL,
         gate TEXT NOT NULL,
         seq INTEGER NOT NULL,
@@ -280,11 +280,6 @@ class Outbox:
             ).rowcount
 
         return self._write_drain(update)
-
-    def checkpoint(self) -> None:
-        """Copy the write-ahead log into the database file without blocking appends."""
-        with self._drain_lock:
-            self._drain.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def close(self) -> None:
         with self._write_lock, self._drain_lock:

@@ -155,6 +155,15 @@ def test_pending_reads_bounded_windows_oldest_first(db_path: Path) -> None:
     assert [row.seq for row in box.pending(after=first[-1].entry, limit=4)] == [5, 6, 7, 8]
 
 
+def test_entries_keep_growing_after_the_outbox_empties(db_path: Path) -> None:
+    box = Outbox(db_path, "factory-1", "gate-1", "in")
+    scan(box)
+    (first,) = box.pending()
+    box.ack([first.entry])
+    scan(box)
+    assert [row.seq for row in box.pending(after=first.entry)] == [2]
+
+
 def test_refusals_park_a_row_only_when_others_were_accepted(db_path: Path) -> None:
     box = Outbox(db_path, "factory-1", "gate-1", "in", OutboxLimits(max_refusals=3))
     scan(box)
