@@ -47,7 +47,6 @@ from mqtt.topics import GateTopics
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("open", "lockdown", "normal", "emergency", "allowlist", "revoke", "keys")
 ALGORITHMS = ("EdDSA", "ES256")
 REQUIRED_CLAIMS = ["cmd", "site", "jti", "iat", "exp"]
 MAX_COMMAND_BYTES = 4 * 1024 * 1024  # an allowlist snapshot of ~50,000 entries

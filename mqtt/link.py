@@ -22,6 +22,7 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from mqtt.errors import MqttError
 from mqtt.settings import BrokerSettings, TlsSettings
@@ -92,7 +93,8 @@ class Waker:
         self._write.setblocking(False)
 
     def wake(self) -> None:
-        with contextlib.suppress(BlockingIOError):  # full: a wake-up is already pending
+        # BlockingIOError: a wake-up is already pending; other OSErrors: closed, stopped.
+        with contextlib.suppress(OSError):
             self._write.send(b"\0")
 
     def fileno(self) -> int:
@@ -162,7 +164,14 @@ class Link:
         return info.mid if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS else None
 
     def subscribe(self, filters: tuple[str, ...]) -> None:
-        self.client.subscribe([(topic, 1) for topic in filters])
+        """Subscribe with QoS 1. With MQTT v5, messages keep their retain flag even when
+        they arrive live (Retain As Published), so a retained command is always seen as
+        one; v3.1.1 clears the flag on live delivery."""
+        if self.broker.protocol == "v5":
+            options = SubscribeOptions(qos=1, retainAsPublished=True)
+            self.client.subscribe([(topic, options) for topic in filters])
+        else:
+            self.client.subscribe([(topic, 1) for topic in filters])
 
     def pump(self, timeout: float, waker: Waker) -> None:
         """Wait up to `timeout` for the socket or the waker, then let paho do its work."""

@@ -312,6 +312,7 @@ class Publisher:
 
     def _drop_link(self) -> None:
         link, self._link = self._link, None
+        self._links += 1  # whatever the dropped link still signals is stale from now on
         self._online = False
         self.stats.connected_since = None
         if link is not None:

@@ -67,6 +67,8 @@ class Window:
         """Rows to send now: as many as the window has room for, oldest first."""
         if self._halted:
             return []
+        if not self._inflight and not self._accepted:
+            self._cursor = 0  # all answered: from the oldest again (rows released from parking)
         room = (1 if self.probing else self._limit) - len(self._inflight)
         return self._outbox.pending(after=self._cursor, limit=room) if room > 0 else []
 

@@ -61,7 +61,8 @@ def read_secret(key: str, path: Path | None) -> str | None:
     try:
         return path.read_text(encoding="utf-8").rstrip("\r\n")
     except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError.single(key, f"cannot read the secret file: {error}", value=str(path))
+        problem = f"cannot read the secret file: {error}"
+        raise ConfigError.single(key, problem, value=str(path)) from None
 
 
 def publisher_settings(config: Config) -> PublisherSettings:

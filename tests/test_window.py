@@ -126,3 +126,17 @@ def test_overdue_names_the_oldest_unanswered_row(outbox: Outbox) -> None:
     stuck = window.overdue(now=111.0, timeout=10.0)
     assert stuck is not None
     assert stuck.seq == 1
+
+
+def test_rows_released_from_parking_are_sent_again(outbox: Outbox) -> None:
+    window = Window(outbox, 4)
+    first = outbox.pending(limit=1)[0]
+    for _ in range(3):
+        outbox.refuse(first.entry, "Packet too large", singled_out=True)
+    mids = send(window)
+    for mid in mids:
+        window.answer(mid, True, "Success")
+    window.settle()
+    assert 1 not in mids.values()
+    outbox.release()
+    assert window.due()[0].seq == 1

@@ -18,6 +18,8 @@ from scanner.logs import LEVELS, configure_logging
 
 COMMANDS: dict[str, str] = {
     "check-config": "scanner.cli.config_cmd:check_config",
+    "cmd": "scanner.cli.cmd_cmd:cmd",
+    "outbox": "scanner.cli.outbox_cmd:outbox",
 }
 
 EXIT_FAILURE = 1

@@ -81,8 +81,8 @@ class Recorder:
         return self
 
     def stop(self) -> None:
-        self.client.loop_stop()
         self.client.disconnect()
+        self.client.loop_stop()
 
     def _wait_until_saved(self) -> None:
         saved = self.broker.workdir / "mosquitto.db"
@@ -164,6 +164,6 @@ def retained(broker: Mosquitto, topic: str, timeout: float = 5.0) -> Any:
     try:
         arrived.wait(timeout)
     finally:
-        client.loop_stop()
         client.disconnect()
+        client.loop_stop()
     return json.loads(got[-1]) if got else None
