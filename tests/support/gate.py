@@ -40,10 +40,11 @@ def scans(outbox: Outbox, count: int, ts: float | None = None, trusted: bool = T
     ]
 
 
-def broker_settings(broker: Mosquitto, **overrides: Any) -> BrokerSettings:
+def broker_settings(broker: Mosquitto | int, **overrides: Any) -> BrokerSettings:
+    """Settings for a private broker (or a bare port) that notice a dead link quickly."""
     base: dict[str, Any] = {
         "host": "127.0.0.1",
-        "port": broker.port,
+        "port": broker if isinstance(broker, int) else broker.port,
         "client_id": f"qrgate-{SITE}-{GATE}",
         "keepalive_s": 5,
         "connect_timeout_s": 3.0,
@@ -52,7 +53,7 @@ def broker_settings(broker: Mosquitto, **overrides: Any) -> BrokerSettings:
 
 
 def publisher_for(
-    broker: Mosquitto,
+    broker: Mosquitto | int,
     outbox: Outbox,
     *,
     commands: CommandIntake | None = None,

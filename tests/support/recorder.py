@@ -85,11 +85,15 @@ class Recorder:
         self.client.loop_stop()
 
     def _wait_until_saved(self) -> None:
+        """Until the broker's saved state holds our subscription (mosquitto replaces
+        the file atomically, so reading it is safe)."""
         saved = self.broker.workdir / "mosquitto.db"
         deadline = time.monotonic() + 5
-        while not saved.exists() and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            if saved.exists() and self.topic.encode() in saved.read_bytes():
+                return
             time.sleep(0.02)
-        assert saved.exists(), "the broker did not save the recorder's session"
+        raise AssertionError("the broker did not save the recorder's subscription")
 
     def _on_connect(self, client: paho.Client, _u: Any, flags: Any, _r: Any, _p: Any) -> None:
         if not flags.session_present:
