@@ -141,6 +141,9 @@ class Link:
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
+        # paho reports why a socket failed (a TLS alert, a reset) only in its log.
+        self.client.on_log = self._on_log
+        self._socket_error: str | None = None
 
     def open(self) -> None:
         """Open the socket (TCP, TLS) and send CONNECT; blocks up to connect_timeout_s.
@@ -206,7 +209,12 @@ class Link:
         self._emit(Connected(self.number, refused, receive_maximum))
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
-        self._emit(Lost(self.number, str(reason)))
+        cause = f" ({self._socket_error})" if self._socket_error else ""
+        self._emit(Lost(self.number, f"{reason}{cause}"))
+
+    def _on_log(self, _c: Any, _u: Any, level: int, text: str) -> None:
+        if level == paho.MQTT_LOG_ERR:
+            self._socket_error = text
 
     def _on_publish(self, _c: Any, _u: Any, mid: int, reason: ReasonCode, _p: Any) -> None:
         self._emit(Acked(self.number, mid, reason.value, str(reason)))

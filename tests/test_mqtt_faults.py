@@ -373,3 +373,15 @@ def test_tls_with_the_wrong_ca_refuses_keeps_spooling_and_says_why(
     assert outbox.depth().rows == 10
     assert not publisher.connected
     assert publisher.alive
+
+
+def test_tls_without_the_required_client_certificate_keeps_spooling(
+    tls_broker: Mosquitto, pki: CertificateAuthority, tmp_path: Path, running: list[Publisher]
+) -> None:
+    outbox = new_outbox(tmp_path / "q.db")
+    scans(outbox, 3)
+    publisher = start(running, publisher_for(tls_broker, outbox, tls=TlsSettings(pki.cert)))
+    assert wait_until(lambda: publisher.stats.last_error is not None)
+    assert "socket" in str(publisher.stats.last_error)  # paho's own account of the failure
+    assert outbox.depth().rows == 3
+    assert not publisher.connected
