@@ -291,7 +291,7 @@ class CommandIntake:
 
     def handle(self, topic: str, payload: bytes, *, retained: bool) -> Reply:
         name, gate_scope = self._route(topic)
-        token_id = peek_id(payload)
+        token_id = peek_id(payload) if len(payload) <= MAX_COMMAND_BYTES else None
         try:
             if retained:
                 raise CommandRejectedError("retained")

@@ -92,6 +92,7 @@ class Publisher:
         self._link: Link | None = None
         self._links = 0
         self._online = False
+        self._reported: str | None = None  # the failure logged since the last connection
         self.stats = LinkStats()
         self._connect_backoff = Backoff(settings.retry_min_s, settings.retry_max_s)
         self._refusal_backoff = Backoff(settings.retry_min_s, settings.retry_max_s)
@@ -153,17 +154,14 @@ class Publisher:
         self._pump(now)
 
     def _pump(self, now: float) -> None:
-        nap = POLL_S
+        """Wait for the network, a wake-up or the next deadline, whichever comes first."""
         if self._link is None:
-            nap = min(nap, self._retry_at - now)
-        elif self._online:
-            nap = min(nap, self._next_health - now)
-            if self._resume_at > now:
-                nap = min(nap, self._resume_at - now)
-        if self._link is None:
-            self._waker.wait(max(0.0, nap))
-        else:
-            self._link.pump(max(0.0, nap), self._waker)
+            self._waker.wait(min(POLL_S, max(0.0, self._retry_at - now)))
+            return
+        deadlines = [now + POLL_S]
+        if self._online:
+            deadlines += [self._next_health, max(self._resume_at, now)]
+        self._link.pump(max(0.0, min(deadlines) - now), self._waker)
 
     def _connect(self, now: float) -> None:
         self._links += 1
@@ -250,6 +248,7 @@ class Publisher:
     def _connected(self, signal: Connected) -> None:
         assert self._link is not None
         self._online = True
+        self._reported = None
         self._connect_backoff.reset()
         self.stats.connects += 1
         self.stats.connected_since = format_ts(self._clock())
@@ -297,8 +296,9 @@ class Publisher:
 
     def _fail(self, reason: str) -> None:
         """The connection failed or ended: spool on, and try again after a backoff."""
-        if reason != self.stats.last_error:
+        if reason != self._reported:  # once per kind of failure, not once per retry
             log.warning("%s; events are kept in the outbox meanwhile", reason)
+            self._reported = reason
         self.stats.last_error = reason
         self._drop_link()
         self._window.lost(reason)
