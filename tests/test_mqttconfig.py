@@ -73,3 +73,13 @@ def test_qrgate_outbox_shows_lists_and_retries_parked_events(
     assert run(["outbox", "retry", "-c", str(config_file)]) == 0
     assert capsys.readouterr().out == "1 parked event(s) will be sent again\n"
     assert box.depth().parked == 0
+
+
+def test_qrgate_outbox_creates_no_database_where_the_gate_never_ran(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_file = tmp_path / "gate.toml"
+    config_file.write_text(f'[store]\npath = "{tmp_path / "none" / "q.db"}"\n')
+    assert run(["outbox", "status", "-c", str(config_file)]) == 1
+    assert "no outbox at" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()

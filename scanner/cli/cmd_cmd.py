@@ -7,7 +7,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import click
@@ -16,6 +16,9 @@ from mqtt.settings import BrokerSettings, TlsSettings
 from mqtt.topics import COMMANDS
 from scanner.cli.common import config_option, load
 from scanner.config import Config
+
+if TYPE_CHECKING:
+    from mqtt.remote import SignedCommand
 
 EXAMPLES = """
 \b
@@ -106,24 +109,11 @@ def cmd(
 ) -> None:
     """Send a signed command to a gate (--gate) or to every gate of a site, and print the
     replies. Exits 0 when every reply is ok, 1 on a refusal, a failure or no reply."""
-    from mqtt.remote import CommandError, load_signing_key, send_command, sign_command
+    from mqtt.remote import send_command
 
     opts = Options(**options)
     config, _ = load(ctx, config_path)
-    site = opts.site or config.gate.site
-    try:
-        key = load_signing_key(opts.key_path)
-        command = sign_command(
-            name,
-            key=key,
-            kid=opts.kid,
-            site=site,
-            gate=opts.gate,
-            args=parse_arguments(arguments),
-            lifetime_s=opts.lifetime,
-        )
-    except CommandError as error:
-        raise click.UsageError(str(error)) from None
+    command = signed(name, parse_arguments(arguments), opts, opts.site or config.gate.site)
     replies = send_command(
         command_broker(config, opts),
         config.mqtt.topic_prefix,
@@ -135,10 +125,29 @@ def cmd(
         shown = {"site": reply.site, "gate": reply.gate, **reply.reply}
         click.echo(json.dumps(shown) if opts.as_json else describe(shown))
     if not replies:
-        target = f"{site}/{opts.gate}" if opts.gate else f"any gate of {site}"
+        target = f"{command.site}/{command.gate}" if command.gate else f"any gate of {command.site}"
         click.echo(f"qrgate: no reply from {target} within {opts.timeout:g} s", err=True)
     enough = len(replies) >= (opts.expect or 1)
     ctx.exit(0 if enough and all(reply.ok for reply in replies) else 1)
+
+
+def signed(name: str, args: dict[str, Any], opts: Options, site: str) -> SignedCommand:
+    """The command, signed; a bad key or bad arguments are usage errors (exit 2)."""
+    from mqtt.remote import CommandError, load_signing_key, sign_command
+
+    try:
+        key = load_signing_key(opts.key_path)
+        return sign_command(
+            name,
+            key=key,
+            kid=opts.kid,
+            site=site,
+            gate=opts.gate,
+            args=args,
+            lifetime_s=opts.lifetime,
+        )
+    except CommandError as error:
+        raise click.UsageError(str(error)) from None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from scanner.cli.common import config_option, load
+from scanner.errors import QrgateError
 
 if TYPE_CHECKING:
     from mqtt.outbox import Outbox
@@ -57,7 +58,12 @@ def retry(ctx: click.Context, config_path: Path | None) -> None:
 
 
 def open_outbox(ctx: click.Context, config_path: Path | None) -> Outbox:
+    """The gate's outbox; never creates one where the gate has not run."""
     from scanner.mqttconfig import open_outbox as open_configured
 
     config, _ = load(ctx, config_path)
+    if not config.store.path.is_file():
+        raise QrgateError(
+            f"no outbox at {config.store.path} (store.path): the gate has not run here"
+        )
     return open_configured(config)
