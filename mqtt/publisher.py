@@ -46,6 +46,10 @@ POLL_S = 1.0  # the longest nap: keepalive, heartbeats, rows appended by another
 STOP_WAIT_S = 3.0  # how long `stop()` waits for the broker to take the `stopped` status
 WEDGED_AFTER_S = 20.0  # a loop not come round for this long (beyond a connect) is stuck
 MIN_ACK_TIMEOUT_S = 10.0
+# The outbox's write-ahead log is folded into the database by this thread, in small steps
+# (after this many appends, or this long after one), so that appends never wait for it.
+CHECKPOINT_EVERY = 64
+CHECKPOINT_S = 2.0
 
 
 class Backoff:
@@ -97,6 +101,7 @@ class Publisher:
         self._connect_backoff = Backoff(settings.retry_min_s, settings.retry_max_s)
         self._refusal_backoff = Backoff(settings.retry_min_s, settings.retry_max_s)
         self._retry_at = self._resume_at = self._connect_deadline = self._next_health = 0.0
+        self._next_checkpoint = 0.0
         self._started = self._beat = time.monotonic()
         self._stopping = threading.Event()
         self._final_state: State = "stopped"
@@ -144,6 +149,10 @@ class Publisher:
 
     def _step(self, now: float) -> None:
         self._handle_signals()
+        appended = self.outbox.appended_since_checkpoint
+        if appended >= CHECKPOINT_EVERY or (appended and now >= self._next_checkpoint):
+            self._next_checkpoint = now + CHECKPOINT_S
+            self.outbox.checkpoint()
         if self._link is None:
             if now >= self._retry_at:
                 self._connect(now)

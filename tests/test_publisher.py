@@ -11,7 +11,7 @@ import pytest
 
 from mqtt.outbox import Outbox
 from mqtt.publisher import Publisher
-from tests.support.broker import Mosquitto
+from tests.support.broker import Mosquitto, free_port
 from tests.support.gate import TOPICS, new_outbox, publisher_for, scans, wait_until
 from tests.support.recorder import Recorder, check_stream, retained
 
@@ -150,3 +150,15 @@ def test_a_wrong_password_is_reported_and_events_wait(
     assert not publisher.connected
     assert outbox.depth().rows == 3
     assert publisher.alive
+
+
+def test_the_publisher_folds_the_write_ahead_log_while_the_broker_is_down(
+    outbox: Outbox, running: list[Publisher]
+) -> None:
+    publisher = start(running, publisher_for(free_port(), outbox))
+    scans(outbox, 100)
+    publisher.wake()
+    # Until a checkpoint, rows live in the -wal file only: the database file holds them after.
+    assert wait_until(lambda: outbox.path.stat().st_size > 100 * 300)
+    assert outbox.appended_since_checkpoint == 0
+    assert outbox.depth().rows == 100
