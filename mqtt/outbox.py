@@ -9,8 +9,10 @@ a crash or a power cut, and a `seq` is never handed out twice. Rows leave only t
 accepts others is *parked*: kept and counted, no longer sent, until an operator releases it.
 
 Thread safety: appends (frame thread) and the drain side (publisher thread: `pending`,
-`ack`, `refuse`, `depth`) use separate connections, each behind its own lock, so a slow
-drain never holds an append back beyond SQLite's own write lock.
+`ack`, `refuse`, `depth`, `checkpoint`) use separate connections, each behind its own
+lock, so a slow drain never holds an append back beyond SQLite's own write lock; the
+publisher also folds the write-ahead log into the database (`checkpoint`), so that an
+append pays for one sync and never for a checkpoint.
 """
 
 from __future__ import annotations
@@ -163,7 +165,9 @@ class Outbox:
         self._drain = db.connect(path, "NORMAL")
         self._write_lock = threading.Lock()
         self._drain_lock = threading.Lock()
-        self.appended_since_checkpoint = 0  # the publisher checkpoints when it grows
+        # The publisher checkpoints when this grows; it is bumped and reset under different
+        # locks, so it is approximate, which only ever moves a checkpoint a little.
+        self.appended_since_checkpoint = 0
         try:
             db.migrate(self._writer, COMPONENT, MIGRATIONS)
         except sqlite3.Error as error:
