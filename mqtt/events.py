@@ -12,7 +12,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 EVENT_VERSION = 1
 EventType = Literal["scan", "exit_request", "door_forced", "door_held", "mode", "fault"]
@@ -71,6 +71,13 @@ class Event(BaseModel):
     ts_trusted: bool = Field(
         True, description="False when the gate's clock was not synchronised or jumped"
     )
+
+    @model_validator(mode="after")
+    def _scan_is_complete(self) -> Event:
+        missing = [name for name in SCAN_REQUIRES if getattr(self, name) is None]
+        if self.type == "scan" and missing:
+            raise ValueError(f"a scan event needs {', '.join(missing)}")
+        return self
 
     def to_json(self) -> bytes:
         """Compact UTF-8 JSON with every field, as published."""

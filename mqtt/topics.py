@@ -13,6 +13,7 @@ from mqtt.errors import TopicError
 
 LEVEL = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 STREAMS = ("events", "status", "health", "reply")
+COMMANDS = ("open", "lockdown", "normal", "emergency", "allowlist", "revoke", "keys")
 
 
 def check_level(name: str, value: str) -> str:

@@ -150,6 +150,13 @@ class MqttSection(Section):
     client_id: str | None = None
     keepalive_s: int = Field(30, ge=5, le=3600)
     heartbeat_s: float = Field(30.0, ge=1, le=3600)
+    connect_timeout_s: float = Field(10.0, gt=0, le=120)
+    inflight: int = Field(64, ge=2, le=1000)
+    retry_min_s: float = Field(1.0, gt=0, le=3600)
+    retry_max_s: float = Field(60.0, gt=0, le=3600)
+    outbox_max_events: int = Field(500_000, ge=100, le=100_000_000)
+    outbox_max_mb: int = Field(256, ge=1, le=1_000_000)
+    max_refusals: int = Field(5, ge=1, le=1000)
 
     @field_validator("topic_prefix")
     @classmethod
@@ -171,7 +178,19 @@ class MqttSection(Section):
             raise ValueError("ca_file/cert_file are set but tls = false")
         if self.password_file is not None and self.username is None:
             raise ValueError("password_file needs username")
+        if self.retry_min_s > self.retry_max_s:
+            raise ValueError("retry_min_s is larger than retry_max_s")
         return self
+
+
+class CommandsSection(Section):
+    enabled: bool = True
+    jwks: Path = Path("/etc/qrgate/command-keys.json")
+    algorithms: list[PassAlgorithm] = Field(
+        default_factory=lambda: list[PassAlgorithm](["EdDSA", "ES256"]), min_length=1
+    )
+    max_lifetime_s: float = Field(300.0, gt=0, le=86_400)
+    clock_skew_s: float = Field(30.0, ge=0, le=3600)
 
 
 class LogSection(Section):
@@ -186,6 +205,7 @@ class Config(Section):
     passes: PassesSection = PassesSection()
     store: StoreSection = StoreSection()
     mqtt: MqttSection = MqttSection()
+    commands: CommandsSection = CommandsSection()
     log: LogSection = LogSection()
 
     @property
@@ -317,6 +337,9 @@ def resolve_paths(config: Config, base_dir: Path) -> Config:
             "store": config.store.model_copy(
                 update={"path": anchor("store.path", config.store.path)}
             ),
+            "commands": config.commands.model_copy(
+                update={"jwks": anchor("commands.jwks", config.commands.jwks)}
+            ),
         }
     )
 
@@ -334,6 +357,8 @@ def missing_secret_problems(config: Config) -> list[ConfigProblem]:
 def referenced_files(config: Config) -> dict[str, Path]:
     """Files the gate will open at run time, by key, for checks that warn early."""
     files = {"passes.jwks": config.passes.jwks}
+    if config.commands.enabled:
+        files["commands.jwks"] = config.commands.jwks
     for name in ("ca_file", "cert_file", "key_file", "password_file"):
         path = getattr(config.mqtt, name)
         if path is not None:

@@ -25,6 +25,8 @@ COMMANDS: dict[str, str] = {
     "decode": "scanner.cli.decode_cmd:decode",
     "monitor": "monitor.cli:monitor",
     "report": "monitor.cli:report",
+    "cmd": "scanner.cli.cmd_cmd:cmd",
+    "outbox": "scanner.cli.outbox_cmd:outbox",
 }
 
 EXIT_FAILURE = 1

@@ -120,6 +120,11 @@ class Mosquitto:
         """A crash (SIGKILL): nothing is saved, connections drop without DISCONNECT."""
         self._end(signal.SIGKILL)
 
+    def reload(self) -> None:
+        """Re-read the ACL and password files (SIGHUP), keeping every connection."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGHUP)
+
     def restart(self) -> Mosquitto:
         self.stop()
         return self.start()

@@ -1,0 +1,419 @@
+"""Signed commands from the centre: verified, checked for target and freshness, never
+run twice, and each answered with a reply.
+
+A command arrives on `P/{site}/{gate}/cmd/{name}` (one gate) or `P/{site}/cmd/{name}`
+(every gate of the site). Its payload is a compact JWS signed with EdDSA or ES256 by a
+key of the gate's command key set (chosen by the header's `kid`), with these claims:
+
+    cmd        the command's name: must equal the topic's
+    site       the target site; `gate`: the target gate, present exactly on gate topics
+    jti        a unique id: a replay is rejected (ids are remembered until expiry)
+    iat, exp   issued and expiry times; exp - iat may not exceed max_lifetime_s
+    args       the command's arguments (an object; checked per command below)
+
+Retained messages are never run. Whatever happens, the gate publishes a reply whose
+`outcome` is `ok`, `rejected: <reason>` (not run; the gate is unchanged) or
+`failed: <reason>` (the handler could not complete it). Handlers are the gate's own,
+passed in by name; an exception in one becomes a `failed` reply.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import jwt
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from mqtt import db
+from mqtt.errors import CommandRejectedError, MqttError, StoreError
+from mqtt.events import format_ts
+from mqtt.health import compact_json
+from mqtt.topics import GateTopics
+
+log = logging.getLogger(__name__)
+
+ALGORITHMS = ("EdDSA", "ES256")
+REQUIRED_CLAIMS = ["cmd", "site", "jti", "iat", "exp"]
+MAX_COMMAND_BYTES = 4 * 1024 * 1024  # an allowlist snapshot of ~50,000 entries
+
+Ident = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+TokenId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class CommandKeyError(MqttError):
+    """The command key set cannot be used."""
+
+
+# --- Arguments, one model per command ---------------------------------------------------
+
+
+class Args(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoArgs(Args):
+    """lockdown (deny everyone), normal (back to normal decisions), emergency (hold open)."""
+
+
+class OpenArgs(Args):
+    """Open the gate once (one relay pulse), or hold it open for `seconds`."""
+
+    seconds: float | None = Field(None, gt=0, le=3600)
+
+
+class Entry(Args):
+    """One allowlist entry; a bare string is a badge id."""
+
+    subject: Ident
+    kind: Literal["badge", "cccd"] = "badge"
+    name: Annotated[str, StringConstraints(max_length=256)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, data: Any) -> Any:
+        return {"subject": data} if isinstance(data, str) else data
+
+
+class AllowlistArgs(Args):
+    """Either a full snapshot (`entries` with its `version`) or changes (`add`, `remove`)."""
+
+    version: int | None = Field(None, ge=1)
+    entries: list[Entry] | None = None
+    add: list[Entry] = Field(default_factory=list)
+    remove: list[Ident] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _snapshot_or_changes(self) -> AllowlistArgs:
+        if self.entries is not None and (self.add or self.remove):
+            raise ValueError(
+                "send a snapshot (entries, version) or changes (add, remove), not both"
+            )
+        if self.entries is not None and self.version is None:
+            raise ValueError("a snapshot needs its version")
+        if self.entries is None and not (self.add or self.remove):
+            raise ValueError("nothing to do: give entries, add or remove")
+        return self
+
+
+class RevokeArgs(Args):
+    """Revoke passes by token id (`jti`) and/or everything of some subjects."""
+
+    jti: list[TokenId] = Field(default_factory=list)
+    subjects: list[Ident] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _something(self) -> RevokeArgs:
+        if not (self.jti or self.subjects):
+            raise ValueError("nothing to revoke: give jti or subjects")
+        return self
+
+
+class KeysArgs(Args):
+    """A new set of trusted public keys for passes (RFC 7517), replacing the old one."""
+
+    jwks: dict[str, Any]
+
+    @field_validator("jwks")
+    @classmethod
+    def _public_key_set(cls, jwks: dict[str, Any]) -> dict[str, Any]:
+        public_keys(jwks)
+        return jwks
+
+
+ARGUMENTS: Mapping[str, type[Args]] = {
+    "open": OpenArgs,
+    "lockdown": NoArgs,
+    "normal": NoArgs,
+    "emergency": NoArgs,
+    "allowlist": AllowlistArgs,
+    "revoke": RevokeArgs,
+    "keys": KeysArgs,
+}
+
+
+def check_args(name: str, args: object) -> dict[str, Any]:
+    """The command's arguments, validated and normalised; CommandRejectedError if bad."""
+    model = ARGUMENTS.get(name)
+    if model is None:
+        raise CommandRejectedError("unsupported")
+    try:
+        return model.model_validate(args if args is not None else {}).model_dump(mode="json")
+    except ValidationError as error:
+        problems = "; ".join(
+            ": ".join(filter(None, (".".join(map(str, d["loc"])), d["msg"])))
+            for d in error.errors()
+        )
+        raise CommandRejectedError(f"bad_args: {problems}") from None
+
+
+# --- Keys -------------------------------------------------------------------------------
+
+
+def public_keys(jwks: object) -> dict[str, jwt.PyJWK]:
+    """The usable public keys of a JWK set, by kid; ValueError naming what is wrong."""
+    keys = jwks.get("keys") if isinstance(jwks, dict) else None
+    if not isinstance(keys, list) or not keys:
+        raise ValueError('a key set is {"keys": [...]} with at least one key')
+    found = {}
+    for key in keys:
+        if not isinstance(key, dict) or not isinstance(key.get("kid"), str):
+            raise ValueError("every key needs a kid")
+        if "d" in key:
+            raise ValueError(f"key {key['kid']} holds private material: publish public keys only")
+        try:
+            parsed = jwt.PyJWK(key)
+        except jwt.PyJWTError as error:
+            raise ValueError(f"key {key['kid']}: {error}") from None
+        if parsed.algorithm_name not in ALGORITHMS:
+            raise ValueError(f"key {key['kid']}: only Ed25519 (EdDSA) and P-256 (ES256) keys")
+        found[key["kid"]] = parsed
+    return found
+
+
+def load_command_keys(path: Path) -> dict[str, jwt.PyJWK]:
+    """The command keys the gate trusts, from a JWK set file."""
+    try:
+        return public_keys(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError) as error:
+        raise CommandKeyError(f"command keys {path}: {error}") from None
+
+
+# --- Replay memory ----------------------------------------------------------------------
+
+REPLAY_MIGRATIONS = (
+    """
+    CREATE TABLE command_seen (
+        jti TEXT PRIMARY KEY,
+        expires REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX command_seen_expires ON command_seen (expires);
+    """,
+)
+
+
+class ReplayGuard:
+    """Command ids seen, in the gate's database, each kept until its command expires."""
+
+    def __init__(self, path: Path) -> None:
+        self._conn = db.connect(path, "FULL")
+        try:
+            db.migrate(self._conn, "commands", REPLAY_MIGRATIONS)
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot prepare the command memory in {path}: {error}") from error
+
+    def first_time(self, jti: str, expires: float, now: float) -> bool:
+        """Remember `jti`; False if it was already seen (a replay)."""
+        with db.transaction(self._conn) as conn:
+            conn.execute("DELETE FROM command_seen WHERE expires < ?", (now,))
+            added = conn.execute(
+                "INSERT OR IGNORE INTO command_seen (jti, expires) VALUES (?, ?)", (jti, expires)
+            ).rowcount
+        return added == 1
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+# --- Intake -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Command:
+    """A verified command, as handlers receive it."""
+
+    name: str
+    args: dict[str, Any]
+    id: str
+    site: str
+    gate: str | None  # None: addressed to every gate of the site
+    issued_at: float
+    expires_at: float
+
+
+Handler = Callable[[Command], str | None]  # returns a detail for the reply, or None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The answer to one command, published on `P/{site}/{gate}/reply`."""
+
+    id: str | None
+    command: str
+    outcome: str
+    detail: str | None
+    ts: str
+
+    def to_json(self) -> bytes:
+        return compact_json(self.__dict__)
+
+
+@dataclass(frozen=True)
+class CommandPolicy:
+    algorithms: tuple[str, ...] = ALGORITHMS
+    max_lifetime_s: float = 300.0
+    clock_skew_s: float = 30.0
+
+
+class CommandIntake:
+    """Turns command messages into handler calls and replies; never raises."""
+
+    def __init__(
+        self,
+        topics: GateTopics,
+        keys: Mapping[str, jwt.PyJWK],
+        handlers: Mapping[str, Handler],
+        replay: ReplayGuard,
+        policy: CommandPolicy | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._topics = topics
+        self._keys = keys
+        self._handlers = handlers
+        self._replay = replay
+        self._policy = policy or CommandPolicy()
+        self._clock = clock
+
+    def handle(self, topic: str, payload: bytes, *, retained: bool) -> Reply:
+        name, gate_scope = self._route(topic)
+        token_id = peek_id(payload) if len(payload) <= MAX_COMMAND_BYTES else None
+        try:
+            if retained:
+                raise CommandRejectedError("retained")
+            command = self._accept(name, gate_scope, payload)
+        except CommandRejectedError as rejected:
+            log.warning("command %s (id %s) rejected: %s", name, token_id, rejected.reason)
+            return self._reply(token_id, name, f"rejected: {rejected.reason}")
+        return self._run(command)
+
+    def _route(self, topic: str) -> tuple[str, bool]:
+        for head, gate_scope in (
+            (f"{self._topics.base}/cmd/", True),
+            (f"{self._topics.prefix}/{self._topics.site}/cmd/", False),
+        ):
+            if topic.startswith(head):
+                return topic[len(head) :], gate_scope
+        return topic.rpartition("/")[2], False
+
+    def _accept(self, name: str, gate_scope: bool, payload: bytes) -> Command:
+        if name not in self._handlers or name not in ARGUMENTS:
+            raise CommandRejectedError("unsupported")
+        if len(payload) > MAX_COMMAND_BYTES:
+            raise CommandRejectedError("too_large")
+        claims = self._verify(payload)
+        now = self._clock()
+        self._check_times(claims, now)
+        self._check_target(claims, name, gate_scope)
+        args = check_args(name, claims.get("args"))
+        expires = float(claims["exp"]) + self._policy.clock_skew_s
+        if not self._replay.first_time(claims["jti"], expires, now):
+            raise CommandRejectedError("replayed")
+        return Command(
+            name,
+            args,
+            claims["jti"],
+            claims["site"],
+            claims.get("gate"),
+            float(claims["iat"]),
+            float(claims["exp"]),
+        )
+
+    def _verify(self, payload: bytes) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(payload)
+        except jwt.PyJWTError:
+            raise CommandRejectedError("malformed") from None
+        alg, kid = header.get("alg"), header.get("kid")
+        if alg not in self._policy.algorithms:
+            raise CommandRejectedError("bad_algorithm")  # `none` and HMAC among others
+        key = self._keys.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise CommandRejectedError("unknown_key")
+        if key.algorithm_name != alg:
+            raise CommandRejectedError("bad_algorithm")
+        try:
+            claims = jwt.decode(payload, key.key, algorithms=[alg], options=DECODE_OPTIONS)
+        except jwt.MissingRequiredClaimError as error:
+            raise CommandRejectedError(f"missing_claim: {error.claim}") from None
+        except jwt.InvalidSignatureError:
+            raise CommandRejectedError("bad_signature") from None
+        except jwt.PyJWTError:
+            raise CommandRejectedError("malformed") from None
+        if not (isinstance(claims["jti"], str) and 0 < len(claims["jti"]) <= 128):
+            raise CommandRejectedError("malformed")
+        return claims
+
+    def _check_times(self, claims: Mapping[str, Any], now: float) -> None:
+        issued, expires = claims["iat"], claims["exp"]
+        if not all(
+            isinstance(t, int | float) and not isinstance(t, bool) for t in (issued, expires)
+        ):
+            raise CommandRejectedError("malformed")
+        skew = self._policy.clock_skew_s
+        if now > expires + skew:
+            raise CommandRejectedError("expired")
+        if issued > now + skew:
+            raise CommandRejectedError("not_yet_valid")
+        if expires - issued > self._policy.max_lifetime_s:
+            raise CommandRejectedError("lifetime_too_long")
+
+    def _check_target(self, claims: Mapping[str, Any], name: str, gate_scope: bool) -> None:
+        if claims["cmd"] != name:
+            raise CommandRejectedError("wrong_command")
+        gate = claims.get("gate")
+        wanted_gate = self._topics.gate if gate_scope else None
+        if claims["site"] != self._topics.site or gate != wanted_gate:
+            raise CommandRejectedError("wrong_target")
+
+    def _run(self, command: Command) -> Reply:
+        handler = self._handlers[command.name]
+        try:
+            detail = handler(command)
+        except CommandRejectedError as rejected:
+            outcome, detail = f"rejected: {rejected.reason}", None
+        except Exception as error:  # a failing handler is reported, never fatal
+            log.exception("command %s (id %s) failed", command.name, command.id)
+            outcome, detail = f"failed: {type(error).__name__}: {error}", None
+        else:
+            outcome = "ok"
+        log.info("command %s (id %s): %s", command.name, command.id, outcome)
+        return self._reply(command.id, command.name, outcome, detail)
+
+    def _reply(
+        self, token_id: str | None, name: str, outcome: str, detail: str | None = None
+    ) -> Reply:
+        return Reply(token_id, name, outcome, detail, format_ts(self._clock()))
+
+
+DECODE_OPTIONS: Any = {
+    "require": REQUIRED_CLAIMS,
+    # Times are checked against the gate's injected clock, in `_check_times`.
+    "verify_exp": False,
+    "verify_iat": False,
+    "verify_nbf": False,
+}
+
+
+def peek_id(payload: bytes) -> str | None:
+    """The token's `jti` without verifying it: only to echo it in a rejection."""
+    try:
+        claims = jwt.decode(payload, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    token_id = claims.get("jti") if isinstance(claims, dict) else None
+    return token_id if isinstance(token_id, str) and len(token_id) <= 128 else None

@@ -1,0 +1,330 @@
+"""The outbox: each event is durable on disk before the gate acts, and stays until the
+broker has acknowledged it.
+
+One row per event in SQLite (WAL). `append` allocates the gate's next `seq` and writes
+the row in one transaction with `synchronous=FULL`, so once it returns the event survives
+a crash or a power cut, and a `seq` is never handed out twice. Rows leave only through
+`ack` (the broker accepted them). The outbox is bounded: when full, `append` refuses
+(`OutboxFullError`) rather than drop an older event. A row the broker keeps refusing while it
+accepts others is *parked*: kept and counted, no longer sent, until an operator releases it.
+
+Thread safety: appends (frame thread) and the drain side (publisher thread: `pending`,
+`ack`, `refuse`, `depth`, `checkpoint`) use separate connections, each behind its own
+lock, so a slow drain never holds an append back beyond SQLite's own write lock; the
+publisher also folds the write-ahead log into the database (`checkpoint`), so that an
+append pays for one sync and never for a checkpoint.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal, TypedDict, TypeVar, Unpack
+
+from pydantic import ValidationError
+
+from mqtt import db
+from mqtt.errors import InvalidEventError, OutboxFullError, StoreError
+from mqtt.events import EVENT_VERSION, Event, EventType, format_ts
+
+T = TypeVar("T")
+BACKSTOP_CHECKPOINT_PAGES = 10_000
+COMPONENT = "outbox"
+MIGRATIONS = (
+    """
+    CREATE TABLE outbox_seq (
+        site TEXT NOT NULL,
+        gate TEXT NOT NULL,
+        last INTEGER NOT NULL,
+        PRIMARY KEY (site, gate)
+    ) WITHOUT ROWID;
+    CREATE TABLE outbox (
+        entry INTEGER PRIMARY KEY AUTOINCREMENT,
+        site TEXT NOT NULL,
+        gate TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        id TEXT NOT NULL,
+        created REAL NOT NULL,
+        payload BLOB NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        parked INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE outbox_depth (
+        one INTEGER PRIMARY KEY CHECK (one = 1),
+        rows INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        parked INTEGER NOT NULL
+    );
+    INSERT INTO outbox_depth VALUES (1, 0, 0, 0);
+    CREATE TRIGGER outbox_added AFTER INSERT ON outbox BEGIN
+        UPDATE outbox_depth SET rows = rows + 1, bytes = bytes + length(NEW.payload);
+    END;
+    CREATE TRIGGER outbox_removed AFTER DELETE ON outbox BEGIN
+        UPDATE outbox_depth
+        SET rows = rows - 1, bytes = bytes - length(OLD.payload), parked = parked - OLD.parked;
+    END;
+    CREATE TRIGGER outbox_parked AFTER UPDATE OF parked ON outbox BEGIN
+        UPDATE outbox_depth SET parked = parked + NEW.parked - OLD.parked;
+    END;
+    """,
+)
+
+
+@dataclass(frozen=True)
+class OutboxLimits:
+    """How much the outbox may hold, and when a refused row is set aside."""
+
+    max_rows: int = 500_000
+    max_bytes: int = 256 * 1024 * 1024
+    max_refusals: int = 5
+
+
+class EventFields(TypedDict, total=False):
+    """The optional fields of an event (see mqtt.events.Event)."""
+
+    ts_trusted: bool
+    result: Literal["granted", "denied"] | None
+    reason: str | None
+    credential: str | None
+    subject: str | None
+    name: str | None
+    code_sha256: str | None
+    latency_ms: float | None
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A row waiting for the broker: `entry` orders rows, `payload` is the event's JSON."""
+
+    entry: int
+    seq: int
+    site: str
+    gate: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Depth:
+    """How much waits, for health reports: `fill` is the larger of rows and bytes used
+    over their limits (1.0 = full); `oldest_age_s` is None when nothing waits."""
+
+    rows: int
+    bytes: int
+    parked: int
+    oldest_age_s: float | None
+    fill: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Parked:
+    """A row set aside after repeated refusals, as an operator sees it."""
+
+    entry: int
+    seq: int
+    id: str
+    site: str
+    gate: str
+    attempts: int
+    last_error: str | None
+    created: float
+
+
+class Outbox:
+    """The durable queue of one gate's events, in the gate's database file."""
+
+    def __init__(
+        self,
+        path: Path,
+        site: str,
+        gate: str,
+        direction: Literal["in", "out"],
+        limits: OutboxLimits | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self.site, self.gate, self.direction = site, gate, direction
+        self.limits = limits or OutboxLimits()
+        self._clock = clock
+        self._writer = db.connect(path, "FULL")
+        # Checkpoints sync the database file: the publisher runs them (`checkpoint`), off the
+        # frame path; appends checkpoint only if the WAL grows past ~40 MB regardless.
+        self._writer.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_CHECKPOINT_PAGES}")
+        # Acks need no sync: an acked row that reappears after a power cut is sent again,
+        # a duplicate that consumers drop by id. Never a loss.
+        self._drain = db.connect(path, "NORMAL")
+        self._write_lock = threading.Lock()
+        self._drain_lock = threading.Lock()
+        # The publisher checkpoints when this grows; it is bumped and reset under different
+        # locks, so it is approximate, which only ever moves a checkpoint a little.
+        self.appended_since_checkpoint = 0
+        try:
+            db.migrate(self._writer, COMPONENT, MIGRATIONS)
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot prepare the outbox in {path}: {error}") from error
+
+    def append(self, type: EventType, *, ts: float, **fields: Unpack[EventFields]) -> Event:
+        """Record one event durably and return it (with its id and seq).
+
+        `ts` is the gate's wall clock in epoch seconds. Raises OutboxFullError when the outbox
+        is at its limit, InvalidEventError for fields that make no valid event, StoreError when
+        the disk refuses; in every case nothing was recorded and no seq was used.
+        """
+        with self._write_lock:
+            try:
+                with db.transaction(self._writer) as conn:
+                    event = self._event(type, ts, self._next_seq(conn), fields)
+                    payload = event.to_json()
+                    self._check_room(conn, len(payload))
+                    conn.execute(
+                        "INSERT INTO outbox (site, gate, seq, id, created, payload) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        (self.site, self.gate, event.seq, event.id, self._clock(), payload),
+                    )
+                self.appended_since_checkpoint += 1
+            except sqlite3.Error as error:
+                raise StoreError(f"cannot record the event in {self.path}: {error}") from error
+        return event
+
+    def _next_seq(self, conn: sqlite3.Connection) -> int:
+        row = conn.execute(
+            "INSERT INTO outbox_seq (site, gate, last) VALUES (?, ?, 1) "
+            "ON CONFLICT (site, gate) DO UPDATE SET last = last + 1 RETURNING last",
+            (self.site, self.gate),
+        ).fetchone()
+        return int(row[0])
+
+    def _event(self, type: EventType, ts: float, seq: int, fields: EventFields) -> Event:
+        try:
+            return Event(
+                v=EVENT_VERSION,
+                id=str(uuid.uuid4()),
+                seq=seq,
+                ts=format_ts(ts),
+                site=self.site,
+                gate=self.gate,
+                direction=self.direction,
+                type=type,
+                **fields,
+            )
+        except (ValidationError, ValueError, OverflowError, OSError) as error:
+            raise InvalidEventError(f"not a valid event: {describe(error)}") from None
+
+    def _check_room(self, conn: sqlite3.Connection, size: int) -> None:
+        rows, used = conn.execute("SELECT rows, bytes FROM outbox_depth").fetchone()
+        if rows + 1 > self.limits.max_rows or used + size > self.limits.max_bytes:
+            raise OutboxFullError(
+                f"the outbox is full ({rows} events, {used} bytes; limits "
+                f"{self.limits.max_rows} events, {self.limits.max_bytes} bytes): "
+                "the broker has not taken events for a long time"
+            )
+
+    def pending(self, after: int = 0, limit: int = 64) -> list[Pending]:
+        """Up to `limit` rows to send, oldest first, after entry `after`; parked rows skipped."""
+        rows = self._read(
+            "SELECT entry, seq, site, gate, payload FROM outbox "
+            "WHERE parked = 0 AND entry > ? ORDER BY entry LIMIT ?",
+            (after, limit),
+        )
+        return [Pending(*row) for row in rows]
+
+    def ack(self, entries: Sequence[int]) -> None:
+        """The broker accepted these rows: they leave the outbox."""
+        if entries:
+            self._write_drain(
+                lambda conn: conn.executemany(
+                    "DELETE FROM outbox WHERE entry = ?", [(entry,) for entry in entries]
+                )
+            )
+
+    def refuse(self, entry: int, reason: str, *, singled_out: bool) -> bool:
+        """Count a refusal of one row; return True when the row is now parked.
+
+        Only a row `singled_out` (refused while the broker accepted others) is parked, after
+        `max_refusals` refusals: a broker refusing everything (an ACL on the whole topic)
+        must not make the gate set its whole backlog aside.
+        """
+
+        def update(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, "
+                "parked = parked OR (? AND attempts + 1 >= ?) WHERE entry = ? RETURNING parked",
+                (reason, singled_out, self.limits.max_refusals, entry),
+            ).fetchone()
+            return bool(row and row[0])
+
+        return self._write_drain(update)
+
+    def depth(self) -> Depth:
+        """Rows, bytes and parked rows waiting, and the age of the oldest sendable row."""
+        (rows, used, parked), *_ = self._read("SELECT rows, bytes, parked FROM outbox_depth")
+        oldest = self._read("SELECT created FROM outbox WHERE parked = 0 ORDER BY entry LIMIT 1")
+        age = max(0.0, self._clock() - oldest[0][0]) if oldest else None
+        fill = max(rows / self.limits.max_rows, used / self.limits.max_bytes)
+        return Depth(rows, used, parked, age, round(fill, 6))
+
+    def parked(self) -> list[Parked]:
+        """Every parked row, oldest first."""
+        rows = self._read(
+            "SELECT entry, seq, id, site, gate, attempts, last_error, created FROM outbox "
+            "WHERE parked = 1 ORDER BY entry"
+        )
+        return [Parked(*row) for row in rows]
+
+    def release(self) -> int:
+        """Operator action: send the parked rows again (refusals forgotten); return how many."""
+
+        def update(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "UPDATE outbox SET parked = 0, attempts = 0 WHERE parked = 1"
+            ).rowcount
+
+        return self._write_drain(update)
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database file; never blocks appends."""
+        try:
+            with self._drain_lock:
+                self.appended_since_checkpoint = 0
+                self._drain.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot checkpoint the outbox in {self.path}: {error}") from error
+
+    def close(self) -> None:
+        with self._write_lock, self._drain_lock:
+            self._writer.close()
+            self._drain.close()
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            with self._drain_lock:
+                return self._drain.execute(sql, params).fetchall()
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot read the outbox in {self.path}: {error}") from error
+
+    def _write_drain(self, change: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            with self._drain_lock, db.transaction(self._drain) as conn:
+                return change(conn)
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot update the outbox in {self.path}: {error}") from error
+
+
+def describe(error: Exception) -> str:
+    """One line naming each bad field of a pydantic error, or the error itself."""
+    if isinstance(error, ValidationError):
+        return "; ".join(
+            ": ".join(filter(None, (".".join(map(str, detail["loc"])), detail["msg"])))
+            for detail in error.errors()
+        )
+    return str(error)

@@ -1,0 +1,348 @@
+"""The publisher: one thread owns the broker connection and drains the outbox into it.
+
+It connects with a last will (`offline`, retained), announces `online`, subscribes to the
+gate's commands, then sends events from a bounded window over the outbox, oldest first,
+only while connected; a row leaves the outbox when the broker accepts it (PUBACK below
+0x80). It publishes a retained health report every `heartbeat_s`, reconnects with
+backoff, and on `stop()` announces `stopped` and disconnects cleanly.
+
+Nothing on the frame path waits for it: the daemon appends to the outbox and calls
+`wake()`. The daemon pings the systemd watchdog only while `alive` holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from mqtt.commands import CommandIntake
+from mqtt.events import format_ts
+from mqtt.health import HealthReport, LinkStats, State, cpu_temperature_c, status_payload
+from mqtt.link import (
+    Acked,
+    Connected,
+    Link,
+    LinkError,
+    Lost,
+    Received,
+    Signal,
+    Subscribed,
+    Waker,
+    Will,
+)
+from mqtt.outbox import Outbox, Pending
+from mqtt.settings import PublisherSettings
+from mqtt.topics import GateTopics
+from mqtt.window import Round, Window
+
+log = logging.getLogger(__name__)
+
+POLL_S = 1.0  # the longest nap: keepalive, heartbeats, rows appended by another process
+STOP_WAIT_S = 3.0  # how long `stop()` waits for the broker to take the `stopped` status
+WEDGED_AFTER_S = 20.0  # a loop not come round for this long (beyond a connect) is stuck
+MIN_ACK_TIMEOUT_S = 10.0
+# The outbox's write-ahead log is folded into the database by this thread, in small steps
+# (after this many appends, or this long after one), so that appends never wait for it.
+CHECKPOINT_EVERY = 64
+CHECKPOINT_S = 2.0
+
+
+class Backoff:
+    """Delays that double from `low` to `high`, with jitter so that many gates
+    restarting with their broker do not all knock at the same instant."""
+
+    def __init__(self, low: float, high: float) -> None:
+        self._low, self._high = low, high
+        self._delay = low
+
+    def next(self) -> float:
+        delay = self._delay
+        self._delay = min(self._high, delay * 2)
+        return min(self._high, delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
+
+    def reset(self) -> None:
+        self._delay = self._low
+
+
+class Publisher:
+    """Drains `outbox` to the broker in its own thread; see the module doc."""
+
+    def __init__(
+        self,
+        settings: PublisherSettings,
+        topics: GateTopics,
+        outbox: Outbox,
+        health: Callable[[], Mapping[str, Any]] = dict,
+        commands: CommandIntake | None = None,
+        *,
+        version: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.outbox = outbox
+        self._gate_health = health
+        self._commands = commands
+        self._version = version
+        self._clock = clock
+        self._signals: queue.Queue[Signal] = queue.Queue()
+        self._waker = Waker()
+        self._window = Window(outbox, settings.window)
+        self._link: Link | None = None
+        self._links = 0
+        self._online = False
+        self._reported: str | None = None  # the failure logged since the last connection
+        self.stats = LinkStats()
+        self._connect_backoff = Backoff(settings.retry_min_s, settings.retry_max_s)
+        self._refusal_backoff = Backoff(settings.retry_min_s, settings.retry_max_s)
+        self._retry_at = self._resume_at = self._connect_deadline = self._next_health = 0.0
+        self._next_checkpoint = 0.0
+        self._started = self._beat = time.monotonic()
+        self._stopping = threading.Event()
+        self._final_state: State = "stopped"
+        self._thread = threading.Thread(target=self._run, name="mqtt-publisher", daemon=True)
+
+    def start(self) -> None:
+        self._started = self._beat = time.monotonic()
+        self._thread.start()
+
+    def stop(self, state: State = "stopped") -> None:
+        """Announce `state` (retained), disconnect cleanly and end the thread."""
+        self._final_state = state
+        self._stopping.set()
+        self._waker.wake()
+        if self._thread.is_alive():
+            self._thread.join(STOP_WAIT_S + self.settings.broker.connect_timeout_s + 2)
+
+    def wake(self) -> None:
+        """A row was appended: send it now rather than at the next poll."""
+        self._waker.wake()
+
+    @property
+    def connected(self) -> bool:
+        return self._online
+
+    @property
+    def alive(self) -> bool:
+        """The thread runs and its loop came round lately (for the systemd watchdog)."""
+        stale_after = WEDGED_AFTER_S + self.settings.broker.connect_timeout_s
+        return self._thread.is_alive() and time.monotonic() - self._beat < stale_after
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._beat = time.monotonic()
+            try:
+                self._step(self._beat)
+            except Exception:  # nothing may end this thread: log, start over
+                log.exception("unexpected error in the publisher; reconnecting")
+                self._recover()
+        try:
+            self._shutdown()
+        except Exception:  # stopping anyway; the will says offline
+            log.exception("error while stopping the publisher")
+        self._waker.close()
+
+    def _step(self, now: float) -> None:
+        self._handle_signals()
+        appended = self.outbox.appended_since_checkpoint
+        if appended >= CHECKPOINT_EVERY or (appended and now >= self._next_checkpoint):
+            self._next_checkpoint = now + CHECKPOINT_S
+            self.outbox.checkpoint()
+        if self._link is None:
+            if now >= self._retry_at:
+                self._connect(now)
+        elif self._online:
+            self._publish_due(now)
+        elif now > self._connect_deadline:
+            self._fail("no answer (CONNACK) from the broker")
+        self._pump(now)
+
+    def _pump(self, now: float) -> None:
+        """Wait for the network, a wake-up or the next deadline, whichever comes first."""
+        if self._link is None:
+            self._waker.wait(min(POLL_S, max(0.0, self._retry_at - now)))
+            return
+        deadlines = [now + POLL_S]
+        if self._online:
+            deadlines += [self._next_health, max(self._resume_at, now)]
+        self._link.pump(max(0.0, min(deadlines) - now), self._waker)
+
+    def _connect(self, now: float) -> None:
+        self._links += 1
+        will = Will(self.topics.status, status_payload("offline", self._clock(), self._version))
+        window = self.settings.window + 8  # room for status, health and replies
+        try:
+            link = Link(self.settings.broker, self._signals, self._links, will, window)
+            link.open()
+        except LinkError as error:
+            self._fail(str(error))
+            return
+        self._link = link
+        self._connect_deadline = now + self.settings.broker.connect_timeout_s
+
+    def _publish_due(self, now: float) -> None:
+        assert self._link is not None
+        if now >= self._resume_at:
+            for row in self._window.due():
+                mid = self._link.publish(self._events_topic(row), row.payload)
+                if mid is None:
+                    break  # the connection is gone; its Lost signal follows
+                self._window.sent(mid, row, now)
+        stuck = self._window.overdue(now, max(MIN_ACK_TIMEOUT_S, self.settings.broker.keepalive_s))
+        if stuck is not None:
+            self._fail(f"no acknowledgement for event seq {stuck.seq}")
+        elif now >= self._next_health:
+            self._publish_health(now)
+
+    def _events_topic(self, row: Pending) -> str:
+        if (row.site, row.gate) == (self.topics.site, self.topics.gate):
+            return self.topics.events
+        # Recorded before the gate was renamed: it goes out under the name it was taken with.
+        return GateTopics(self.topics.prefix, row.site, row.gate).events
+
+    def _publish_health(self, now: float) -> None:
+        assert self._link is not None
+        self._next_health = now + self.settings.heartbeat_s
+        report = HealthReport(
+            ts=self._clock(),
+            version=self._version,
+            uptime_s=now - self._started,
+            outbox=self.outbox.depth(),
+            link=self.stats,
+            gate=self._gate_figures(),
+            cpu_temp_c=cpu_temperature_c(),
+        )
+        self._link.publish(self.topics.health, report.to_json(), retain=True)
+
+    def _gate_figures(self) -> Mapping[str, Any]:
+        try:
+            return dict(self._gate_health())
+        except Exception as error:  # a broken figure must not stop the report
+            log.exception("the gate's health figures failed")
+            return {"health_error": f"{type(error).__name__}: {error}"}
+
+    def _handle_signals(self) -> None:
+        while True:
+            try:
+                signal = self._signals.get_nowait()
+            except queue.Empty:
+                break
+            if signal.link == self._links:  # others belong to abandoned connections
+                self._handle(signal)
+        finished = self._window.settle()
+        if finished is not None:
+            self._pause_after(finished)
+
+    def _handle(self, signal: Signal) -> None:
+        match signal:
+            case Connected(refused=None):
+                self._connected(signal)
+            case Connected(refused=reason):
+                self._fail(f"the broker refused the connection: {reason}")
+            case Lost(reason=reason):
+                self._fail(f"connection lost: {reason}")
+            case Acked():
+                self._acked(signal)
+            case Received():
+                self._command(signal)
+            case Subscribed(refused=refused) if refused:
+                self.stats.last_error = f"the broker refused the command subscription: {refused}"
+                log.error("%s: commands cannot reach this gate", self.stats.last_error)
+
+    def _connected(self, signal: Connected) -> None:
+        assert self._link is not None
+        self._online = True
+        self._reported = None
+        self._connect_backoff.reset()
+        self.stats.connects += 1
+        self.stats.connected_since = format_ts(self._clock())
+        self._window.restart(signal.receive_maximum)
+        self._link.publish(
+            self.topics.status, status_payload("online", self._clock(), self._version), retain=True
+        )
+        if self._commands is not None:
+            self._link.subscribe(self.topics.command_filters)
+        self._next_health = time.monotonic()
+        log.info(
+            "connected to %s; %d events waiting",
+            self.settings.broker.address,
+            self.outbox.depth().rows,
+        )
+
+    def _acked(self, signal: Acked) -> None:
+        row = self._window.answer(signal.mid, signal.accepted, signal.reason)
+        if signal.accepted:
+            return
+        if row is None:
+            log.warning("the broker refused a status, health or reply message: %s", signal.reason)
+            return
+        self.stats.refused += 1
+        self.stats.last_refusal = f"seq {row.seq}: {signal.reason} (0x{signal.code:02x})"
+
+    def _pause_after(self, finished: Round) -> None:
+        if finished.accepted:
+            self._refusal_backoff.reset()
+        pause = self._refusal_backoff.next()
+        self._resume_at = time.monotonic() + pause
+        reasons = ", ".join(sorted(set(finished.refused.values())))
+        log.warning(
+            "the broker refused %d event(s) (%s); they stay in the outbox, next try in %.1f s",
+            len(finished.refused),
+            reasons,
+            pause,
+        )
+
+    def _command(self, signal: Received) -> None:
+        if self._commands is None or self._link is None:
+            return
+        reply = self._commands.handle(signal.topic, signal.payload, retained=signal.retain)
+        self._link.publish(self.topics.reply, reply.to_json())
+
+    def _fail(self, reason: str) -> None:
+        """The connection failed or ended: spool on, and try again after a backoff."""
+        if reason != self._reported:  # once per kind of failure, not once per retry
+            log.warning("%s; events are kept in the outbox meanwhile", reason)
+            self._reported = reason
+        self.stats.last_error = reason
+        self._drop_link()
+        self._window.lost(reason)
+        self._retry_at = time.monotonic() + self._connect_backoff.next()
+
+    def _recover(self) -> None:
+        """After an unexpected error: forget the connection, keep every row, retry later."""
+        self._drop_link()
+        self._window.restart()
+        self._retry_at = time.monotonic() + self._connect_backoff.next()
+
+    def _drop_link(self) -> None:
+        link, self._link = self._link, None
+        self._links += 1  # whatever the dropped link still signals is stale from now on
+        self._online = False
+        self.stats.connected_since = None
+        if link is not None:
+            link.close()
+
+    def _shutdown(self) -> None:
+        link = self._link
+        if link is not None and self._online:
+            payload = status_payload(self._final_state, self._clock(), self._version)
+            mid = link.publish(self.topics.status, payload, retain=True)
+            self._await_ack(link, mid)
+        self._window.settle()
+        self._drop_link()
+
+    def _await_ack(self, link: Link, mid: int | None) -> None:
+        deadline = time.monotonic() + STOP_WAIT_S
+        while mid is not None and time.monotonic() < deadline and self._link is link:
+            link.pump(0.05, self._waker)
+            while not self._signals.empty():
+                signal = self._signals.get_nowait()
+                if signal.link == self._links:
+                    self._handle(signal)
+                if isinstance(signal, Acked) and signal.mid == mid:
+                    return

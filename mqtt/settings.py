@@ -1,0 +1,60 @@
+"""Plain settings the mqtt package is built from (the scanner maps its config onto them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    """TLS to the broker: `ca_file` None trusts the system's CAs; cert and key go together."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """Where the broker is and how to log in."""
+
+    host: str = "localhost"
+    port: int = 1883
+    client_id: str = ""
+    protocol: Literal["v5", "v311"] = "v5"
+    keepalive_s: int = 30
+    connect_timeout_s: float = 10.0
+    tls: TlsSettings | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def address(self) -> str:
+        scheme = "mqtts" if self.tls else "mqtt"
+        return f"{scheme}://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class PublisherSettings:
+    """How the publisher drains the outbox.
+
+    `window`: events in flight at once (further capped by the broker's Receive Maximum);
+    `retry_min_s`..`retry_max_s`: the backoff between connection attempts and after a
+    refused publish, doubling per failure.
+    """
+
+    broker: BrokerSettings
+    heartbeat_s: float = 30.0
+    window: int = 64
+    retry_min_s: float = 1.0
+    retry_max_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.window < 2:
+            raise ValueError(
+                "window must be at least 2 to tell a refused event from a refusing broker"
+            )
+        if not 0 < self.retry_min_s <= self.retry_max_s:
+            raise ValueError("need 0 < retry_min_s <= retry_max_s")

@@ -1,0 +1,129 @@
+"""The in-flight window over the outbox: which events go out next, and what the
+broker's answers mean for them.
+
+Events go out oldest first, at most `limit` unacknowledged at once. Accepted events leave
+the outbox in batches. A refusal (PUBACK reason code >= 0x80) ends the *round*: nothing
+new is sent until every answer is in; then each refusal is counted against its row, and
+the next round starts again from the oldest row after a pause. A row refused while others
+in its round were accepted is singled out, and is parked after enough refusals.
+
+Some refusals never arrive as one: mosquitto answers an oversized event with reason
+0x95, which paho cannot decode, so the connection drops instead. After a connection is
+lost with events in flight, the next connection *probes*: it sends the oldest event
+alone. Accepted, the window opens again; lost again, that event is singled out.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from mqtt.outbox import Outbox, Pending
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Round:
+    """Answers since the window last started from the oldest row."""
+
+    accepted: int = 0
+    refused: dict[int, str] = field(default_factory=dict)  # entry -> reason
+
+
+@dataclass
+class InFlight:
+    row: Pending
+    sent_at: float
+
+
+class Window:
+    """Bookkeeping for one publisher; the caller does the sending and the waiting."""
+
+    def __init__(self, outbox: Outbox, size: int) -> None:
+        self._outbox = outbox
+        self._size = size
+        self._limit = size
+        self._inflight: dict[int, InFlight] = {}
+        self._accepted: list[int] = []
+        self._cursor = 0
+        self._round = Round()
+        self._halted = False
+        self.probing = False
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    def restart(self, receive_maximum: int | None = None) -> None:
+        """A new connection: nothing is in flight, send again from the oldest row."""
+        self._inflight.clear()
+        self._cursor = 0
+        self._round = Round()
+        self._halted = False
+        self._limit = min(self._size, receive_maximum or self._size)
+
+    def due(self) -> list[Pending]:
+        """Rows to send now: as many as the window has room for, oldest first."""
+        if self._halted:
+            return []
+        if not self._inflight and not self._accepted:
+            self._cursor = 0  # all answered: from the oldest again (rows released from parking)
+        room = (1 if self.probing else self._limit) - len(self._inflight)
+        return self._outbox.pending(after=self._cursor, limit=room) if room > 0 else []
+
+    def sent(self, mid: int, row: Pending, now: float) -> None:
+        self._inflight[mid] = InFlight(row, now)
+        self._cursor = row.entry
+
+    def answer(self, mid: int, accepted: bool, reason: str) -> Pending | None:
+        """Record the broker's answer; None if `mid` was not an event of ours."""
+        flight = self._inflight.pop(mid, None)
+        if flight is None:
+            return None
+        if accepted:
+            self._accepted.append(flight.row.entry)
+            self._round.accepted += 1
+            self.probing = False
+        else:
+            self._round.refused[flight.row.entry] = reason
+            self._halted = True
+        return flight.row
+
+    def settle(self) -> Round | None:
+        """Delete accepted rows; when a round with refusals is complete, count them and
+        return it (the caller pauses before the next round), else None."""
+        self._outbox.ack(self._accepted)
+        self._accepted.clear()
+        if not self._halted or self._inflight:
+            return None
+        finished = self._round
+        for entry, reason in finished.refused.items():
+            self._refuse(entry, reason, singled_out=finished.accepted > 0)
+        self.restart(self._limit)
+        return finished
+
+    def lost(self, reason: str) -> None:
+        """The connection ended; what was in flight is sent again on the next one."""
+        self._outbox.ack(self._accepted)
+        self._accepted.clear()
+        if self._inflight:
+            if self.probing:
+                (flight,) = self._inflight.values()
+                self._refuse(flight.row.entry, f"connection lost ({reason})", singled_out=True)
+            self.probing = True
+        self._inflight.clear()
+
+    def overdue(self, now: float, timeout: float) -> Pending | None:
+        """The oldest event in flight for longer than `timeout`, if any."""
+        oldest = min(self._inflight.values(), key=lambda flight: flight.sent_at, default=None)
+        return oldest.row if oldest and now - oldest.sent_at > timeout else None
+
+    def _refuse(self, entry: int, reason: str, *, singled_out: bool) -> None:
+        if self._outbox.refuse(entry, reason, singled_out=singled_out):
+            log.error(
+                "event (outbox entry %d) parked after repeated refusals (%s): it stays in "
+                "the outbox, visible in health, until released with `qrgate outbox retry`",
+                entry,
+                reason,
+            )

@@ -1,0 +1,72 @@
+"""The v1 event schema: the published JSON Schema file is exactly the generated one,
+and the model and the schema agree on what is an event."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from mqtt.events import Event, event_schema, parse_event
+
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / "docs" / "events.schema.json"
+
+SCAN: dict[str, Any] = {
+    "v": 1,
+    "id": "0b5e4c1e-8d4f-4c53-9b8e-2f1f3c7d9a10",
+    "seq": 1042,
+    "ts": "2026-11-25T07:58:03.412Z",
+    "site": "factory-1",
+    "gate": "gate-1",
+    "direction": "in",
+    "type": "scan",
+    "result": "granted",
+    "reason": "ok",
+    "credential": "pass",
+    "subject": "W-1042",
+    "name": "Nguyễn Văn A",
+    "code_sha256": "ab" * 32,
+    "latency_ms": 14.2,
+}
+
+
+def test_schema_file_is_the_generated_schema() -> None:
+    generated = json.dumps(event_schema(), indent=2) + "\n"
+    assert SCHEMA_FILE.read_text() == generated, (
+        "run: python -m mqtt.events > docs/events.schema.json"
+    )
+
+
+def test_design_example_is_valid_for_both() -> None:
+    jsonschema.validate(SCAN, json.loads(SCHEMA_FILE.read_text()))
+    event = parse_event(json.dumps(SCAN))
+    assert event.ts_trusted is True
+    assert json.loads(event.to_json())["name"] == "Nguyễn Văn A"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"reason": None},
+        {"code_sha256": None},
+        {"seq": 0},
+        {"site": "a/b"},
+        {"id": "not-a-uuid"},
+        {"ts": "2026-11-25 07:58:03"},
+        {"type": "teleport"},
+    ],
+)
+def test_model_and_schema_reject_the_same_events(change: dict[str, Any]) -> None:
+    bad = {**SCAN, **change}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, json.loads(SCHEMA_FILE.read_text()))
+    with pytest.raises(ValueError, match="validation error"):
+        Event.model_validate(bad)
+
+
+def test_unknown_fields_are_kept_for_compatible_growth() -> None:
+    event = parse_event(json.dumps({**SCAN, "zone": "north"}))
+    assert json.loads(event.to_json())["zone"] == "north"
