@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MAX_OPEN_S = 3600.0  # the longest a remote opening may hold the relay
+
 ROLES = ("relay", "green", "red", "buzzer")
 
 
@@ -105,9 +107,12 @@ class Outputs:
         """Something is wrong with the gate: red flashes and two long beeps."""
         self._change(lambda now: self._play(FAULT, now))
 
-    def pulse_relay(self) -> None:
-        """Release the relay for one pulse without feedback (remote open, exit button)."""
-        self._change(self._plan.pulse)
+    def pulse_relay(self, seconds: float | None = None) -> None:
+        """Release the relay for one pulse, or for `seconds`, without feedback (remote open,
+        exit button). Always timed: the relay goes off again by itself."""
+        if seconds is not None and not 0 < seconds <= MAX_OPEN_S:
+            raise FirmwareError(f"an opening lasts 0 to {MAX_OPEN_S:.0f} s, not {seconds}")
+        self._change(lambda now: self._plan.pulse(now, seconds))
 
     def set_mode(self, mode: Mode) -> None:
         """normal; lockdown (red steady); emergency (relay held released, both LEDs)."""

@@ -85,6 +85,10 @@ class InputPins:
     door_contact: Contact | None = None
     fire_alarm: Contact | None = None
 
+    @property
+    def any_fitted(self) -> bool:
+        return any((self.exit_button, self.door_contact, self.fire_alarm))
+
 
 def make_pin_factory(name: FactoryName) -> Factory:
     """The gpiozero pin factory called `name`.

@@ -53,9 +53,10 @@ class OutputPlan:
         self._pattern = pattern
         self._pattern_start = now
 
-    def pulse(self, now: float) -> None:
-        """Release the relay for one pulse from now; a pulse running is extended, not restarted."""
-        self._relay_until = max(self._relay_until, now + self.pulse_s)
+    def pulse(self, now: float, seconds: float | None = None) -> None:
+        """Release the relay from now for one pulse (or `seconds`); a pulse running is
+        extended, not restarted."""
+        self._relay_until = max(self._relay_until, now + (seconds or self.pulse_s))
 
     def set_mode(self, mode: Mode) -> None:
         self.commanded_mode = mode

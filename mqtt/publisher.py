@@ -111,13 +111,16 @@ class Publisher:
         self._started = self._beat = time.monotonic()
         self._thread.start()
 
-    def stop(self, state: State = "stopped") -> None:
-        """Announce `state` (retained), disconnect cleanly and end the thread."""
+    def stop(self, state: State = "stopped", timeout_s: float | None = None) -> None:
+        """Announce `state` (retained), disconnect cleanly and end the thread; wait at most
+        `timeout_s` for that (default: long enough for a connect and the status ack)."""
         self._final_state = state
         self._stopping.set()
         self._waker.wake()
+        if timeout_s is None:
+            timeout_s = STOP_WAIT_S + self.settings.broker.connect_timeout_s + 2
         if self._thread.is_alive():
-            self._thread.join(STOP_WAIT_S + self.settings.broker.connect_timeout_s + 2)
+            self._thread.join(timeout_s)
 
     def wake(self) -> None:
         """A row was appended: send it now rather than at the next poll."""

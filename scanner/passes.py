@@ -98,9 +98,17 @@ class PassVerifier:
     def kids(self) -> list[str]:
         return sorted(self._keys)
 
-    def reload(self) -> None:
-        """Re-read the JWKS file; on any error the keys in use stay as they were."""
-        self._keys = load_jwks(self._jwks_path, self._algorithms)
+    @property
+    def source(self) -> Path:
+        """The JWKS file the keys in use came from."""
+        return self._jwks_path
+
+    def reload(self, jwks: Path | None = None) -> None:
+        """Re-read the JWKS file, or switch to `jwks`; on any error (ConfigError) the keys
+        and the file in use stay as they were."""
+        path = jwks or self._jwks_path
+        self._keys = load_jwks(path, self._algorithms)
+        self._jwks_path = path
 
     def verify(self, token: bytes, now: float) -> PassCheck:
         """Judge a token at wall-clock time `now`; never raises for any input."""

@@ -25,10 +25,13 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Final, Literal, get_args
 
 from scanner.credentials import Credential, classify, parse_cccd
+from scanner.errors import ConfigError
 from scanner.passes import PassVerifier
 from scanner.store import AllowKind, Mode, Store, StoreError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from scanner.clock import Clock
     from scanner.config import Config, PolicySection
 
@@ -47,7 +50,11 @@ Reason = Literal[
     "lockdown",
     "not_accepted",  # a kind of credential this gate does not accept (policy.accept)
     "emergency",  # granted only because the gate is in emergency mode
+    "store_full",  # denied by the daemon: the event could not be recorded (outbox full)
+    "store_error",  # denied by the daemon: the local store could not be read
 ]
+# Reasons only the daemon gives (Gate), never `Policy.evaluate`.
+DAEMON_REASONS: Final = frozenset({"store_full", "store_error"})
 REASONS: Final[tuple[Reason, ...]] = get_args(Reason)
 log = logging.getLogger(__name__)
 # Memory bounds: distinct codes within a repeat window, subjects within a passback window.
@@ -166,6 +173,13 @@ class Policy:
             self._tidy_store()
         if self._passes is not None:
             self._passes.reload()
+
+    def use_keys(self, jwks: Path) -> None:
+        """Trust the pass keys of `jwks` from now on (a `keys` command); ConfigError, with
+        the keys in use unchanged, when the file is unusable or passes are not accepted."""
+        if self._passes is None:
+            raise ConfigError.single("policy.accept", "this gate does not accept passes")
+        self._passes.reload(jwks)
 
     def decide(self, payload: bytes) -> Decision | None:
         """The gate's decision for a scanned code; None when it repeats a code just seen."""

@@ -183,6 +183,23 @@ def test_pulse_relay_alone_gives_no_feedback(
     assert levels(pins.green) == levels(pins.red) == levels(pins.buzzer) == [F]
 
 
+def test_timed_opening_holds_the_relay_that_long_then_releases_it(
+    outputs: Outputs, pins: Pins, clock: ManualScheduler
+) -> None:
+    outputs.pulse_relay(seconds=10)
+    clock.advance(9.9)
+    assert levels(pins.relay) == [F, T]
+    clock.advance(0.2)
+    assert levels(pins.relay) == [F, T, F]
+
+
+@pytest.mark.parametrize("seconds", [0, -1, 3601])
+def test_timed_opening_is_bounded(outputs: Outputs, pins: Pins, seconds: float) -> None:
+    with pytest.raises(FirmwareError, match="opening lasts"):
+        outputs.pulse_relay(seconds=seconds)
+    assert levels(pins.relay) == [F]
+
+
 def test_lockdown_keeps_red_on_between_patterns(
     outputs: Outputs, pins: Pins, clock: ManualScheduler
 ) -> None:

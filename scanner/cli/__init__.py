@@ -18,6 +18,8 @@ from scanner.logs import LEVELS, configure_logging
 
 COMMANDS: dict[str, str] = {
     "check-config": "scanner.cli.config_cmd:check_config",
+    "run": "scanner.cli.run_cmd:run",
+    "demo": "scanner.cli.demo_cmd:demo",
     "keys": "scanner.cli.keys_cmd:keys",
     "pass": "scanner.cli.pass_cmd:pass_group",
     "allow": "scanner.cli.allow_cmd:allow",

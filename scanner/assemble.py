@@ -1,0 +1,149 @@
+"""Build a whole gate from its configuration: the one place real parts are made.
+
+The order matters: the outputs come up first (relay driven off) and are closed again if
+anything after them fails, so a half-built gate never leaves the relay undefined. The
+camera comes last: it is the part most likely to fail on a badly mounted device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from firmware.pins import make_pin_factory
+from mqtt.clock import ClockTrust, kernel_clock_synced
+from mqtt.outbox import Outbox
+from mqtt.publisher import Publisher
+from scanner._version import __version__
+from scanner.camera import open_source
+from scanner.clock import Clock, SystemClock
+from scanner.config import Config
+from scanner.daemon import Daemon, Parts, health_figures
+from scanner.decode import make_decoder
+from scanner.frameloop import FrameLoop
+from scanner.gate import Gate
+from scanner.hardware import input_pins, open_inputs, open_outputs
+from scanner.mqttconfig import command_intake, gate_topics, open_outbox, publisher_settings
+from scanner.policy import Policy
+from scanner.remote import Remote, load_pushed_keys, pushed_jwks_path
+from scanner.sdnotify import Notifier, Watchdog
+from scanner.store import Store
+
+if TYPE_CHECKING:
+    from gpiozero.pins import Factory
+
+    from scanner.camera import FrameSource
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Options:
+    """What a caller other than `qrgate run` changes: the demo, tests, benchmarks."""
+
+    clock: Clock | None = None
+    pin_factory: Factory | None = None  # else made from gpio.pin_factory
+    source: FrameSource | None = None  # else opened from camera.source
+    trust_kernel_clock: bool = True  # False where the kernel's sync flag means nothing
+
+
+def build_daemon(config: Config, options: Options | None = None) -> Daemon:
+    """The gate daemon, every part built and wired, nothing started yet."""
+    parts = build_parts(config, options or Options())
+    notifier = Notifier.from_environment()
+    checks = {
+        "frame loop": lambda: parts.loop.stats().healthy,
+        "publisher": lambda: parts.publisher.alive,
+    }
+    return Daemon(parts, notifier, Watchdog.from_environment(notifier, checks))
+
+
+def build_parts(config: Config, options: Options) -> Parts:
+    clock = options.clock or SystemClock()
+    with contextlib.ExitStack() as undo:
+        outbox = open_outbox(config)  # creates the state directory when missing
+        undo.callback(outbox.close)
+        store = Store.open(config.store.path)
+        undo.callback(store.close)
+        policy = Policy.from_config(config, store, clock)
+        factory = options.pin_factory or make_pin_factory(config.gpio.pin_factory)
+        late = LateBound()
+        outputs = open_outputs(config.gpio, factory, on_error=late.output_error)
+        undo.callback(outputs.close)
+        gate = Gate(policy, outbox, outputs, clock, clock_trust(clock, options), wake=late.wake)
+        late.gate = gate
+        restore_state(gate, config)
+        source = options.source or open_source(config.camera)
+        undo.callback(source.close)
+        loop = frame_loop(config, source, gate)
+        publisher = make_publisher(config, gate, loop, store, outbox)
+        late.publisher = publisher
+        inputs = None
+        if input_pins(config.gpio).any_fitted:
+            inputs = open_inputs(config.gpio, factory, outputs, gate.on_input)
+        undo.pop_all()
+    return Parts(gate, loop, publisher, outbox, inputs, closers=[outbox.close, store.close])
+
+
+def clock_trust(clock: Clock, options: Options) -> ClockTrust:
+    synced = kernel_clock_synced if options.trust_kernel_clock else no_kernel_opinion
+    return ClockTrust(wall=clock.now, monotonic=clock.monotonic, synced=synced)
+
+
+def no_kernel_opinion() -> bool | None:
+    return None
+
+
+def restore_state(gate: Gate, config: Config) -> None:
+    """Keys pushed by the centre and the persisted gate mode survive a restart."""
+    load_pushed_keys(gate, pushed_jwks_path(config.store.path))
+    if gate.policy.mode != "normal":
+        log.warning("gate mode %s, as persisted before the restart", gate.policy.mode)
+    gate.outputs.set_mode(gate.policy.mode)
+
+
+def frame_loop(config: Config, source: FrameSource, gate: Gate) -> FrameLoop:
+    camera = config.camera
+    decoder = make_decoder(camera.decoder, live_share=camera.second_look_share)
+    return FrameLoop(
+        source,
+        decoder,
+        gate.on_codes,
+        on_fault=lambda message: gate.fault("camera", message),
+        stall_s=camera.stall_s,
+    )
+
+
+def make_publisher(
+    config: Config, gate: Gate, loop: FrameLoop, store: Store, outbox: Outbox
+) -> Publisher:
+    remote = Remote(gate, store, pushed_jwks_path(config.store.path))
+    return Publisher(
+        publisher_settings(config),
+        gate_topics(config),
+        outbox,
+        lambda: health_figures(gate, loop),
+        command_intake(config, remote.handlers()),
+        version=__version__,
+    )
+
+
+class LateBound:
+    """Callbacks wired before their target exists (outputs report to the gate, the gate
+    wakes the publisher); calls before then are logged or dropped harmlessly."""
+
+    def __init__(self) -> None:
+        self.gate: Gate | None = None
+        self.publisher: Publisher | None = None
+
+    def output_error(self, message: str) -> None:
+        if self.gate is None:
+            log.error("outputs: %s", message)
+        else:
+            self.gate.fault("outputs", message)
+
+    def wake(self) -> None:
+        if self.publisher is not None:
+            self.publisher.wake()

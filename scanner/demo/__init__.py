@@ -1,0 +1,1 @@
+"""`qrgate demo`: a whole gate on this machine, no hardware and no config needed."""

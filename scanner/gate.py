@@ -1,0 +1,271 @@
+"""What the gate does with a scanned code, an input, a command: decide, persist, act.
+
+Every action keeps the same order (RELIABILITY.md rule 1): the decision is taken, its
+event is committed to the outbox (fsynced), and only then do the outputs move; the
+publisher is woken last. When the event cannot be persisted (outbox full, store not
+writable) a scan that would have been granted is denied as `store_full` and the gate
+shows the fault pattern: a gate that cannot record who passed does not let anyone pass.
+
+Inputs are the exception by design: the firmware opens for the exit button and the fire
+alarm by itself (a door must never wait for a disk), and the gate records afterwards.
+
+`Gate` is called from several threads (the frame loop, input callbacks, the publisher's
+command handlers); one lock orders the clock reading and the append, so `ts` and `seq`
+agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Unpack
+
+from mqtt.clock import ClockTrust
+from mqtt.errors import StoreError as OutboxStoreError
+from mqtt.events import EventType, format_ts
+from mqtt.outbox import EventFields, Outbox
+from scanner.policy import Decision, Policy
+from scanner.store import Mode, StoreError
+
+if TYPE_CHECKING:
+    from firmware.inputs import InputEvent
+    from firmware.outputs import Outputs
+    from scanner.camera import Frame
+    from scanner.clock import Clock
+    from scanner.decode import Code
+
+log = logging.getLogger(__name__)
+
+# Decisions that say "this is not a code we can read" get the third feedback pattern.
+UNREADABLE_REASONS = frozenset({"unknown_format", "too_large"})
+
+
+@dataclass(frozen=True)
+class Fault:
+    message: str
+    since: float  # wall clock
+
+
+class Faults:
+    """The gate's active faults by area (camera, outbox, outputs...), for health."""
+
+    def __init__(self) -> None:
+        self._active: dict[str, Fault] = {}
+        self._lock = threading.Lock()
+
+    def raise_(self, area: str, message: str, now: float) -> bool:
+        """Note a fault; True when the area was not faulty before."""
+        with self._lock:
+            fresh = area not in self._active
+            self._active[area] = Fault(message, self._active[area].since if not fresh else now)
+            return fresh
+
+    def clear(self, area: str) -> Fault | None:
+        """End a fault; the fault that ended, if there was one."""
+        with self._lock:
+            return self._active.pop(area, None)
+
+    def active(self) -> dict[str, str]:
+        with self._lock:
+            return {area: fault.message for area, fault in self._active.items()}
+
+
+@dataclass(frozen=True)
+class LastScan:
+    ts: float
+    result: str
+    reason: str
+
+
+class Gate:
+    """The decision path and the gate's events, wired to its policy, outbox and outputs."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        outbox: Outbox,
+        outputs: Outputs,
+        clock: Clock,
+        trust: ClockTrust,
+        *,
+        wake: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.policy = policy
+        self.outputs = outputs
+        self.faults = Faults()
+        self._outbox = outbox
+        self._clock = clock
+        self._trust = trust
+        self._wake = wake
+        self._record_lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        self._last_scan: LastScan | None = None
+        self._denied_while_full = 0
+
+    # -- scans ------------------------------------------------------------------------
+
+    def on_codes(self, frame: Frame, codes: list[Code]) -> None:
+        """The frame loop's callback: every code read in a frame, in order."""
+        for code in codes:
+            self.scan(code.payload, captured=frame.captured)
+
+    def scan(self, payload: bytes, captured: float | None = None) -> Decision | None:
+        """Decide on one payload, persist its event, then act; None for a repeat."""
+        try:
+            decision = self.policy.decide(payload)
+        except StoreError as error:
+            self.fault("store", f"cannot read the local store: {error}")
+            decision = unreadable_store(payload)
+        else:
+            self.clear_fault("store")
+        if decision is None:
+            return None
+        latency_ms = None if captured is None else (self._clock.monotonic() - captured) * 1000
+        if self._record_scan(decision, latency_ms):
+            self._act(decision)
+        else:
+            decision = self._refuse_unrecorded(decision)
+        self._note_scan(decision)
+        return decision
+
+    def _record_scan(self, decision: Decision, latency_ms: float | None) -> bool:
+        return self.record(
+            "scan",
+            result=decision.result,
+            reason=decision.reason,
+            credential=decision.credential,
+            subject=decision.subject,
+            name=decision.name,
+            code_sha256=decision.code_sha256,
+            latency_ms=None if latency_ms is None else round(latency_ms, 3),
+        )
+
+    def _act(self, decision: Decision) -> None:
+        if decision.granted:
+            self.outputs.granted()
+        elif decision.reason in UNREADABLE_REASONS:
+            self.outputs.unreadable()
+        else:
+            self.outputs.denied()
+
+    def _refuse_unrecorded(self, decision: Decision) -> Decision:
+        self._denied_while_full += 1
+        self.outputs.fault()
+        log.error("scan of %s denied: its event cannot be recorded", decision.credential)
+        return replace(decision, result="denied", reason="store_full")
+
+    def _note_scan(self, decision: Decision) -> None:
+        log.info(
+            "%s: %s %s (%s)",
+            decision.result,
+            decision.credential,
+            decision.subject or "-",
+            decision.reason,
+        )
+        self._counts[decision.result] += 1
+        self._last_scan = LastScan(self._clock.now(), decision.result, decision.reason)
+
+    # -- other events -----------------------------------------------------------------
+
+    def on_input(self, event: InputEvent) -> None:
+        """The inputs' callback: the firmware has acted already; record what happened."""
+        if event.kind == "fire_alarm":
+            state = "active: gate held open" if event.active else "cleared"
+            self.record("mode", detail=f"{self.outputs.mode} (fire alarm {state})")
+        elif event.kind == "door_held":
+            detail = "door held open" if event.active else "door closed again"
+            self.record("door_held", detail=detail)
+        elif event.kind == "exit_request":
+            self.record("exit_request", reason="button")
+        else:
+            self.record("door_forced", detail="door opened without a grant")
+
+    def open(self, seconds: float | None, by: str) -> str:
+        """A remote opening: recorded, then one pulse or `seconds` of release."""
+        how = f"opened for {seconds:g} s" if seconds else "opened for one pulse"
+        if not self.record("exit_request", reason="remote", detail=f"{how} by {by}"):
+            return "not opened: its event cannot be recorded"
+        self.outputs.pulse_relay(seconds)
+        return how
+
+    def set_mode(self, mode: Mode, by: str) -> str:
+        """Change the gate mode: persisted, recorded, then shown on the outputs."""
+        self.policy.set_mode(mode)
+        self.record("mode", detail=f"{mode} by {by}")
+        self.outputs.set_mode(mode)
+        return f"mode {mode}"
+
+    def fault(self, area: str, message: str) -> None:
+        """Raise a fault: logged, in health, and recorded as a `fault` event when new."""
+        if self.faults.raise_(area, message, self._clock.now()):
+            log.error("fault: %s: %s", area, message)
+            self.record("fault", detail=f"{area}: {message}"[:512])
+
+    def clear_fault(self, area: str) -> None:
+        ended = self.faults.clear(area)
+        if ended is not None:
+            log.warning("recovered: %s (%s)", area, ended.message)
+            self.record("fault", detail=f"{area}: recovered after: {ended.message}"[:512])
+
+    def record(self, type: EventType, **fields: Unpack[EventFields]) -> bool:
+        """Commit one event to the outbox and wake the publisher; False if it could not be."""
+        with self._record_lock:
+            ts, fields["ts_trusted"] = self._trust.now()
+            try:
+                self._outbox.append(type, ts=ts, **fields)
+            except OutboxStoreError as error:
+                self._note_outbox_fault(str(error))
+                return False
+            self._outbox_recovered()
+        self._wake()
+        return True
+
+    def _note_outbox_fault(self, message: str) -> None:
+        if self.faults.raise_("outbox", message, self._clock.now()):
+            log.error("fault: outbox: %s", message)
+
+    def _outbox_recovered(self) -> None:
+        """Called under the record lock after a successful append."""
+        ended = self.faults.clear("outbox")
+        if ended is None:
+            return
+        denied, self._denied_while_full = self._denied_while_full, 0
+        detail = f"outbox: recovered after: {ended.message}; {denied} scans denied meanwhile"
+        log.warning("recovered: %s", detail)
+        ts, trusted = self._trust.now()
+        try:
+            self._outbox.append("fault", ts=ts, ts_trusted=trusted, detail=detail[:512])
+        except OutboxStoreError as error:
+            self._note_outbox_fault(str(error))
+
+    # -- health -----------------------------------------------------------------------
+
+    def figures(self) -> dict[str, Any]:
+        """The gate's part of the health report."""
+        outputs = self.outputs.snapshot()
+        last = self._last_scan
+        return {
+            "mode": outputs.mode,
+            "scans": {"granted": self._counts["granted"], "denied": self._counts["denied"]},
+            "last_scan": format_ts(last.ts) if last else None,
+            "last_result": f"{last.result} {last.reason}" if last else None,
+            "faults": self.faults.active(),
+            "outputs": {
+                "relay": outputs.relay,
+                "green": outputs.green,
+                "red": outputs.red,
+                "buzzer": outputs.buzzer,
+                "fire_alarm": outputs.fire_alarm,
+                "door_alarm": outputs.door_alarm,
+            },
+        }
+
+
+def unreadable_store(payload: bytes) -> Decision:
+    """The decision when the allowlist and revocations cannot be read: denied."""
+    digest = hashlib.sha256(payload).hexdigest()
+    return Decision("denied", "store_error", "unknown", None, None, digest)
