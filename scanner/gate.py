@@ -69,6 +69,10 @@ class Faults:
         with self._lock:
             return self._active.pop(area, None)
 
+    def get(self, area: str) -> Fault | None:
+        with self._lock:
+            return self._active.get(area)
+
     def active(self) -> dict[str, str]:
         with self._lock:
             return {area: fault.message for area, fault in self._active.items()}
@@ -216,11 +220,11 @@ class Gate:
         with self._record_lock:
             ts, fields["ts_trusted"] = self._trust.now()
             try:
+                self._note_outbox_recovery(ts, fields["ts_trusted"])
                 self._outbox.append(type, ts=ts, **fields)
             except OutboxStoreError as error:
                 self._note_outbox_fault(str(error))
                 return False
-            self._outbox_recovered()
         self._wake()
         return True
 
@@ -228,19 +232,21 @@ class Gate:
         if self.faults.raise_("outbox", message, self._clock.now()):
             log.error("fault: outbox: %s", message)
 
-    def _outbox_recovered(self) -> None:
-        """Called under the record lock after a successful append."""
-        ended = self.faults.clear("outbox")
-        if ended is None:
+    def _note_outbox_recovery(self, ts: float, trusted: bool) -> None:
+        """Under the record lock, before an append: when the outbox was failing, record
+        first that it failed and how many scans were turned away (raises while it still
+        fails)."""
+        fault = self.faults.get("outbox")
+        if fault is None:
             return
-        denied, self._denied_while_full = self._denied_while_full, 0
-        detail = f"outbox: recovered after: {ended.message}; {denied} scans denied meanwhile"
+        detail = (
+            f"outbox: recovered after: {fault.message}; "
+            f"{self._denied_while_full} scans denied meanwhile"
+        )
+        self._outbox.append("fault", ts=ts, ts_trusted=trusted, detail=detail[:512])
+        self.faults.clear("outbox")
+        self._denied_while_full = 0
         log.warning("recovered: %s", detail)
-        ts, trusted = self._trust.now()
-        try:
-            self._outbox.append("fault", ts=ts, ts_trusted=trusted, detail=detail[:512])
-        except OutboxStoreError as error:
-            self._note_outbox_fault(str(error))
 
     # -- health -----------------------------------------------------------------------
 

@@ -80,29 +80,40 @@ def run_demo(console: Console, *, forever: bool = False, broker: bool = True) ->
 @contextmanager
 def private_broker(folder: Path, console: Console, wanted: bool) -> Iterator[Mosquitto | None]:
     """A mosquitto of the demo's own, or None (said why) when there is none."""
+    broker = None
     if not wanted:
-        yield None
-        return
-    if mosquitto_binary() is None:
+        console.print("running without a broker: events wait in the gate's outbox")
+    elif mosquitto_binary() is None:
         console.print(
             "mosquitto is not installed, so no events are delivered: they wait in "
-            "the gate's outbox (shown below). Install it with: apt install mosquitto"
+            "the gate's outbox. Install it with: apt install mosquitto"
         )
-        logging.getLogger("mqtt").setLevel(logging.ERROR)  # the unreachable broker is expected
-        yield None
-        return
-    broker = Mosquitto(folder)
+    else:
+        broker = Mosquitto(folder)
+        try:
+            broker.start()
+        except BrokerError as error:
+            console.print(f"the private broker did not start ({error}); events stay in the outbox")
+            broker = None
+    with quiet_unreachable_broker(broker is None):
+        try:
+            yield broker
+        finally:
+            if broker is not None:
+                broker.stop()
+
+
+@contextmanager
+def quiet_unreachable_broker(quiet: bool) -> Iterator[None]:
+    """Without a broker the publisher's connection warnings are expected: hush them."""
+    logger = logging.getLogger("mqtt")
+    level = logger.level
+    if quiet:
+        logger.setLevel(logging.ERROR)
     try:
-        broker.start()
-    except BrokerError as error:
-        console.print(f"the private broker did not start ({error}); events stay in the outbox")
-        logging.getLogger("mqtt").setLevel(logging.ERROR)
-        yield None
-        return
-    try:
-        yield broker
+        yield
     finally:
-        broker.stop()
+        logger.setLevel(level)
 
 
 def start_feed(port: int, kit: Kit) -> EventFeed:

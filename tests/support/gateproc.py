@@ -1,0 +1,81 @@
+"""`qrgate run` as a real process for end-to-end tests: its config written as TOML, its
+store inspected read-only from outside, signals sent to it like systemd does."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from scanner.cli.config_cmd import render_toml
+from scanner.config import Config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_config(config: Config, path: Path) -> Path:
+    """The config as the TOML file a gate would read (what check-config prints)."""
+    path.write_text(render_toml(config) + "\n", encoding="utf-8")
+    return path
+
+
+class GateProcess:
+    """One `python -m scanner run -c CONFIG` with its stderr in a file."""
+
+    def __init__(self, config_path: Path, env: dict[str, str] | None = None) -> None:
+        self.log_path = config_path.with_suffix(f".{time.monotonic_ns()}.log")
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "scanner", "run", "-c", str(config_path)],
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+            )
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def terminate(self, timeout_s: float = 10.0) -> tuple[int, float]:
+        """SIGTERM; the exit code and how long the stop took."""
+        started = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout_s)
+        return code, time.monotonic() - started
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(10)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.kill()
+
+
+def outbox_rows(db: Path) -> list[tuple[int, str]]:
+    """(seq, id) of the events waiting in a gate's outbox, read without changing it."""
+    if not db.exists():
+        return []
+    with sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True) as conn:
+        try:
+            rows = conn.execute(
+                "SELECT seq, json_extract(payload, '$.id') FROM outbox ORDER BY seq"
+            ).fetchall()
+        except sqlite3.OperationalError:  # the gate has not created its tables yet
+            return []
+    return [(int(seq), str(event_id)) for seq, event_id in rows]
+
+
+def wait_until(condition: Callable[[], object], timeout_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False

@@ -1,0 +1,41 @@
+"""`qrgate demo`, the README's run command: the whole scenario checks itself."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from scanner.demo import run as demo_run
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_demo_runs_to_a_summary_with_every_outcome_right() -> None:
+    done = subprocess.run([sys.executable, "-m", "scanner", "demo"], capture_output=True,
+                          text=True, cwd=ROOT, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "private broker on 127.0.0.1:" in out
+    assert "centre: seq 1 scan granted ok pass W-1042 Nguyễn Văn An" in out
+    assert "pins: green ON buzzer ON relay OPEN" in out
+    assert "8 events received by the centre, seq 1 to 8 without a gap" in out
+    assert "relay opened 3 times, off at the end" in out
+    assert out.rstrip().endswith("The gate did what it should.")
+    assert "✗" not in out
+
+
+def test_without_mosquitto_the_events_wait_in_the_outbox(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(demo_run, "mosquitto_binary", lambda: None)
+    screen = io.StringIO()
+    code = demo_run.run_demo(Console(file=screen, soft_wrap=True))
+    out = screen.getvalue()
+    assert code == 0, out
+    assert "mosquitto is not installed" in out
+    assert "8 events waiting in the outbox, seq 1 to 8 without a gap" in out
