@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "report": "monitor.cli:report",
     "cmd": "scanner.cli.cmd_cmd:cmd",
     "outbox": "scanner.cli.outbox_cmd:outbox",
+    "aim": "scanner.cli.aim_cmd:aim",
 }
 
 EXIT_FAILURE = 1
