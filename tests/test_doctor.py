@@ -337,11 +337,15 @@ def test_tls_with_the_right_ca_passes_and_a_wrong_ca_says_which_key_to_fix(
     assert wrong.fix == "check that mqtt.ca_file is the CA that signed the broker's certificate"
 
 
-def test_plain_mqtt_to_a_tls_port_is_told_apart(gate: Gate, tls_broker: Mosquitto) -> None:
-    finding = check_broker(gate.parsed(mqtt={"port": tls_broker.port}))
-    assert finding.status == "FAIL"
-    assert finding.fix is not None
-    assert "mqtt.tls" in finding.fix
+def test_plain_mqtt_to_a_tls_port_and_tls_to_a_plain_port_are_told_apart(
+    gate: Gate, tls_broker: Mosquitto
+) -> None:
+    plain_to_tls = check_broker(gate.parsed(mqtt={"port": tls_broker.port}))
+    assert plain_to_tls.status == "FAIL"
+    assert "set mqtt.tls = true" in (plain_to_tls.fix or "")
+    tls_to_plain = check_broker(gate.parsed(mqtt={"tls": True}))
+    assert tls_to_plain.status == "FAIL"
+    assert "or set mqtt.tls = false" in (tls_to_plain.fix or "")
 
 
 # --- Camera, decoder, pins, keys --------------------------------------------------------

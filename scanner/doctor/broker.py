@@ -25,6 +25,9 @@ BROKER_TIMEOUT_S = 5.0
 PUMP_S = 0.1
 CLIENT_SUFFIX = "-doctor"
 
+NOT_TLS_FIX = (
+    "that port may not speak TLS: check mqtt.port (8883 is usual), or set mqtt.tls = false"
+)
 CA_FIX = "check that mqtt.ca_file is the CA that signed the broker's certificate"
 TLS_FILES_FIX = (
     "check that mqtt.ca_file, mqtt.cert_file and mqtt.key_file are PEM files, and that the "
@@ -138,6 +141,8 @@ def connect_problem(error: LinkError, settings: BrokerSettings) -> tuple[str, st
             found = f"TLS: {cause.verify_message}", certificate_fix(cause.verify_message)
         case ssl.SSLError():
             found = f"TLS: {cause.reason or cause}", tls_fix(str(cause.reason))
+        case ConnectionResetError() if settings.tls is not None:
+            found = "reset during the TLS handshake", NOT_TLS_FIX
         case ConnectionRefusedError():
             found = (
                 "connection refused",
