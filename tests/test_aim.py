@@ -109,7 +109,6 @@ def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "folder" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_ctrl_c_stops_with_the_summary(tmp_path: Path) -> None:
     config = write_config(tmp_path, write_frames(tmp_path / "f", [render_qr(BADGE)]), loop=True)
     aiming = subprocess.Popen(

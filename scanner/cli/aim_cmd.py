@@ -62,7 +62,7 @@ def aim(
             f"folder {snapshot.parent} does not exist", param_hint="--snapshot"
         )
     config, _ = load(ctx, config_path)
-    from scanner.aim import Aim, describe_total, save_png
+    from scanner.aim import Aim, describe_total
     from scanner.camera import open_source
     from scanner.decode import make_decoder
 
@@ -72,42 +72,48 @@ def aim(
     source = open_source(camera)
     try:
         session = Aim(source, decoder, every_s=printer.every_s)
-        printer.note(start_line(source.name, camera, snapshot, printer.in_place))
-        with Keys(sys.stdin) as keys, contextlib.suppress(KeyboardInterrupt):
-            session.run(
-                printer.show,
-                frames=frames,
-                seconds=seconds,
-                keep_going=lambda: on_key(keys.pressed(), session, snapshot, printer),
-            )
+        title = f"aim: {source.name} at {camera.fps:g} fps"
+        watch(session, title, printer, snapshot, frames=frames, seconds=seconds)
     finally:
         source.close()
     printer.note(f"aim: {describe_total(session.overall())}")
-    if snapshot is not None and session.latest is not None:
-        save_png(session.latest.image, snapshot)
-        printer.note(f"aim: snapshot saved to {snapshot} ({size_of(session)})")
+    if snapshot is not None:
+        save_snapshot(session, snapshot, printer)
 
 
-def start_line(source: str, camera: CameraSection, snapshot: Path | None, keys: bool) -> str:
-    stops = "Ctrl-C or q stops" if keys else "Ctrl-C stops"
-    saves = f"; s saves a snapshot to {snapshot}" if keys and snapshot else ""
-    return f"aim: {source} at {camera.fps:g} fps; {stops}{saves}"
+def watch(
+    session: Aim,
+    title: str,
+    printer: Printer,
+    snapshot: Path | None,
+    *,
+    frames: int | None,
+    seconds: float | None,
+) -> None:
+    """Run until a limit, Ctrl-C, or q on a terminal, where s saves a snapshot."""
+    with Keys(sys.stdin) as keys, contextlib.suppress(KeyboardInterrupt):
+        stops = "Ctrl-C or q stops" if keys.active else "Ctrl-C stops"
+        saves = f"; s saves a snapshot to {snapshot}" if keys.active and snapshot else ""
+        printer.note(f"{title}; {stops}{saves}")
+
+        def keep_going() -> bool:
+            key = keys.pressed()
+            if key == "s" and snapshot is not None:
+                save_snapshot(session, snapshot, printer)
+            return key not in ("q", "Q")
+
+        session.run(printer.show, frames=frames, seconds=seconds, keep_going=keep_going)
 
 
-def on_key(key: str | None, session: Aim, snapshot: Path | None, printer: Printer) -> bool:
-    """Act on a key press; False to stop."""
-    if key == "s" and snapshot is not None and session.latest is not None:
-        from scanner.aim import save_png
+def save_snapshot(session: Aim, path: Path, printer: Printer) -> None:
+    """Save the latest frame, if there is one yet, and say so."""
+    from scanner.aim import save_png
 
-        save_png(session.latest.image, snapshot)
-        printer.note(f"aim: snapshot saved to {snapshot} ({size_of(session)})")
-    return key not in ("q", "Q")
-
-
-def size_of(session: Aim) -> str:
-    assert session.latest is not None
+    if session.latest is None:
+        return
+    save_png(session.latest.image, path)
     height, width = session.latest.image.shape
-    return f"{width}x{height} PNG"
+    printer.note(f"aim: snapshot saved to {path} ({width}x{height} PNG)")
 
 
 class Printer:
@@ -144,6 +150,10 @@ class Keys:
     def __init__(self, stream: TextIO) -> None:
         self._fd = terminal_fd(stream)
         self._saved: list[Any] | None = None
+
+    @property
+    def active(self) -> bool:
+        return self._fd is not None
 
     def __enter__(self) -> Keys:
         if self._fd is not None:
