@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -196,6 +197,15 @@ def test_json_for_machines(with_events: Gate, capsys: pytest.CaptureFixture[str]
     assert "mqtt.port" in broker["fix"]
 
 
+def test_json_for_a_bad_config(gate: Gate, capsys: pytest.CaptureFixture[str]) -> None:
+    config = gate.config(gpio={"relay": "seventeen"})
+    assert run(["doctor", "--json", "-c", str(config)]) == 78
+    report = json.loads(capsys.readouterr().out)
+    assert report["config"] == str(config)
+    assert [check["check"] for check in report["checks"]] == ["config"]
+    assert "gpio.relay = 'seventeen': expected an integer" in report["checks"][0]["finding"]
+
+
 def test_colour_stays_off_in_a_pipe(gate: Gate) -> None:
     done = subprocess.run(
         [
@@ -264,6 +274,22 @@ def test_the_store_of_a_running_gate_is_left_as_it_was(
         scans(outbox, 1)  # the gate still writes
     finally:
         outbox.close()
+
+
+def test_a_store_this_user_cannot_open_fails_with_the_fix(
+    with_events: Gate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scanner.doctor import store
+
+    def closed(path: Path) -> sqlite3.Connection:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(store, "open_snapshot", closed)
+    config = with_events.parsed()
+    for finding in (store.check_store(config), store.check_outbox(config)):
+        assert finding.status == "FAIL"
+        assert "(unable to open database file)" in finding.text
+        assert finding.fix == store.READ_FIX
 
 
 # --- Broker -----------------------------------------------------------------------------

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 
 import click
 
+from scanner.cli import EXIT_FAILURE
 from scanner.cli.common import config_option, load
 from scanner.errors import ConfigError
 
 if TYPE_CHECKING:
     from scanner.doctor.finding import Result
 
-EXIT_FAILED = 1
 COLOURS = {"PASS": "green", "WARN": "yellow", "FAIL": "red"}
 NAME_WIDTH = len("command keys")
 
@@ -40,14 +40,16 @@ def doctor(ctx: click.Context, config_path: Path | None, as_json: bool) -> int:
     try:
         config, found = load(ctx, config_path)
     except ConfigError as error:
-        show.add(Result("config", bad_config_finding(error)), str(config_path or ""))
+        show.config = error.source
+        show.add(Result("config", bad_config_finding(error)))
         show.close()
         return error.exit_code
-    show.add(Result("config", config_finding(found)), str(found or ""))
+    show.config = str(found) if found else None
+    show.add(Result("config", config_finding(found)))
     for result in run_checks(config):
         show.add(result)
     show.close()
-    return EXIT_FAILED if show.failed else 0
+    return EXIT_FAILURE if show.failed else 0
 
 
 class TextReport:
@@ -55,12 +57,13 @@ class TextReport:
 
     def __init__(self) -> None:
         self.results: list[Result] = []
+        self.config: str | None = None  # the config file, once known
 
     @property
     def failed(self) -> bool:
         return any(result.finding.status == "FAIL" for result in self.results)
 
-    def add(self, result: Result, config: str = "") -> None:
+    def add(self, result: Result) -> None:
         self.results.append(result)
         click.echo(text_line(result))
 
@@ -94,19 +97,14 @@ def text_line(result: Result) -> str:
 class JsonReport(TextReport):
     """The whole report as one JSON document, printed at the end."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._config = ""
-
-    def add(self, result: Result, config: str = "") -> None:
+    def add(self, result: Result) -> None:
         self.results.append(result)
-        self._config = self._config or config
 
     def close(self) -> None:
-        click.echo(json.dumps(json_report(self._config, self.results), ensure_ascii=False))
+        click.echo(json.dumps(json_report(self.config, self.results), ensure_ascii=False))
 
 
-def json_report(config: str, results: Iterable[Result]) -> dict[str, object]:
+def json_report(config: str | None, results: Iterable[Result]) -> dict[str, object]:
     checks = [
         {
             "check": result.check,
@@ -117,7 +115,7 @@ def json_report(config: str, results: Iterable[Result]) -> dict[str, object]:
         for result in results
     ]
     return {
-        "config": config or None,
+        "config": config,
         "ok": all(check["status"] != "FAIL" for check in checks),
         "checks": checks,
     }

@@ -54,14 +54,15 @@ def open_snapshot(path: Path) -> sqlite3.Connection:
 
 def check_store(config: Config) -> Finding:
     path = config.store.path
-    if not path.exists():
-        return missing_store(path)
     try:
+        if not path.exists():
+            return missing_store(path)
         with closing(open_snapshot(path)) as connection:
             versions = schema_versions(connection)
-    except sqlite3.Error as error:
+        cannot_write = write_problem(path)
+    except (OSError, sqlite3.Error) as error:  # e.g. the gate's folder is closed to this user
         return failure(f"{path}: cannot read it ({error})", READ_FIX)
-    return store_finding(path, versions, write_problem(path))
+    return store_finding(path, versions, cannot_write)
 
 
 def missing_store(path: Path) -> Finding:
@@ -179,14 +180,14 @@ def groups_of(uid: int) -> set[int]:
 def check_outbox(config: Config) -> Finding:
     path = config.store.path
     never = "empty: the gate has not recorded an event here yet"
-    if not path.exists():
-        return passed(never)
     try:
+        if not path.exists():
+            return passed(never)
         with closing(open_snapshot(path)) as connection:
             if not has_table(connection, "outbox_depth"):
                 return passed(never)
             depth = read_depth(connection, outbox_limits(config), time.time())
-    except sqlite3.Error as error:
+    except (OSError, sqlite3.Error) as error:
         return failure(f"cannot read the outbox in {path} ({error})", READ_FIX)
     return outbox_finding(depth)
 
