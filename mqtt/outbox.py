@@ -267,11 +267,11 @@ class Outbox:
 
     def depth(self) -> Depth:
         """Rows, bytes and parked rows waiting, and the age of the oldest sendable row."""
-        (rows, used, parked), *_ = self._read("SELECT rows, bytes, parked FROM outbox_depth")
-        oldest = self._read("SELECT created FROM outbox WHERE parked = 0 ORDER BY entry LIMIT 1")
-        age = max(0.0, self._clock() - oldest[0][0]) if oldest else None
-        fill = max(rows / self.limits.max_rows, used / self.limits.max_bytes)
-        return Depth(rows, used, parked, age, round(fill, 6))
+        try:
+            with self._drain_lock:
+                return read_depth(self._drain, self.limits, self._clock())
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot read the outbox in {self.path}: {error}") from error
 
     def parked(self) -> list[Parked]:
         """Every parked row, oldest first."""
@@ -318,6 +318,18 @@ class Outbox:
                 return change(conn)
         except sqlite3.Error as error:
             raise StoreError(f"cannot update the outbox in {self.path}: {error}") from error
+
+
+def read_depth(conn: sqlite3.Connection, limits: OutboxLimits, now: float) -> Depth:
+    """The outbox's depth in the database `conn` is open on, read-only connections included
+    (`qrgate doctor` looks at a gate's outbox without opening it for writing)."""
+    rows, used, parked = conn.execute("SELECT rows, bytes, parked FROM outbox_depth").fetchone()
+    oldest = conn.execute(
+        "SELECT created FROM outbox WHERE parked = 0 ORDER BY entry LIMIT 1"
+    ).fetchone()
+    age = max(0.0, now - oldest[0]) if oldest else None
+    fill = max(rows / limits.max_rows, used / limits.max_bytes)
+    return Depth(rows, used, parked, age, round(fill, 6))
 
 
 def describe(error: Exception) -> str:

@@ -29,6 +29,8 @@ COMMANDS: dict[str, str] = {
     "report": "monitor.cli:report",
     "cmd": "scanner.cli.cmd_cmd:cmd",
     "outbox": "scanner.cli.outbox_cmd:outbox",
+    "doctor": "scanner.cli.doctor_cmd:doctor",
+    "aim": "scanner.cli.aim_cmd:aim",
 }
 
 EXIT_FAILURE = 1
