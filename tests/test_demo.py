@@ -18,8 +18,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_demo_runs_to_a_summary_with_every_outcome_right() -> None:
-    done = subprocess.run([sys.executable, "-m", "scanner", "demo"], capture_output=True,
-                          text=True, cwd=ROOT, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "scanner", "demo"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "private broker on 127.0.0.1:" in out
