@@ -275,11 +275,7 @@ class Outbox:
 
     def parked(self) -> list[Parked]:
         """Every parked row, oldest first."""
-        rows = self._read(
-            "SELECT entry, seq, id, site, gate, attempts, last_error, created FROM outbox "
-            "WHERE parked = 1 ORDER BY entry"
-        )
-        return [Parked(*row) for row in rows]
+        return [Parked(*row) for row in self._read(PARKED_ROWS)]
 
     def release(self) -> int:
         """Operator action: send the parked rows again (refusals forgotten); return how many."""
@@ -318,6 +314,17 @@ class Outbox:
                 return change(conn)
         except sqlite3.Error as error:
             raise StoreError(f"cannot update the outbox in {self.path}: {error}") from error
+
+
+PARKED_ROWS = (
+    "SELECT entry, seq, id, site, gate, attempts, last_error, created FROM outbox "
+    "WHERE parked = 1 ORDER BY entry"
+)
+
+
+def read_parked(conn: sqlite3.Connection) -> list[Parked]:
+    """The parked rows in the database `conn` is open on (read-only connections too)."""
+    return [Parked(*row) for row in conn.execute(PARKED_ROWS)]
 
 
 def read_depth(conn: sqlite3.Connection, limits: OutboxLimits, now: float) -> Depth:

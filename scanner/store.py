@@ -194,12 +194,9 @@ class Store:
 
     @classmethod
     def open_readonly(cls, path: Path) -> Store:
-        """Open an existing store without changing it (nor creating it)."""
-        uri = path.resolve().as_uri() + "?mode=ro"
+        """Open an existing store without changing it, nor creating any file."""
         try:
-            connection = sqlite3.connect(
-                uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None
-            )
+            connection = open_snapshot(path)
         except sqlite3.Error as error:
             raise StoreError(f"store {path}: {error}") from error
         store = cls(Database(connection, str(path)), readonly=True)
@@ -431,3 +428,19 @@ class Revocations:
             (jti, subject, now),
         )
         return bool(rows)
+
+
+def open_snapshot(path: Path) -> sqlite3.Connection:
+    """Read the gate's database without creating or changing any file.
+
+    SQLite opens a WAL database read-only by creating its -wal and -shm files when they
+    are missing, and leaves them behind, owned by whoever looked: as root, that locks the
+    gate's service user out of its own store. Both exist while a connection (the running
+    gate) has the database open, and then a read-only connection uses them as they are;
+    without them the main file holds every commit, and `immutable=1` reads it without
+    locks or side files.
+    """
+    live = all(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-shm"))
+    options = "mode=ro" if live else "mode=ro&immutable=1"
+    uri = f"{path.resolve().as_uri()}?{options}"
+    return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)

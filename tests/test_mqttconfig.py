@@ -83,3 +83,20 @@ def test_qrgate_outbox_creates_no_database_where_the_gate_never_ran(
     assert run(["outbox", "status", "-c", str(config_file)]) == 1
     assert "no outbox at" in capsys.readouterr().err
     assert not (tmp_path / "none").exists()
+
+
+def test_qrgate_outbox_status_reads_without_leaving_files_behind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run as root beside a stopped gate, it must not leave root-owned -wal/-shm files."""
+    db = tmp_path / "q.db"
+    config_file = tmp_path / "gate.toml"
+    config_file.write_text(f'[store]\npath = "{db}"\n')
+    box = open_outbox(parse_config({"store": {"path": str(db)}}))
+    scans(box, 1)
+    box.close()
+    before = sorted(path.name for path in tmp_path.iterdir())
+    assert run(["outbox", "status", "-c", str(config_file)]) == 0
+    assert run(["outbox", "parked", "-c", str(config_file)]) == 0
+    assert "waiting: 1 events" in capsys.readouterr().out
+    assert sorted(path.name for path in tmp_path.iterdir()) == before

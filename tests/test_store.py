@@ -252,3 +252,14 @@ def test_a_broken_file_is_a_store_error(tmp_path: Path) -> None:
     path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError, match=str(path)):
         Store.open(path)
+
+
+def test_read_only_open_leaves_no_side_files(tmp_path: Path) -> None:
+    """`qrgate allow list` as root beside a stopped gate must not leave root-owned files."""
+    path = tmp_path / "q.db"
+    with Store.open(path) as store:
+        store.allowlist.add(AllowEntry("B-1"))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with Store.open_readonly(path) as store:
+        assert [entry.subject for entry in store.allowlist.entries()] == ["B-1"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from scanner.cli.common import config_option, load
+from scanner.config import Config
 from scanner.errors import QrgateError
-
-if TYPE_CHECKING:
-    from mqtt.outbox import Outbox
 
 
 @click.group("outbox")
@@ -24,7 +25,12 @@ def outbox() -> None:
 @click.pass_context
 def status(ctx: click.Context, config_path: Path | None) -> None:
     """How many events wait, how old the oldest is, how many are parked."""
-    depth = open_outbox(ctx, config_path).depth()
+    from mqtt.outbox import read_depth
+    from scanner.mqttconfig import outbox_limits
+
+    config = load_gate_config(ctx, config_path)
+    with snapshot(config) as conn:
+        depth = read_depth(conn, outbox_limits(config), time.time())
     age = "-" if depth.oldest_age_s is None else f"{depth.oldest_age_s:.0f} s"
     click.echo(f"waiting: {depth.rows} events, {depth.bytes} bytes ({depth.fill:.1%} of the limit)")
     click.echo(f"oldest:  {age}")
@@ -37,8 +43,10 @@ def status(ctx: click.Context, config_path: Path | None) -> None:
 def parked(ctx: click.Context, config_path: Path | None) -> None:
     """List events set aside after repeated refusals by the broker."""
     from mqtt.events import format_ts
+    from mqtt.outbox import read_parked
 
-    rows = open_outbox(ctx, config_path).parked()
+    with snapshot(load_gate_config(ctx, config_path)) as conn:
+        rows = read_parked(conn)
     for row in rows:
         click.echo(
             f"seq {row.seq}  {row.site}/{row.gate}  id {row.id}  recorded {format_ts(row.created)}"
@@ -53,17 +61,30 @@ def parked(ctx: click.Context, config_path: Path | None) -> None:
 @click.pass_context
 def retry(ctx: click.Context, config_path: Path | None) -> None:
     """Send the parked events again (after fixing what made the broker refuse them)."""
-    released = open_outbox(ctx, config_path).release()
+    from scanner.mqttconfig import open_outbox
+
+    outbox = open_outbox(load_gate_config(ctx, config_path))
+    try:
+        released = outbox.release()
+    finally:
+        outbox.close()
     click.echo(f"{released} parked event(s) will be sent again")
 
 
-def open_outbox(ctx: click.Context, config_path: Path | None) -> Outbox:
-    """The gate's outbox; never creates one where the gate has not run."""
-    from scanner.mqttconfig import open_outbox as open_configured
-
+def load_gate_config(ctx: click.Context, config_path: Path | None) -> Config:
+    """The config of a gate that has run here (its store exists); never creates one."""
     config, _ = load(ctx, config_path)
     if not config.store.path.is_file():
         raise QrgateError(
             f"no outbox at {config.store.path} (store.path): the gate has not run here"
         )
-    return open_configured(config)
+    return config
+
+
+@contextmanager
+def snapshot(config: Config) -> Iterator[sqlite3.Connection]:
+    """The gate's database, read without creating or changing a file (the gate may run)."""
+    from scanner.store import open_snapshot
+
+    with closing(open_snapshot(config.store.path)) as conn:
+        yield conn

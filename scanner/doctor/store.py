@@ -19,6 +19,7 @@ from scanner.config import Config
 from scanner.doctor.finding import Finding, counted, failure, passed, warning
 from scanner.mqttconfig import outbox_limits
 from scanner.store import SCHEMA as STORE_SCHEMA
+from scanner.store import open_snapshot
 
 # The schema version this qrgate writes, per component sharing the database file.
 SCHEMAS = {
@@ -35,21 +36,6 @@ STALE_S = 300.0
 READ_FIX = (
     "run doctor as root (sudo qrgate doctor), and check that store.path is the gate's database"
 )
-
-
-def open_snapshot(path: Path) -> sqlite3.Connection:
-    """Read the gate's database without creating or changing any file.
-
-    SQLite opens a WAL database read-only by creating its -wal and -shm files when they
-    are missing, and leaves them behind, owned by whoever looked: as root, that locks the
-    gate's service user out of its own store. Both exist while a connection (the running
-    gate) has the database open, and then a read-only connection uses them as they are;
-    without them the main file holds every commit, and `immutable=1` reads it without
-    locks or side files.
-    """
-    live = all(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-shm"))
-    options = "mode=ro" if live else "mode=ro&immutable=1"
-    return sqlite3.connect(f"{path.resolve().as_uri()}?{options}", uri=True, timeout=5.0)
 
 
 def check_store(config: Config) -> Finding:
