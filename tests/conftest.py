@@ -3,6 +3,7 @@ private PostgreSQL server for the monitor's store."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,6 +36,16 @@ def broker_factory(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
 def mosquitto(broker_factory: Callable[..., Mosquitto]) -> Mosquitto:
     """A running private mosquitto on a free loopback port (stop/kill/restart at will)."""
     return broker_factory()
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """For tests that configure logging as the CLI does: the root logger is put back."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,20 +11,7 @@ from click.testing import CliRunner
 
 from scanner.cli import cli, run
 from scanner.logs import JournalFormatter, configure_logging
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def qrgate(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scanner", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-        env={**os.environ, **(env or {})},
-    )
+from tests.support.cli import heavy_imports, qrgate
 
 
 def test_check_config_passes_on_the_shipped_config() -> None:
@@ -95,29 +78,7 @@ def test_version() -> None:
 
 
 def test_light_commands_do_not_load_heavy_libraries() -> None:
-    code = (
-        "import sys; from scanner.cli import run; run(['--help']); "
-        "print(sorted(m for m in ('numpy', 'zxingcpp', 'jwt', 'paho', 'gpiozero') "
-        "if m in sys.modules))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
-    assert done.stdout.strip().splitlines()[-1] == "[]"
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    assert heavy_imports(["--help"]) == []
 
 
 @pytest.mark.usefixtures("restore_logging")

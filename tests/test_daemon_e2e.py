@@ -22,13 +22,12 @@ from scanner.demo.scenario import Kit, background, build_kit, card_frame
 from scanner.keys import create_signing_key, load_private_key
 from scanner.store import AllowEntry, Store
 from tests.support.broker import Mosquitto
+from tests.support.cli import ROOT, qrgate
 from tests.support.gateproc import GateProcess, outbox_rows, wait_until, write_config
 from tests.support.notify import NotifySocket
 from tests.support.recorder import Recorder, check_stream, retained
 
 pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def with_commands(config: Config, folder: Path) -> tuple[Config, Path]:
@@ -38,17 +37,6 @@ def with_commands(config: Config, folder: Path) -> tuple[Config, Path]:
     commands = config.commands.model_copy(update={"enabled": True, "jwks": jwks})
     log = config.log.model_copy(update={"level": "info"})
     return config.model_copy(update={"commands": commands, "log": log}), key
-
-
-def qrgate(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scanner", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
 
 
 def notified(systemd: NotifySocket, key: bytes, seen: list[bytes], timeout_s: float) -> bool:

@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from rich.console import Console
 
 from scanner.demo import run as demo_run
+from tests.support.cli import qrgate
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def test_the_demo_runs_to_a_summary_with_every_outcome_right() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "scanner", "demo"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
+    done = qrgate("demo")
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "private broker on 127.0.0.1:" in out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from gpiozero.pins.mock import MockFactory, MockPin
 from firmware.errors import FirmwareError
 from firmware.pins import OutputPins
 from firmware.safe import DrivenPin, safe_state
+from tests.support.cli import heavy_imports, qrgate
 
 ROOT = Path(__file__).resolve().parent.parent
 NO_GPIO = not list(Path("/dev").glob("gpiochip*"))
@@ -50,19 +50,6 @@ class BrokenPin(MockPin):
         if value == "output":
             raise OSError("line busy")
         super()._set_function(value)
-
-
-def qrgate(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k != "GPIOZERO_PIN_FACTORY"}
-    return subprocess.run(
-        [sys.executable, "-m", "scanner", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-        env={**clean, **(env or {})},
-    )
 
 
 @pytest.mark.parametrize("how", ["exit", "exception", "sigint", "sigterm"])
@@ -160,19 +147,4 @@ def test_safe_state_command_without_gpio_fails_in_one_line(tmp_path: Path) -> No
 def test_safe_state_command_loads_no_heavy_library(tmp_path: Path) -> None:
     config = tmp_path / "gate.toml"
     config.write_text('[gpio]\npin_factory = "mock"\n')
-    code = (
-        "import sys; from scanner.cli import run; "
-        f"assert run(['safe-state', '-c', {str(config)!r}]) == 0; "
-        "print(sorted(m for m in ('numpy', 'zxingcpp', 'jwt', 'paho', 'cryptography', 'PIL') "
-        "if m in sys.modules))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert heavy_imports(["safe-state", "-c", str(config)]) == ["gpiozero"]

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,11 +19,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from monitor.store import Store
 from scanner.cli import run
 from tests.support.broker import Mosquitto
+from tests.support.cli import QRGATE
 from tests.support.monitor_events import gate_event, payload, record, topic
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY = "2026-03-02"
-QRGATE = (sys.executable, "-m", "scanner")
 A_NAME = "Nguyễn Văn A"
 
 
@@ -212,7 +211,7 @@ def test_bad_monitor_arguments(
 
 def test_monitor_help_names_the_default_store() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "scanner", "monitor", "--help"],
+        [*QRGATE, "monitor", "--help"],
         capture_output=True,
         text=True,
         cwd=ROOT,

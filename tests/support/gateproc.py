@@ -7,15 +7,13 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from scanner.cli.config_cmd import render_toml
 from scanner.config import Config
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.cli import QRGATE, ROOT
 
 
 def write_config(config: Config, path: Path) -> Path:
@@ -31,7 +29,7 @@ class GateProcess:
         self.log_path = config_path.with_suffix(f".{time.monotonic_ns()}.log")
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "scanner", "run", "-c", str(config_path)],
+                [*QRGATE, "run", "-c", str(config_path)],
                 cwd=ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
