@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FPS = 30
 NOBODY_FRAMES, HELD_FRAMES = 40, 8  # 1.6 s of camera: a pass held up for 0.27 s of it
 REPEAT_S = 1.0  # shorter than the gap, so each showing is a new scan, granted and published
-WARM_UP_S = 3.0  # two turns of the replay: every frame read from its file and cached
+WARM_UP_S = 3.0  # about two turns of the replay: every frame read from its file, cached
 READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 5.0
 CPU_TARGET_PERCENT = 25.0
@@ -42,7 +42,7 @@ RSS_TARGET_MB = 80.0
 MB = 1e6
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 BARE_IMPORT = "import numpy, zxingcpp, sys; print('ready', flush=True); sys.stdin.read()"
-# What `qrgate run` imports, heaviest libraries first in the order it meets them.
+# What `qrgate run` imports: the libraries in about the order it meets them, then ours.
 DAEMON_IMPORTS = (
     "click",
     "pydantic",
