@@ -59,6 +59,7 @@ from scanner.config import Config, PolicySection
 from scanner.daemon import Daemon, Parts
 from scanner.decode import QR_FORMATS, Code, Decoder, make_decoder
 from scanner.demo.scenario import FRAME_SIZE, SITE, Kit, background, build_kit, card_frame
+from scanner.errors import QrgateError
 from scanner.gate import Gate
 from scanner.images import Gray
 from scanner.keys import PrivateKey, load_private_key
@@ -472,6 +473,8 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted; processes stopped and temporary files removed", file=sys.stderr)
         sys.exit(130)
+    except (QrgateError, RuntimeError) as error:  # no broker, a daemon that did not start
+        sys.exit(f"bench.gate: {error}")
 
 
 if __name__ == "__main__":

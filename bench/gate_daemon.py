@@ -381,7 +381,7 @@ def thread_table(gate: DaemonRun) -> list[str]:
         name = gate.names.get(tid) or ("native, not Python" if gate.names else f"id {tid}")
         rows.append(f"| {name} | {percent:.1f} % |")
     if not gate.names:
-        rows += ["", "(install py-spy to name the threads)"]
+        rows += ["", "(threads unnamed: py-spy is not installed, or was not let attach here)"]
     return rows
 
 
