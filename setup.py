@@ -59,6 +59,7 @@ setup(
             "mypy>=1.10",
             "psycopg[binary]>=3.1",
             "opencv-python-headless>=4.8",
+            "py-spy>=0.3",  # bench.gate: which of the daemon's threads uses the CPU
         ],
     },
     entry_points={"console_scripts": ["qrgate=scanner.cli:main"]},

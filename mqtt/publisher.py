@@ -172,7 +172,9 @@ class Publisher:
             return
         deadlines = [now + POLL_S]
         if self._online:
-            deadlines += [self._next_health, max(self._resume_at, now)]
+            deadlines.append(self._next_health)
+            if self._resume_at > now:  # paused after refusals: resume on time
+                deadlines.append(self._resume_at)
         self._link.pump(max(0.0, min(deadlines) - now), self._waker)
 
     def _connect(self, now: float) -> None:

@@ -131,13 +131,16 @@ class Gate:
         latency_ms = None if captured is None else (self._clock.monotonic() - captured) * 1000
         if self._record_scan(decision, latency_ms):
             self._act(decision)
+            # Last: a woken publisher takes the GIL from the frame thread, so waking it
+            # before the outputs would delay the relay by the publisher's work.
+            self._wake()
         else:
             decision = self._refuse_unrecorded(decision)
         self._note_scan(decision)
         return decision
 
     def _record_scan(self, decision: Decision, latency_ms: float | None) -> bool:
-        return self.record(
+        return self._commit(
             "scan",
             result=decision.result,
             reason=decision.reason,
@@ -217,6 +220,13 @@ class Gate:
 
     def record(self, type: EventType, **fields: Unpack[EventFields]) -> bool:
         """Commit one event to the outbox and wake the publisher; False if it could not be."""
+        if not self._commit(type, **fields):
+            return False
+        self._wake()
+        return True
+
+    def _commit(self, type: EventType, **fields: Unpack[EventFields]) -> bool:
+        """Commit one event to the outbox; False if it could not be."""
         with self._record_lock:
             ts, fields["ts_trusted"] = self._trust.now()
             try:
@@ -225,7 +235,6 @@ class Gate:
             except OutboxStoreError as error:
                 self._note_outbox_fault(str(error))
                 return False
-        self._wake()
         return True
 
     def _note_outbox_fault(self, message: str) -> None:

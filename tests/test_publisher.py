@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from mqtt.link import Link, Waker
 from mqtt.outbox import Outbox
 from mqtt.publisher import Publisher
 from tests.support.broker import Mosquitto, free_port
@@ -162,3 +164,27 @@ def test_the_publisher_folds_the_write_ahead_log_while_the_broker_is_down(
     assert wait_until(lambda: outbox.path.stat().st_size > 100 * 300)
     assert outbox.appended_since_checkpoint == 0
     assert outbox.depth().rows == 100
+
+
+def test_a_connected_idle_publisher_sleeps_between_deadlines(
+    mosquitto: Mosquitto,
+    outbox: Outbox,
+    running: list[Publisher],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    waits: list[float] = []
+    pump = Link.pump
+
+    def counted(link: Link, timeout: float, waker: Waker) -> None:
+        waits.append(timeout)
+        pump(link, timeout, waker)
+
+    monkeypatch.setattr(Link, "pump", counted)
+    publisher = start(running, publisher_for(mosquitto, outbox, heartbeat_s=30.0))
+    assert wait_until(lambda: publisher.connected and publisher.stats.connects == 1)
+    time.sleep(0.3)  # status and health acknowledged: nothing is due for a while
+    waits.clear()
+    time.sleep(0.5)
+    # Only the poll wakes it now (once a second); a loop that spins calls pump with 0.
+    assert len(waits) <= 3
+    assert all(timeout > 0 for timeout in waits)
