@@ -55,6 +55,7 @@ setup(
             "pytest-timeout>=2.2",
             "hypothesis>=6.100",
             "jsonschema>=4.20",
+            "types-jsonschema>=4.20",  # mypy checks tests/support, which validates events
             "ruff>=0.6",
             "mypy>=1.10",
             "psycopg[binary]>=3.1",

@@ -197,11 +197,11 @@ def cached_renders(frames: list[HardFrame]) -> list[Gray]:
     path = CACHE / f"hard-frames-{key}.npz"
     if path.exists():
         with np.load(path) as stored:
-            return [stored[f"f{index}"] for index in range(len(frames))]
+            return [stored[name] for name in stored.files]
     with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
         images = list(pool.map(HardFrame.render, frames, chunksize=8))
     CACHE.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **{f"f{index}": image for index, image in enumerate(images)})
+    np.savez_compressed(path, *images)  # stored in order, which `stored.files` keeps
     return images
 
 

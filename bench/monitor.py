@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,9 +46,11 @@ from tests.support.postgres import Postgres
 FILTER = "qrgate/+/+/events"
 START_DAY = datetime(2025, 1, 6, tzinfo=UTC)
 DAY = "2026-03-02T08:00"
+# store, report, rows found, ms, ratio to the full scan
+ReportRow = tuple[str, str, str, str, str]
 
 
-def table(title: str, rows: list[tuple[str, ...]], headers: tuple[str, ...]) -> None:
+def table(title: str, rows: Sequence[tuple[str, ...]], headers: tuple[str, ...]) -> None:
     widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
     print(f"\n{title}")
     for line in (headers, tuple("-" * width for width in widths), *rows):
@@ -59,6 +61,7 @@ def table(title: str, rows: list[tuple[str, ...]], headers: tuple[str, ...]) -> 
 
 
 def session_properties() -> Properties:
+    # paho-mqtt leaves Properties.__init__ unannotated.
     properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     properties.SessionExpiryInterval = 3600
     return properties
@@ -272,17 +275,17 @@ def full_scan(url: str) -> None:
     """Read one unindexed column of every event: what "touch every row" costs."""
     sql = "SELECT COUNT(*) FROM events WHERE latency_ms >= 0"
     if url.startswith("sqlite:"):
-        connection = sqlite3.connect(url.removeprefix("sqlite:///"))
-        connection.execute(sql).fetchall()
-        connection.close()
+        database = sqlite3.connect(url.removeprefix("sqlite:///"))
+        database.execute(sql).fetchall()
+        database.close()
         return
     import psycopg
 
-    with psycopg.connect(url) as connection:
-        connection.execute(sql).fetchall()
+    with psycopg.connect(url) as server:
+        server.execute(sql).fetchall()
 
 
-def bench_reports(url: str, label: str, count: int) -> list[tuple[str, ...]]:
+def bench_reports(url: str, label: str, count: int) -> list[ReportRow]:
     store = Store(url, create=False)
     assert store.count_events() == count
     day = START_DAY + timedelta(days=count // 8000)  # the middle day

@@ -55,12 +55,22 @@ def append_scan(box: Outbox, n: int) -> None:
     )
 
 
+def append_and_wake(box: Outbox, publisher: Publisher) -> Callable[[int], None]:
+    """The action timed per scan: append it to the outbox, then wake the publisher."""
+
+    def record(n: int) -> None:
+        append_scan(box, n)
+        publisher.wake()
+
+    return record
+
+
 def percentiles(samples_ms: list[float]) -> tuple[float, float, float]:
     ordered = sorted(samples_ms)
     return statistics.median(ordered), ordered[int(len(ordered) * 0.99)], ordered[-1]
 
 
-def timed(action: Callable[[int], None], count: int) -> list[float]:
+def timed(action: Callable[[int], object], count: int) -> list[float]:
     samples = []
     for n in range(count):
         start = time.perf_counter()
@@ -79,7 +89,7 @@ def bench_append(folder: Path, count: int) -> dict[str, tuple[float, float, floa
     publisher = publisher_for(free_port(), box)  # nothing listens there
     publisher.start()
     try:
-        ours = timed(lambda n: (append_scan(box, n), publisher.wake()), count)
+        ours = timed(append_and_wake(box, publisher), count)
     finally:
         publisher.stop()
     payload = box.pending(limit=1)[0].payload
@@ -99,7 +109,7 @@ def bench_append_while_draining(folder: Path, broker: Mosquitto, count: int) -> 
     publisher = publisher_for(broker.port, box)
     publisher.start()
     try:
-        samples = timed(lambda n: (append_scan(box, n), publisher.wake()), count)
+        samples = timed(append_and_wake(box, publisher), count)
         wait_until_empty(box, timeout_s=60)
     finally:
         publisher.stop()

@@ -34,7 +34,7 @@ def heavy_imports(argv: list[str], expected_code: int = 0) -> list[str]:
     code = (
         "import sys; from scanner.cli import run; "
         f"assert run({argv!r}) == {expected_code}; "
-        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+        f"print('loaded:', *sorted(m for m in {HEAVY!r} if m in sys.modules))"
     )
     done = subprocess.run(
         [sys.executable, "-c", code],
@@ -45,4 +45,6 @@ def heavy_imports(argv: list[str], expected_code: int = 0) -> list[str]:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    return eval(done.stdout.strip().splitlines()[-1])  # noqa: S307 - our own printed list
+    loaded = done.stdout.splitlines()[-1].split()
+    assert loaded[:1] == ["loaded:"], done.stdout
+    return loaded[1:]

@@ -45,7 +45,7 @@ MODULE_2_CONTROLS = {
 def luma(number: int, size: tuple[int, int]) -> NDArray[np.uint8]:
     """The Y plane of frame `number`: a ramp, so that rows, columns and frames differ."""
     width, height = size
-    ys, xs = np.mgrid[0:height, 0:width]
+    ys, xs = np.indices((height, width))
     return ((xs + 2 * ys + 7 * number) % 200).astype(np.uint8)
 
 

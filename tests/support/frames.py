@@ -82,8 +82,9 @@ def empty_frame(size: tuple[int, int] = (640, 480), *, seed: int = 0, noise: flo
 def background(size: tuple[int, int], rng: np.random.Generator) -> NDArray[np.float64]:
     """A cluttered scene: a lighting gradient, boxes and bars, like a gate's surroundings."""
     width, height = size
-    ys, xs = np.mgrid[0:height, 0:width]
-    scene = 90 + 60 * (xs / width) + 30 * np.sin(ys / height * math.pi)
+    ys, xs = np.indices((height, width))
+    # Annotated: numpy's stubs leave a ufunc's result dtype open (np.sin -> dtype[Any]).
+    scene: NDArray[np.float64] = 90 + 60 * (xs / width) + 30 * np.sin(ys / height * math.pi)
     for _ in range(12):
         x0, y0 = int(rng.integers(0, width)), int(rng.integers(0, height))
         w, h = int(rng.integers(10, width // 3)), int(rng.integers(10, height // 3))
@@ -100,9 +101,10 @@ def code_coverage(
     """Per frame pixel: the fraction that is dark module, and whether it lies on the code."""
     width, height = size
     n = modules.shape[0]
-    inverse = np.linalg.inv(code_homography(n, size, look))
-    offsets = (np.arange(SUPERSAMPLE) + 0.5) / SUPERSAMPLE
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    # numpy's stubs widen inv's result to `floating`; the array is float64 already.
+    inverse = np.asarray(np.linalg.inv(code_homography(n, size, look)), dtype=np.float64)
+    offsets = [(step + 0.5) / SUPERSAMPLE for step in range(SUPERSAMPLE)]
+    ys, xs = np.indices((height, width), dtype=np.float64)
     dark = np.zeros((height, width))
     inside = np.zeros((height, width))
     for dy in offsets:
@@ -164,7 +166,7 @@ def finish(frame: NDArray[np.float64], look: Look, rng: np.random.Generator) -> 
     height, width = frame.shape
     if look.glare > 0:
         cx, cy = look.center or (width / 2, height / 2)
-        ys, xs = np.mgrid[0:height, 0:width]
+        ys, xs = np.indices((height, width))
         spread = 4 * look.module_px * 6
         blob = np.exp(-(((xs - cx - spread / 2) ** 2) + (ys - cy) ** 2) / (2 * spread**2))
         frame = frame + 255 * look.glare * blob

@@ -18,11 +18,20 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 from tests.support.broker import free_port, port_open
 
 STARTUP_TIMEOUT_S = 30.0
 SERVICE_USERS = ("postgres", "nobody")
+
+
+class AsUser(TypedDict, total=False):
+    """The subprocess arguments that run a command as another user (none: as ourselves)."""
+
+    user: int
+    group: int
+    extra_groups: list[int]
 
 
 def postgres_bindir() -> Path | None:
@@ -109,7 +118,7 @@ class Postgres:
         )
         log.close()
 
-    def _as_user(self) -> dict[str, object]:
+    def _as_user(self) -> AsUser:
         if self.user is None:
             return {}
         return {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []}

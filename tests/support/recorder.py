@@ -69,7 +69,8 @@ class Recorder:
         self.client.on_message = self._on_message
 
     def start(self) -> Recorder:
-        session = Properties(PacketTypes.CONNECT)
+        # paho-mqtt leaves Properties.__init__ unannotated.
+        session = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         session.SessionExpiryInterval = 3600
         self.client.connect(
             "127.0.0.1", self.broker.port, keepalive=10, clean_start=False, properties=session
