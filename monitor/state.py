@@ -98,6 +98,7 @@ class LiveState:
 
     def _update(self, site: str, gate: str, **changes: object) -> None:
         known = self.gates.get((site, gate), GateRow(site, gate))
+        # `changes` are GateRow fields by construction; mypy cannot check **kwargs of replace.
         self.gates[(site, gate)] = replace(known, **changes)  # type: ignore[arg-type]
 
     def snapshot(self) -> Snapshot:

@@ -312,7 +312,7 @@ def make_client(settings: Settings) -> paho.Client:
 
 
 def connect_properties(settings: Settings) -> Properties:
-    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho: unannotated
     properties.SessionExpiryInterval = settings.session_expiry_s
     properties.ReceiveMaximum = settings.receive_maximum
     return properties
