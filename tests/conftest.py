@@ -4,12 +4,14 @@ private PostgreSQL server for the monitor's store."""
 from __future__ import annotations
 
 import logging
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from mqtt.publisher import Publisher
 from tests.support.broker import Mosquitto, mosquitto_binary
 from tests.support.frames import Gray, Look, render_qr
 from tests.support.postgres import Postgres, postgres_bindir
@@ -30,6 +32,27 @@ def broker_factory(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
     yield start
     for broker in started:
         broker.kill()
+
+
+@pytest.fixture
+def locked_broker(broker_factory: Callable[..., Mosquitto], tmp_path: Path) -> Mosquitto:
+    """A broker that wants a login: user gate-1, password s3cret."""
+    passwords = tmp_path / "passwords"
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(passwords), "gate-1", "s3cret"],
+        check=True,
+        capture_output=True,
+    )
+    return broker_factory(["allow_anonymous false", f"password_file {passwords}"])
+
+
+@pytest.fixture
+def running() -> Iterator[list[Publisher]]:
+    """Publishers started by a test (`tests.support.gate.start`); all stopped at its end."""
+    started: list[Publisher] = []
+    yield started
+    for publisher in started:
+        publisher.stop()
 
 
 @pytest.fixture

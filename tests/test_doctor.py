@@ -295,17 +295,6 @@ def test_a_store_this_user_cannot_open_fails_with_the_fix(
 # --- Broker -----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def locked_broker(broker_factory: Callable[..., Mosquitto], tmp_path: Path) -> Mosquitto:
-    passwords = tmp_path / "passwords"
-    subprocess.run(
-        ["mosquitto_passwd", "-b", "-c", str(passwords), "gate-1", "s3cret"],
-        check=True,
-        capture_output=True,
-    )
-    return broker_factory(["allow_anonymous false", f"password_file {passwords}"])
-
-
 @pytest.mark.parametrize("protocol", ["v5", "v311"])
 def test_a_wrong_password_fails_with_the_brokers_reason(
     gate: Gate, locked_broker: Mosquitto, protocol: str, capsys: pytest.CaptureFixture[str]

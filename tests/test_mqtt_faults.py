@@ -24,7 +24,7 @@ from mqtt.publisher import Publisher
 from mqtt.settings import TlsSettings
 from tests.support.broker import Mosquitto
 from tests.support.certs import CertificateAuthority, Issued
-from tests.support.gate import TOPICS, new_outbox, publisher_for, scans, wait_until
+from tests.support.gate import TOPICS, new_outbox, publisher_for, scans, start, wait_until
 from tests.support.recorder import DURABLE, Recorder, check_stream, retained
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,25 +37,11 @@ def durable(broker_factory: Callable[..., Mosquitto]) -> Mosquitto:
 
 
 @pytest.fixture
-def running() -> Iterator[list[Publisher]]:
-    started: list[Publisher] = []
-    yield started
-    for publisher in started:
-        publisher.stop()
-
-
-@pytest.fixture
 def recorders() -> Iterator[list[Recorder]]:
     started: list[Recorder] = []
     yield started
     for recorder in started:
         recorder.stop()
-
-
-def start(running: list[Publisher], publisher: Publisher) -> Publisher:
-    running.append(publisher)
-    publisher.start()
-    return publisher
 
 
 def record(recorders: list[Recorder], broker: Mosquitto, **options: object) -> Recorder:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from mqtt.link import Link, Waker
 from mqtt.outbox import Outbox
 from mqtt.publisher import Publisher
 from tests.support.broker import Mosquitto, free_port
-from tests.support.gate import TOPICS, new_outbox, publisher_for, scans, wait_until
+from tests.support.gate import TOPICS, new_outbox, publisher_for, scans, start, wait_until
 from tests.support.recorder import Recorder, check_stream, retained
 
 
@@ -28,21 +27,6 @@ def recorder(mosquitto: Mosquitto) -> Iterator[Recorder]:
     recorder = Recorder(mosquitto).start()
     yield recorder
     recorder.stop()
-
-
-@pytest.fixture
-def running() -> Iterator[list[Publisher]]:
-    """Publishers started by a test; all stopped at its end."""
-    started: list[Publisher] = []
-    yield started
-    for publisher in started:
-        publisher.stop()
-
-
-def start(running: list[Publisher], publisher: Publisher) -> Publisher:
-    running.append(publisher)
-    publisher.start()
-    return publisher
 
 
 def test_events_arrive_oldest_first_and_leave_the_outbox(
@@ -116,17 +100,6 @@ def test_mqtt_3_1_1_is_selectable(
     start(running, publisher_for(mosquitto, outbox, protocol="v311"))
     assert recorder.wait_for_seqs(5)
     check_stream(recorder.events(), 5)
-
-
-@pytest.fixture
-def locked_broker(broker_factory: Callable[..., Mosquitto], tmp_path: Path) -> Mosquitto:
-    passwords = tmp_path / "passwords"
-    subprocess.run(
-        ["mosquitto_passwd", "-b", "-c", str(passwords), "gate-1", "s3cret"],
-        check=True,
-        capture_output=True,
-    )
-    return broker_factory(["allow_anonymous false", f"password_file {passwords}"])
 
 
 def test_logs_in_with_username_and_password(

@@ -81,3 +81,10 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
             return False
         time.sleep(0.02)
     return True
+
+
+def start(running: list[Publisher], publisher: Publisher) -> Publisher:
+    """Start a publisher that the `running` fixture stops after the test."""
+    running.append(publisher)
+    publisher.start()
+    return publisher
