@@ -13,6 +13,7 @@ import pytest
 
 from mqtt.publisher import Publisher
 from tests.support.broker import Mosquitto, mosquitto_binary
+from tests.support.certs import CertificateAuthority
 from tests.support.frames import Gray, Look, render_qr
 from tests.support.postgres import Postgres, postgres_bindir
 
@@ -44,6 +45,12 @@ def locked_broker(broker_factory: Callable[..., Mosquitto], tmp_path: Path) -> M
         capture_output=True,
     )
     return broker_factory(["allow_anonymous false", f"password_file {passwords}"])
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> CertificateAuthority:
+    """A certificate authority of the test's own, for TLS brokers and clients."""
+    return CertificateAuthority(tmp_path / "pki")
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ from scanner.doctor.finding import Finding, failure, passed
 from scanner.doctor.store import may_write, outbox_finding, store_finding, write_problem
 from scanner.store import Store
 from tests.support.broker import Mosquitto, free_port
-from tests.support.certs import CertificateAuthority
+from tests.support.certs import CertificateAuthority, tls_listener
 from tests.support.frames import Gray, empty_frame, save_png
 from tests.support.gate import new_outbox, scans
 from tests.support.tokens import IssuerKey, write_jwks
@@ -326,16 +326,8 @@ def test_a_broker_wanting_a_login_says_so(gate: Gate, locked_broker: Mosquitto) 
 
 
 @pytest.fixture
-def pki(tmp_path: Path) -> CertificateAuthority:
-    return CertificateAuthority(tmp_path / "pki")
-
-
-@pytest.fixture
 def tls_broker(broker_factory: Callable[..., Mosquitto], pki: CertificateAuthority) -> Mosquitto:
-    server = pki.issue("broker", server=True)
-    return broker_factory(
-        [f"cafile {pki.cert}", f"certfile {server.cert}", f"keyfile {server.key}"]
-    )
+    return broker_factory(tls_listener(pki))
 
 
 def test_tls_with_the_right_ca_passes_and_a_wrong_ca_says_which_key_to_fix(

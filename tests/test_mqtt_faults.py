@@ -23,7 +23,7 @@ from mqtt.link import tls_context
 from mqtt.publisher import Publisher
 from mqtt.settings import TlsSettings
 from tests.support.broker import Mosquitto
-from tests.support.certs import CertificateAuthority, Issued
+from tests.support.certs import CertificateAuthority, Issued, tls_listener
 from tests.support.gate import TOPICS, new_outbox, publisher_for, scans, start, wait_until
 from tests.support.recorder import DURABLE, Recorder, check_stream, retained
 
@@ -305,22 +305,9 @@ def test_an_event_too_large_for_the_broker_is_parked_and_the_rest_flows(
 
 
 @pytest.fixture
-def pki(tmp_path: Path) -> CertificateAuthority:
-    return CertificateAuthority(tmp_path / "pki")
-
-
-@pytest.fixture
 def tls_broker(broker_factory: Callable[..., Mosquitto], pki: CertificateAuthority) -> Mosquitto:
     """A broker whose only listener speaks TLS and wants a client certificate."""
-    server = pki.issue("broker", server=True)
-    return broker_factory(
-        [
-            f"cafile {pki.cert}",
-            f"certfile {server.cert}",
-            f"keyfile {server.key}",
-            "require_certificate true",
-        ]
-    )
+    return broker_factory(tls_listener(pki, require_certificate=True))
 
 
 def client_tls(pki: CertificateAuthority, client: Issued, ca: Path | None = None) -> TlsSettings:

@@ -89,3 +89,11 @@ def certificate(
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
     )
+
+
+def tls_listener(pki: CertificateAuthority, require_certificate: bool = False) -> list[str]:
+    """mosquitto lines that make the listener speak TLS with a server certificate of `pki`
+    (and, if asked, refuse clients without a certificate `pki` signed)."""
+    server = pki.issue("broker", server=True)
+    lines = [f"cafile {pki.cert}", f"certfile {server.cert}", f"keyfile {server.key}"]
+    return [*lines, "require_certificate true"] if require_certificate else lines
