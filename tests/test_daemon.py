@@ -29,7 +29,8 @@ from scanner.keys import create_signing_key, load_private_key
 from scanner.passes import issue_pass
 from scanner.sdnotify import Notifier, Watchdog
 from tests.support.broker import free_port
-from tests.support.gateproc import outbox_rows, wait_until
+from tests.support.gate import wait_until
+from tests.support.gateproc import outbox_rows
 from tests.support.notify import NotifySocket
 
 

@@ -23,7 +23,8 @@ from scanner.keys import create_signing_key, load_private_key
 from scanner.store import AllowEntry, Store
 from tests.support.broker import Mosquitto
 from tests.support.cli import ROOT, qrgate
-from tests.support.gateproc import GateProcess, outbox_rows, wait_until, write_config
+from tests.support.gate import wait_until
+from tests.support.gateproc import GateProcess, outbox_rows, write_config
 from tests.support.notify import NotifySocket
 from tests.support.recorder import Recorder, check_stream, retained
 

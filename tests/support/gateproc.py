@@ -8,7 +8,6 @@ import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from scanner.cli.config_cmd import render_toml
@@ -68,12 +67,3 @@ def outbox_rows(db: Path) -> list[tuple[int, str]]:
         except sqlite3.OperationalError:  # the gate has not created its tables yet
             return []
     return [(int(seq), str(event_id)) for seq, event_id in rows]
-
-
-def wait_until(condition: Callable[[], object], timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
