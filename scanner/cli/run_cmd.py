@@ -24,5 +24,7 @@ def run(ctx: click.Context, config_path: Path | None) -> int:
     from scanner.assemble import build_daemon
 
     config, found = load(ctx, config_path)
-    log.info("gate %s/%s, config %s", config.gate.site, config.gate.id, found or "built in")
+    log.info(
+        "gate %s/%s, config %s", config.gate.site, config.gate.id, found or "built-in defaults"
+    )
     return build_daemon(config).run()
