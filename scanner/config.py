@@ -2,8 +2,9 @@
 
 Every section rejects unknown keys, so a typo is an error rather than a silent default.
 All problems in a file are reported at once with their key path (see `load_config`).
-Secrets are never inline: they come from files, and a relative secret path is looked up
-in `$CREDENTIALS_DIRECTORY` (systemd `LoadCredential=`) before the config's folder.
+Secrets are never inline: they come from files. A relative secret path is looked up in
+`$CREDENTIALS_DIRECTORY` when it is set (systemd `LoadCredential=`), else in the config's
+folder, like every other relative path.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ CredentialKind = Literal["pass", "badge", "cccd"]
 ContactState = Literal["closed", "open"]
 PassAlgorithm = Literal["EdDSA", "ES256"]
 
-# Keys whose files hold secrets: relative paths resolve in $CREDENTIALS_DIRECTORY first.
+# Keys whose files hold secrets: relative paths resolve in $CREDENTIALS_DIRECTORY if set.
 SECRET_KEYS = frozenset({"mqtt.password_file", "mqtt.key_file"})
 # Inline secrets people try first; each gets a pointed message instead of "unknown key".
 INLINE_SECRETS = {"mqtt.password": "mqtt.password_file", "mqtt.key": "mqtt.key_file"}
