@@ -16,10 +16,10 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from firmware.inputs import InputEvent
-from firmware.outputs import Outputs
 from firmware.scheduler import ManualScheduler
 from mqtt.clock import ClockTrust
 from mqtt.outbox import Outbox, OutboxLimits
+from scanner.assemble import LateBound
 from scanner.clock import ManualClock
 from scanner.config import parse_config
 from scanner.gate import Gate
@@ -256,9 +256,17 @@ def test_door_held_reports_both_edges(rig: Rig, direct: InputEvent) -> None:
     assert event["detail"] == ("door held open" if direct.active else "door closed again")
 
 
-def test_outputs_without_a_gate_built_yet(mock_factory: MockFactory) -> None:
-    """Outputs come up before the gate exists; their relay starts off regardless."""
-    config = parse_config({"gpio": {"pin_factory": "mock"}})
-    with open_outputs(config.gpio, mock_factory) as outputs:
-        assert isinstance(outputs, Outputs)
-        assert levels(mock_factory, RELAY) == [False]
+def test_output_errors_before_and_after_the_gate_exists(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The outputs come up before the gate: an error then is logged; once the gate is
+    wired, it becomes a fault in health and a `fault` event."""
+    late = LateBound()
+    late.output_error("GPIO write failed")  # no gate yet: logged, nothing raised
+    assert "outputs: GPIO write failed" in caplog.text
+    assert rig.events() == []
+    late.gate = rig.gate
+    late.output_error("GPIO write failed")
+    assert rig.gate.figures()["faults"] == {"outputs": "GPIO write failed"}
+    (event,) = rig.events()
+    assert (event["type"], event["detail"]) == ("fault", "outputs: GPIO write failed")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
-from scanner.cli.common import config_option, load
+from scanner.cli.common import FILE, config_option, load
 
 if TYPE_CHECKING:
     from scanner.aim import Aim, Summary
@@ -35,7 +35,7 @@ PIPE_EVERY_S = 1.0
 )
 @click.option(
     "--snapshot",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=FILE,
     help="Save the last frame as a PNG file at the end (and on the key s on a terminal).",
 )
 @click.pass_context

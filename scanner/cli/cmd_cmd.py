@@ -14,7 +14,7 @@ import click
 
 from mqtt.settings import BrokerSettings, TlsSettings
 from mqtt.topics import COMMANDS
-from scanner.cli.common import config_option, load
+from scanner.cli.common import FILE, config_option, load
 from scanner.config import Config
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ Arguments are KEY=VALUE, VALUE as JSON where it parses (else a string), or @FILE
     "--key",
     "key_path",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=FILE,
     help="Private signing key (PEM, Ed25519 or P-256).",
 )
 @click.option("--kid", required=True, help="The key's id in the gates' command key set.")
@@ -73,27 +73,23 @@ Arguments are KEY=VALUE, VALUE as JSON where it parses (else a string), or @FILE
 )
 @click.option(
     "--ca-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
+    type=FILE,
     help="CA of the broker's certificate (implies TLS).",
 )
 @click.option(
     "--cert-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
+    type=FILE,
     help="Client certificate for the broker (with --cert-key).",
 )
 @click.option(
     "--cert-key",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
+    type=FILE,
     help="The client certificate's private key.",
 )
 @click.option("--username", default=None, help="Broker login.")
 @click.option(
     "--password-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
+    type=FILE,
     help="File holding the broker password.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print each reply as one JSON object.")

@@ -13,6 +13,10 @@ from scanner.config import Config, load_config
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# A file argument or option: a path, not a folder (whether it must exist is the command's
+# to say, with the key or option it belongs to).
+FILE = click.Path(dir_okay=False, path_type=Path)
+
 
 def config_option(func: F) -> F:
     """The `-c/--config` option every command that reads the config takes."""
@@ -20,7 +24,7 @@ def config_option(func: F) -> F:
         "-c",
         "--config",
         "config_path",
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=FILE,
         default=None,
         help="Config file (default: $QRGATE_CONFIG, /etc/qrgate/config.toml, ./config.toml).",
     )(func)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from scanner.cli.common import config_option, load
+from scanner.cli.common import FILE, config_option, load
 
 # QR images (see docs/passes.md): error correction M (15 % of the code may be lost to
 # glare, a cracked screen or a worn badge; segno raises it for free when the version
@@ -51,7 +51,7 @@ def pass_group() -> None:
     "--key",
     "key_path",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=FILE,
     help="Private key (PEM) from `qrgate keys new`.",
 )
 @click.option("--kid", required=True, help="The key's id, as in jwks.json.")
@@ -72,14 +72,12 @@ def pass_group() -> None:
 )
 @click.option(
     "--png",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
+    type=FILE,
     help="Also write the QR code as PNG (phone screens).",
 )
 @click.option(
     "--svg",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
+    type=FILE,
     help="Also write the QR code as SVG (printing, 0.6 mm modules).",
 )
 def issue(
