@@ -23,9 +23,9 @@ from collections.abc import Callable
 import numpy as np
 
 from bench.decode import live_decoder
-from scanner.aim import look_at, measure
 from scanner.camera import Frame
-from scanner.images import Gray
+from scanner.vision.aim import look_at, measure
+from scanner.vision.images import Gray
 from tests.support.frames import Look, empty_frame, render_qr
 
 PAYLOAD = "W-1042-" + "x" * 40

@@ -27,10 +27,10 @@ import jwt
 
 from scanner.clock import SystemClock
 from scanner.config import PolicySection
-from scanner.keys import PrivateKey, generate_key, public_jwk, write_key_list
-from scanner.passes import PassVerifier, issue_pass
-from scanner.policy import Policy
-from scanner.store import AllowEntry, Store
+from scanner.credentials.keys import PrivateKey, generate_key, public_jwk, write_key_list
+from scanner.credentials.passes import PassVerifier, issue_pass
+from scanner.decision.policy import Policy
+from scanner.state.store import AllowEntry, Store
 
 PASS_TARGET_US = 500.0
 CARD = "001099012345|123456789|Nguyễn Văn An|01011990|Nam|12 Lê Lợi, Hà Nội|15082021"

@@ -36,9 +36,16 @@ from pyzbar import pyzbar
 
 from scanner.camera import open_source
 from scanner.config import CameraSection
-from scanner.decode import QR_FORMATS, Budget, Decoder, LayeredDecoder, ZbarReader, make_decoder
-from scanner.frameloop import FrameLoop
-from scanner.images import Gray, load_gray
+from scanner.vision.decode import (
+    QR_FORMATS,
+    Budget,
+    Decoder,
+    LayeredDecoder,
+    ZbarReader,
+    make_decoder,
+)
+from scanner.vision.frameloop import FrameLoop
+from scanner.vision.images import Gray, load_gray
 from tests.support.frames import Look, empty_frame, render_qr
 from tests.support.hard_frames import HardFrame, hard_frames
 

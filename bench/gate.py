@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.gate [--grants 2000] [--decodes 300] [--seconds 20]
 
-1. Scan to relay, on the gate `qrgate run` builds (scanner.assemble): the real Policy,
+1. Scan to relay, on the gate `qrgate run` builds (scanner.daemon.assemble): the real Policy,
    Store and Outbox in one database file on disk (WAL, synchronous=FULL), gpiozero's
    MockFactory with pins that stamp each change, and the publisher connected to a private
    mosquitto, draining and checkpointing as on a gate. Every grant is a code not seen
@@ -52,22 +52,22 @@ from gpiozero.pins.mock import MockFactory
 from bench.gate_daemon import daemon_tables
 from bench.gate_io import StampedPin
 from mqtt.outbox import Outbox
-from scanner.assemble import Options, build_parts, clock_trust
 from scanner.camera import Frame
 from scanner.clock import SystemClock
 from scanner.config import Config, PolicySection
-from scanner.daemon import Daemon, Parts
-from scanner.decode import QR_FORMATS, Code, Decoder, make_decoder
+from scanner.credentials.keys import PrivateKey, load_private_key
+from scanner.credentials.passes import issue_pass
+from scanner.daemon.assemble import Options, build_parts, clock_trust
+from scanner.daemon.gate import Gate
+from scanner.daemon.sdnotify import Notifier
+from scanner.daemon.service import Daemon, Parts
+from scanner.decision.policy import Policy
 from scanner.demo.scenario import FRAME_SIZE, SITE, Kit, background, build_kit, card_frame
 from scanner.errors import QrgateError
-from scanner.gate import Gate
-from scanner.images import Gray
-from scanner.keys import PrivateKey, load_private_key
 from scanner.localbroker import Mosquitto
-from scanner.passes import issue_pass
-from scanner.policy import Policy
-from scanner.sdnotify import Notifier
-from scanner.store import AllowEntry, Store
+from scanner.state.store import AllowEntry, Store
+from scanner.vision.decode import QR_FORMATS, Code, Decoder, make_decoder
+from scanner.vision.images import Gray
 
 KINDS = ("pass EdDSA", "badge", "cccd")
 KID = "demo-2026"  # the scenario kit's signing key
@@ -130,7 +130,7 @@ class Lab:
         return self.parts.gate
 
     def gate_like(self, policy: Policy, outbox: Outbox) -> Gate:
-        """Another gate on the same outputs and publisher, as `scanner.assemble` wires one."""
+        """Another gate on the same outputs and publisher, as `scanner.daemon.assemble` does."""
         clock = SystemClock()
         trust = clock_trust(clock, Options())
         outputs, wake = self.gate.outputs, self.parts.publisher.wake

@@ -59,7 +59,7 @@ DAEMON_IMPORTS = (
     "gpiozero",
     "gpiozero.pins.mock",
     "sqlite3",
-    "scanner.assemble",
+    "scanner.daemon.assemble",
     "scanner.camera.replay",
     "scanner.cli.run_cmd",
 )

@@ -20,7 +20,7 @@ SYSLOG_PRIORITY = {
 
 
 class JournalFormatter(logging.Formatter):
-    """`<6>scanner.daemon: message`: journald adds the time and keeps the priority."""
+    """`<6>scanner.daemon.service: message`: journald adds the time and keeps the priority."""
 
     def format(self, record: logging.LogRecord) -> str:
         priority = SYSLOG_PRIORITY.get(record.levelno, 6)

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scanner.aim import BLURRED, Aim, Figures, Summary, hints, measure, sharpness
 from scanner.camera import CameraTimeout, EndOfStream, Frame
 from scanner.cli import run
 from scanner.config import CameraSection
-from scanner.decode import make_decoder
+from scanner.vision.aim import BLURRED, Aim, Figures, Summary, hints, measure, sharpness
+from scanner.vision.decode import make_decoder
 from tests.support.frames import Gray, Look, empty_frame, render_qr, save_png
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,8 +12,8 @@ from PIL import Image
 from scanner.camera import CameraError, EndOfStream, open_source
 from scanner.camera.replay import ReplaySource
 from scanner.config import CameraSection
-from scanner.decode import make_decoder
-from scanner.images import ImageError, load_gray
+from scanner.vision.decode import make_decoder
+from scanner.vision.images import ImageError, load_gray
 from tests.support.frames import Look, render_qr
 
 

@@ -6,7 +6,9 @@ from datetime import date
 
 import pytest
 
-from scanner.credentials import classify, is_badge_id, parse_cccd
+from scanner.credentials.badge import is_badge_id
+from scanner.credentials.cccd import parse_cccd
+from scanner.credentials.kinds import classify
 
 CARD = "001099012345|123456789|Nguyễn Văn An|01011990|Nam|12 Lê Lợi, Hà Nội|15082021"
 

@@ -21,13 +21,13 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from scanner.assemble import Options, build_parts
 from scanner.camera import CameraTimeout, Frame
 from scanner.config import Config, parse_config
-from scanner.daemon import Daemon
-from scanner.keys import create_signing_key, load_private_key
-from scanner.passes import issue_pass
-from scanner.sdnotify import Notifier, Watchdog
+from scanner.credentials.keys import create_signing_key, load_private_key
+from scanner.credentials.passes import issue_pass
+from scanner.daemon.assemble import Options, build_parts
+from scanner.daemon.sdnotify import Notifier, Watchdog
+from scanner.daemon.service import Daemon
 from tests.support.broker import free_port
 from tests.support.gate import wait_until
 from tests.support.gateproc import outbox_rows

@@ -18,9 +18,9 @@ from PIL import Image
 from mqtt.remote import send_command, sign_command
 from mqtt.settings import BrokerSettings
 from scanner.config import Config
+from scanner.credentials.keys import create_signing_key, load_private_key
 from scanner.demo.scenario import Kit, background, build_kit, card_frame
-from scanner.keys import create_signing_key, load_private_key
-from scanner.store import AllowEntry, Store
+from scanner.state.store import AllowEntry, Store
 from tests.support.broker import Mosquitto
 from tests.support.cli import ROOT, qrgate
 from tests.support.gate import wait_until

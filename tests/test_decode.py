@@ -15,7 +15,7 @@ import zxingcpp
 from PIL import Image
 from pyzbar import pyzbar
 
-from scanner.decode import (
+from scanner.vision.decode import (
     Budget,
     Code,
     DecodeError,

@@ -12,10 +12,10 @@ import pytest
 
 from scanner.clock import SystemClock
 from scanner.config import PolicySection
-from scanner.keys import create_signing_key
-from scanner.passes import PassVerifier
-from scanner.policy import Policy
-from scanner.store import Store
+from scanner.credentials.keys import create_signing_key
+from scanner.credentials.passes import PassVerifier
+from scanner.decision.policy import Policy
+from scanner.state.store import Store
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "passes.md"
 

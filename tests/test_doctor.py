@@ -36,7 +36,7 @@ from scanner.doctor.checks import (
 )
 from scanner.doctor.finding import Finding, failure, passed
 from scanner.doctor.store import may_write, outbox_finding, store_finding, write_problem
-from scanner.store import Store
+from scanner.state.store import Store
 from tests.support.broker import Mosquitto, free_port
 from tests.support.certs import CertificateAuthority, tls_listener
 from tests.support.frames import Gray, empty_frame, save_png
@@ -388,7 +388,7 @@ def test_the_configured_decoder_reads_a_generated_code(gate: Gate, decoder: str)
 
 
 def test_auto_without_zbar_warns(gate: Gate, monkeypatch: pytest.MonkeyPatch) -> None:
-    from scanner.decode import DecodeError, ZbarReader
+    from scanner.vision.decode import DecodeError, ZbarReader
 
     def no_zbar(self: ZbarReader) -> None:
         raise DecodeError("pyzbar cannot load zbar (no libzbar0); install libzbar0")

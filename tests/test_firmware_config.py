@@ -9,8 +9,8 @@ from firmware.inputs import InputEvent
 from firmware.pins import Contact, InputPins, OutputPins
 from firmware.scheduler import ManualScheduler
 from scanner.config import parse_config
+from scanner.daemon.hardware import input_pins, open_inputs, open_outputs, output_pins
 from scanner.errors import ConfigError
-from scanner.hardware import input_pins, open_inputs, open_outputs, output_pins
 
 
 def test_default_config_maps_to_the_documented_pins() -> None:

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scanner import frameloop
 from scanner.camera import CameraError, CameraTimeout, EndOfStream, Frame
 from scanner.camera.replay import ReplaySource
 from scanner.config import CameraSection
-from scanner.decode import Code, make_decoder
-from scanner.frameloop import FrameLoop, LoopStats
+from scanner.vision import frameloop
+from scanner.vision.decode import Code, make_decoder
+from scanner.vision.frameloop import FrameLoop, LoopStats
 from tests.support.frames import Look, empty_frame, render_qr, save_png
 
 BLANK = np.zeros((4, 4), np.uint8)

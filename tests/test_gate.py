@@ -19,15 +19,15 @@ from firmware.inputs import InputEvent
 from firmware.scheduler import ManualScheduler
 from mqtt.clock import ClockTrust
 from mqtt.outbox import Outbox, OutboxLimits
-from scanner.assemble import LateBound
 from scanner.clock import ManualClock
 from scanner.config import parse_config
-from scanner.gate import Gate
-from scanner.hardware import open_inputs, open_outputs
-from scanner.keys import create_signing_key, load_private_key
-from scanner.passes import issue_pass
-from scanner.policy import Policy
-from scanner.store import AllowEntry, Store, StoreError
+from scanner.credentials.keys import create_signing_key, load_private_key
+from scanner.credentials.passes import issue_pass
+from scanner.daemon.assemble import LateBound
+from scanner.daemon.gate import Gate
+from scanner.daemon.hardware import open_inputs, open_outputs
+from scanner.decision.policy import Policy
+from scanner.state.store import AllowEntry, Store, StoreError
 
 RELAY, GREEN, RED = 17, 23, 24
 EXIT, DOOR, FIRE = 5, 6, 13

@@ -11,9 +11,9 @@ from mqtt.clock import ClockTrust
 from mqtt.outbox import Outbox
 from scanner.clock import ManualClock
 from scanner.config import PolicySection
-from scanner.gate import Gate
-from scanner.policy import Policy
-from scanner.store import AllowEntry, Store
+from scanner.daemon.gate import Gate
+from scanner.decision.policy import Policy
+from scanner.state.store import AllowEntry, Store
 
 RELAY, RED = 17, 24
 

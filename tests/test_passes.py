@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from scanner.credentials.keys import public_jwk
+from scanner.credentials.passes import PassVerifier, issue_pass, unverified_header
 from scanner.errors import ConfigError
-from scanner.keys import public_jwk
-from scanner.passes import PassVerifier, issue_pass, unverified_header
 from tests.support.tokens import IssuerKey, b64url, hand_jws, hmac_signer, pyjwt_token, write_jwks
 
 NOW = 1_800_000_000.0

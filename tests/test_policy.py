@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from scanner.clock import ManualClock
 from scanner.config import PolicySection, parse_config
+from scanner.credentials.passes import PassVerifier
+from scanner.decision.policy import DAEMON_REASONS, REASONS, Decision, Policy
 from scanner.errors import ConfigError
-from scanner.passes import PassVerifier
-from scanner.policy import DAEMON_REASONS, REASONS, Decision, Policy
-from scanner.store import AllowEntry, Store, StoreError
+from scanner.state.store import AllowEntry, Store, StoreError
 from tests.support.tokens import IssuerKey, hand_jws, pyjwt_token, write_jwks
 
 SITE = "factory-1"

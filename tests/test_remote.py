@@ -22,13 +22,13 @@ from mqtt.errors import CommandRejectedError
 from mqtt.outbox import Outbox
 from scanner.clock import ManualClock
 from scanner.config import Config, parse_config
-from scanner.gate import Gate
-from scanner.hardware import open_outputs
-from scanner.keys import create_signing_key, load_private_key, public_jwk
-from scanner.passes import issue_pass
-from scanner.policy import Policy
-from scanner.remote import Remote, load_pushed_keys, pushed_jwks_path
-from scanner.store import Store
+from scanner.credentials.keys import create_signing_key, load_private_key, public_jwk
+from scanner.credentials.passes import issue_pass
+from scanner.daemon.gate import Gate
+from scanner.daemon.hardware import open_outputs
+from scanner.daemon.remote import Remote, load_pushed_keys, pushed_jwks_path
+from scanner.decision.policy import Policy
+from scanner.state.store import Store
 
 
 class Rig:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scanner.sdnotify import Heartbeat, Notifier, Watchdog, socket_address, watchdog_interval
+from scanner.daemon.sdnotify import Heartbeat, Notifier, Watchdog, socket_address, watchdog_interval
 from tests.support.notify import NotifySocket
 
 
@@ -113,7 +113,7 @@ def test_gone_receiver_is_logged_once_then_recovers(
 ) -> None:
     address = str(short_dir / "notify")
     notifier = Notifier(address)
-    caplog.set_level(logging.DEBUG, logger="scanner.sdnotify")
+    caplog.set_level(logging.DEBUG, logger="scanner.daemon.sdnotify")
     assert notifier.watchdog() is False
     assert notifier.watchdog() is False
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -194,7 +194,7 @@ def test_watchdog_pings_while_checks_pass(receiver: NotifySocket, notifier: Noti
 def test_watchdog_withholds_pings_while_a_loop_is_stuck(
     path_receiver: NotifySocket, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="scanner.sdnotify")
+    caplog.set_level(logging.INFO, logger="scanner.daemon.sdnotify")
     clock = FakeClock()
     frames, publisher = Heartbeat(5, clock), Heartbeat(5, clock)
     notifier = Notifier(path_receiver.env_value)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scanner.store import SCHEMA, AllowEntry, Store, StoreError
+from scanner.state.store import SCHEMA, AllowEntry, Store, StoreError
 
 NOW = 1_800_000_000.0
 

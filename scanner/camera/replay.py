@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from scanner.camera import CameraError, EndOfStream, Frame
 from scanner.camera.v4l2 import import_cv2, opencv_gray
-from scanner.images import IMAGE_SUFFIXES, Gray, ImageError, image_files, load_gray
+from scanner.vision.images import IMAGE_SUFFIXES, Gray, ImageError, image_files, load_gray
 
 if TYPE_CHECKING:
     from scanner.config import CameraSection

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scanner.camera import CameraError, CameraTimeout, Frame
-from scanner.images import Gray
+from scanner.vision.images import Gray
 
 if TYPE_CHECKING:
     from scanner.config import CameraSection

@@ -19,8 +19,8 @@ import click
 from scanner.cli.common import FILE, config_option, load
 
 if TYPE_CHECKING:
-    from scanner.aim import Aim, Summary
     from scanner.config import CameraSection
+    from scanner.vision.aim import Aim, Summary
 
 # Seconds between figures: refreshed in place on a terminal, one line each in a pipe.
 TERMINAL_EVERY_S = 0.5
@@ -62,9 +62,9 @@ def aim(
             f"folder {snapshot.parent} does not exist", param_hint="--snapshot"
         )
     config, _ = load(ctx, config_path)
-    from scanner.aim import Aim, describe_total
     from scanner.camera import open_source
-    from scanner.decode import make_decoder
+    from scanner.vision.aim import Aim, describe_total
+    from scanner.vision.decode import make_decoder
 
     camera = config.camera
     decoder = make_decoder(camera.decoder, live_share=camera.second_look_share)
@@ -107,7 +107,7 @@ def watch(
 
 def save_snapshot(session: Aim, path: Path, printer: Printer) -> None:
     """Save the latest frame, if there is one yet, and say so."""
-    from scanner.aim import save_png
+    from scanner.vision.aim import save_png
 
     if session.latest is None:
         return
@@ -126,7 +126,7 @@ class Printer:
         self._drawn = False
 
     def show(self, summary: Summary) -> None:
-        from scanner.aim import describe
+        from scanner.vision.aim import describe
 
         line = describe(summary, self._camera)
         if not self.in_place:

@@ -9,10 +9,10 @@ from typing import cast
 
 import click
 
-from scanner.allowcsv import parse_when
 from scanner.cli.common import config_option, load
 from scanner.cli.stores import reading_store, writing_store
-from scanner.store import ALLOW_KINDS, AllowEntry, AllowKind, StoreError
+from scanner.state.allowcsv import parse_when
+from scanner.state.store import ALLOW_KINDS, AllowEntry, AllowKind, StoreError
 
 KINDS = ("badge", "cccd")
 

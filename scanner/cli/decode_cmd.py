@@ -15,7 +15,7 @@ import click
 from scanner.cli.common import config_option, load
 
 if TYPE_CHECKING:
-    from scanner.decode import Code, Decoder
+    from scanner.vision.decode import Code, Decoder
 
 
 @dataclass
@@ -57,7 +57,7 @@ def decode(
     "error". Exits 0 when every file could be read, 1 otherwise.
     """
     config, _ = load(ctx, config_path)
-    from scanner.decode import make_decoder
+    from scanner.vision.decode import make_decoder
 
     decoder = make_decoder(config.camera.decoder)
     all_read = True
@@ -74,7 +74,7 @@ def decode(
 
 def expand(arguments: Iterable[Path]) -> Iterator[Path]:
     """The files to decode: each argument, a folder standing for its image files."""
-    from scanner.images import image_files
+    from scanner.vision.images import image_files
 
     for path in arguments:
         if path.is_dir():
@@ -85,7 +85,7 @@ def expand(arguments: Iterable[Path]) -> Iterator[Path]:
 
 
 def decode_all(decoder: Decoder, paths: Iterable[Path]) -> Iterator[Result]:
-    from scanner.images import ImageError, load_gray
+    from scanner.vision.images import ImageError, load_gray
 
     for path in paths:
         if path.is_dir():

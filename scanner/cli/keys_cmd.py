@@ -38,7 +38,7 @@ def new(out_dir: Path, kid: str | None, algorithm: str) -> None:
     Copy jwks.json to every gate (passes.jwks); keep the .key.pem where passes are issued.
     """
     from scanner.config import PassAlgorithm
-    from scanner.keys import create_signing_key, default_kid
+    from scanner.credentials.keys import create_signing_key, default_kid
 
     out_dir.mkdir(parents=True, exist_ok=True)
     chosen = default_kid(time.time()) if kid is None else kid

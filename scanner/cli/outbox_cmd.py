@@ -84,7 +84,7 @@ def load_gate_config(ctx: click.Context, config_path: Path | None) -> Config:
 @contextmanager
 def snapshot(config: Config) -> Iterator[sqlite3.Connection]:
     """The gate's database, read without creating or changing a file (the gate may run)."""
-    from scanner.store import open_snapshot
+    from scanner.state.store import open_snapshot
 
     with closing(open_snapshot(config.store.path)) as conn:
         yield conn

@@ -92,8 +92,8 @@ def issue(
     svg: Path | None,
 ) -> None:
     """Print a signed pass (a compact JWS, what the QR code holds)."""
-    from scanner.keys import check_kid, load_private_key
-    from scanner.passes import is_text, issue_pass
+    from scanner.credentials.keys import check_kid, load_private_key
+    from scanner.credentials.passes import is_text, issue_pass
 
     for label, value in (("--subject", subject), ("--name", name), *(("--site", s) for s in sites)):
         if value is not None and not is_text(value):
@@ -140,7 +140,7 @@ def check(ctx: click.Context, payload: str, config_path: Path | None) -> None:
     """
     from scanner.cli.stores import reading_store
     from scanner.clock import SystemClock
-    from scanner.policy import Policy
+    from scanner.decision.policy import Policy
 
     config, _ = load(ctx, config_path)
     data = read_payload(payload)

@@ -21,7 +21,7 @@ def run(ctx: click.Context, config_path: Path | None) -> int:
     Logs to stderr (journald under systemd). SIGTERM or Ctrl-C stops it with the relay
     off; SIGHUP reloads the pass keys and the gate mode. Exits 78 on a bad config.
     """
-    from scanner.assemble import build_daemon
+    from scanner.daemon.assemble import build_daemon
 
     config, found = load(ctx, config_path)
     log.info(

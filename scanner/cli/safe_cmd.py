@@ -23,7 +23,7 @@ def safe_state(ctx: click.Context, config_path: Path | None) -> None:
     # Imported here: `qrgate --help` loads every command module and must stay light.
     from firmware.pins import ROLE_NAMES, make_pin_factory
     from firmware.safe import safe_state as drive_safe
-    from scanner.hardware import output_pins
+    from scanner.daemon.hardware import output_pins
 
     config, _ = load(ctx, config_path)
     factory = make_pin_factory(config.gpio.pin_factory)

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from scanner.errors import ConfigError
-from scanner.store import Store
+from scanner.state.store import Store
 
 
 @contextmanager

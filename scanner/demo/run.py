@@ -2,7 +2,7 @@
 broker, all in a temporary folder; then check what the centre received against what
 each card should have caused, and say so.
 
-The daemon is the same one `qrgate run` builds (scanner.assemble), with two parts
+The daemon is the same one `qrgate run` builds (scanner.daemon.assemble), with two parts
 swapped: gpiozero's MockFactory for the pins, and the demo's frames for the camera.
 """
 
@@ -24,12 +24,12 @@ from rich.console import Console
 from rich.live import Live
 
 from mqtt.events import parse_event
-from scanner.assemble import Options, build_daemon
-from scanner.daemon import Daemon
+from scanner.daemon.assemble import Options, build_daemon
+from scanner.daemon.hardware import output_pins
+from scanner.daemon.service import Daemon
 from scanner.demo.feed import EventFeed
 from scanner.demo.scenario import SITE, Kit, build_kit
 from scanner.demo.view import Frame, LiveView, PinBoard, PlainView, event_words
-from scanner.hardware import output_pins
 from scanner.localbroker import BrokerError, Mosquitto, free_port, mosquitto_binary
 from scanner.mqttconfig import gate_topics, open_outbox
 

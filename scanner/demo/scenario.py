@@ -19,9 +19,9 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from scanner.config import Config, parse_config
-from scanner.keys import create_signing_key, generate_key, load_private_key
-from scanner.passes import issue_pass
-from scanner.store import AllowEntry, Store
+from scanner.credentials.keys import create_signing_key, generate_key, load_private_key
+from scanner.credentials.passes import issue_pass
+from scanner.state.store import AllowEntry, Store
 
 FRAME_SIZE = (640, 480)
 FPS = 10.0

@@ -26,16 +26,16 @@ from firmware.errors import PinFactoryError
 from firmware.pins import ROLE_NAMES, make_pin_factory
 from mqtt.clock import SANE_FLOOR, kernel_clock_synced
 from mqtt.commands import CommandKeyError, load_command_keys
-from scanner.aim import Aim, Figures, Summary, hints, measure
 from scanner.camera import CameraError, open_source
 from scanner.config import Config, GpioSection
-from scanner.decode import DecodeError, ZbarReader, make_decoder
+from scanner.credentials.passes import load_jwks
+from scanner.daemon.hardware import input_pins, output_pins
 from scanner.doctor.broker import check_broker
 from scanner.doctor.finding import Finding, Result, Status, counted, failure, passed, warning
 from scanner.doctor.store import check_outbox, check_store
 from scanner.errors import ConfigError
-from scanner.hardware import input_pins, output_pins
-from scanner.passes import load_jwks
+from scanner.vision.aim import Aim, Figures, Summary, hints, measure
+from scanner.vision.decode import DecodeError, ZbarReader, make_decoder
 
 if TYPE_CHECKING:
     from gpiozero.pins import Factory

@@ -18,8 +18,8 @@ from mqtt.outbox import Depth, read_depth
 from scanner.config import Config
 from scanner.doctor.finding import Finding, counted, failure, passed, warning
 from scanner.mqttconfig import outbox_limits
-from scanner.store import SCHEMA as STORE_SCHEMA
-from scanner.store import open_snapshot
+from scanner.state.store import SCHEMA as STORE_SCHEMA
+from scanner.state.store import open_snapshot
 
 # The schema version this qrgate writes, per component sharing the database file.
 SCHEMAS = {

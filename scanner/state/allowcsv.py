@@ -23,7 +23,7 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import cast
 
-from scanner.store import ALLOW_KINDS, AllowEntry, AllowKind, StoreError
+from scanner.state.store import ALLOW_KINDS, AllowEntry, AllowKind, StoreError
 
 POSITIONAL = ("subject", "name", "valid_until")
 COLUMNS = frozenset({*POSITIONAL, "valid_from", "kinds"})

@@ -24,10 +24,11 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Final, Literal, get_args
 
-from scanner.credentials import Credential, classify, parse_cccd
+from scanner.credentials.cccd import parse_cccd
+from scanner.credentials.kinds import Credential, classify
+from scanner.credentials.passes import PassVerifier
 from scanner.errors import ConfigError
-from scanner.passes import PassVerifier
-from scanner.store import AllowKind, Mode, Store, StoreError
+from scanner.state.store import AllowKind, Mode, Store, StoreError
 
 if TYPE_CHECKING:
     from pathlib import Path

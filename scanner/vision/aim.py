@@ -23,9 +23,9 @@ import numpy as np
 from PIL import Image
 
 from scanner.camera import CameraTimeout, EndOfStream, Frame, FrameSource
-from scanner.credentials import classify
-from scanner.decode import Code, Decoder, Gray, zxing_read
+from scanner.credentials.kinds import classify
 from scanner.errors import QrgateError
+from scanner.vision.decode import Code, Decoder, Gray, zxing_read
 
 if TYPE_CHECKING:
     from scanner.config import CameraSection

@@ -23,9 +23,9 @@ from typing import Any, Final, Literal
 import jwt
 
 from scanner.config import PassAlgorithm
-from scanner.credentials import MAX_TEXT_CHARS
+from scanner.credentials.cccd import MAX_TEXT_CHARS
+from scanner.credentials.keys import PrivateKey, algorithm_of
 from scanner.errors import ConfigError
-from scanner.keys import PrivateKey, algorithm_of
 
 log = logging.getLogger(__name__)
 

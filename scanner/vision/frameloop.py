@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from scanner.camera import CameraError, CameraTimeout, EndOfStream, Frame, FrameSource
-from scanner.decode import Code, Decoder
+from scanner.vision.decode import Code, Decoder
 
 log = logging.getLogger(__name__)
 

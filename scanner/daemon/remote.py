@@ -18,9 +18,9 @@ from typing import Any
 
 from mqtt.commands import Command, Handler
 from mqtt.errors import CommandRejectedError
+from scanner.daemon.gate import Gate
 from scanner.errors import ConfigError
-from scanner.gate import Gate
-from scanner.store import ALLOW_KINDS, AllowEntry, AllowKind, Mode, Store, StoreError
+from scanner.state.store import ALLOW_KINDS, AllowEntry, AllowKind, Mode, Store, StoreError
 
 log = logging.getLogger(__name__)
 

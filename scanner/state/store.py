@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, cast
 
-from scanner.credentials import MAX_TEXT_CHARS, is_badge_id
+from scanner.credentials.badge import is_badge_id
+from scanner.credentials.cccd import MAX_TEXT_CHARS
 from scanner.errors import QrgateError
 
 log = logging.getLogger(__name__)
@@ -341,8 +342,8 @@ class Allowlist:
         return len(rows)
 
     def import_csv(self, path: Path) -> int:
-        """Add or update every entry of an HR export (see `scanner.allowcsv`); all or none."""
-        from scanner.allowcsv import read_allowlist_csv
+        """Add or update every entry of an HR export (see `scanner.state.allowcsv`); all or none."""
+        from scanner.state.allowcsv import read_allowlist_csv
 
         return self.add_all(read_allowlist_csv(path))
 

@@ -21,15 +21,15 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from scanner.errors import QrgateError
-from scanner.frameloop import LoopStats
+from scanner.vision.frameloop import LoopStats
 
 if TYPE_CHECKING:
     from firmware.inputs import Inputs
     from mqtt.outbox import Outbox
     from mqtt.publisher import Publisher
-    from scanner.frameloop import FrameLoop
-    from scanner.gate import Gate
-    from scanner.sdnotify import Notifier, Watchdog
+    from scanner.daemon.gate import Gate
+    from scanner.daemon.sdnotify import Notifier, Watchdog
+    from scanner.vision.frameloop import FrameLoop
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ STOP_PUBLISHER_S = 1.0  # of the 2 s a stop may take, what the `stopped` status 
 
 @dataclass
 class Parts:
-    """Everything the daemon runs, built by `scanner.assemble` (or a test)."""
+    """Everything the daemon runs, built by `scanner.daemon.assemble` (or a test)."""
 
     gate: Gate
     loop: FrameLoop

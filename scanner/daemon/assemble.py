@@ -20,16 +20,16 @@ from scanner._version import __version__
 from scanner.camera import open_source
 from scanner.clock import Clock, SystemClock
 from scanner.config import Config
-from scanner.daemon import Daemon, Parts, health_figures
-from scanner.decode import make_decoder
-from scanner.frameloop import FrameLoop
-from scanner.gate import Gate
-from scanner.hardware import input_pins, open_inputs, open_outputs
+from scanner.daemon.gate import Gate
+from scanner.daemon.hardware import input_pins, open_inputs, open_outputs
+from scanner.daemon.remote import Remote, load_pushed_keys, pushed_jwks_path
+from scanner.daemon.sdnotify import Notifier, Watchdog
+from scanner.daemon.service import Daemon, Parts, health_figures
+from scanner.decision.policy import Policy
 from scanner.mqttconfig import command_intake, gate_topics, open_outbox, publisher_settings
-from scanner.policy import Policy
-from scanner.remote import Remote, load_pushed_keys, pushed_jwks_path
-from scanner.sdnotify import Notifier, Watchdog
-from scanner.store import Store
+from scanner.state.store import Store
+from scanner.vision.decode import make_decoder
+from scanner.vision.frameloop import FrameLoop
 
 if TYPE_CHECKING:
     from gpiozero.pins import Factory

@@ -28,15 +28,15 @@ from mqtt.clock import ClockTrust
 from mqtt.errors import StoreError as OutboxStoreError
 from mqtt.events import EventType, format_ts
 from mqtt.outbox import EventFields, Outbox
-from scanner.policy import Decision, Policy
-from scanner.store import Mode, StoreError
+from scanner.decision.policy import Decision, Policy
+from scanner.state.store import Mode, StoreError
 
 if TYPE_CHECKING:
     from firmware.inputs import InputEvent
     from firmware.outputs import Outputs
     from scanner.camera import Frame
     from scanner.clock import Clock
-    from scanner.decode import Code
+    from scanner.vision.decode import Code
 
 log = logging.getLogger(__name__)
 
