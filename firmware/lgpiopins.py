@@ -20,11 +20,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import gpiozero.pins.lgpio as gpiozero_lgpio
 import lgpio
-from gpiozero.pins.lgpio import LGPIOFactory, LGPIOPin
+
+# The classes keep gpiozero's names: what they are, to people reading `qrgate doctor`.
 
 
-class SteadyLGPIOPin(LGPIOPin):  # type: ignore[misc]  # gpiozero is untyped
+class LGPIOPin(gpiozero_lgpio.LGPIOPin):  # type: ignore[misc]  # gpiozero is untyped
     def output_with_state(self, state: Any) -> None:
         handle, number = self.factory._handle, self._number
         level = int(bool(state))
@@ -47,9 +49,9 @@ class SteadyLGPIOPin(LGPIOPin):  # type: ignore[misc]  # gpiozero is untyped
         super().close()
 
 
-class SteadyLGPIOFactory(LGPIOFactory):  # type: ignore[misc]  # gpiozero is untyped
-    """gpiozero's `LGPIOFactory` (the chip of this board, or `chip`) with `SteadyLGPIOPin`."""
+class LGPIOFactory(gpiozero_lgpio.LGPIOFactory):  # type: ignore[misc]  # gpiozero is untyped
+    """gpiozero's `LGPIOFactory` (the chip of this board, or `chip`) with the pins above."""
 
     def __init__(self, chip: int | None = None) -> None:
         super().__init__(chip)
-        self.pin_class = SteadyLGPIOPin
+        self.pin_class = LGPIOPin

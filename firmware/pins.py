@@ -28,7 +28,7 @@ FACTORY_ENV = "GPIOZERO_PIN_FACTORY"
 # the fallback for older boards and images. The lgpio pins are gpiozero's with outputs
 # claimed at their level in one step (see firmware.lgpiopins).
 BACKENDS = {
-    "lgpio": "firmware.lgpiopins:SteadyLGPIOFactory",
+    "lgpio": "firmware.lgpiopins:LGPIOFactory",
     "rpigpio": "gpiozero.pins.rpigpio:RPiGPIOFactory",
 }
 INSTALL_HINTS = {

@@ -363,6 +363,8 @@ def install(
     for name in BOUND_TO_LGPIO:  # gone for this test; as they were after it
         monkeypatch.setitem(sys.modules, name, None)
         monkeypatch.delitem(sys.modules, name)
+        package, _, attribute = name.rpartition(".")
+        monkeypatch.delattr(sys.modules[package], attribute, raising=False)
     module = make_module(lines)
     monkeypatch.setitem(sys.modules, "lgpio", module)
     monkeypatch.setattr("gpiozero.pins.local.get_pi_revision", lambda: revision)
