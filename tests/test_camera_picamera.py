@@ -265,3 +265,20 @@ def test_the_init_failure_text_is_picamera2s(rig: Rig) -> None:
     rig.open_error = RuntimeError("no")
     with pytest.raises(CameraError, match=f"cannot open the camera: {INIT_FAILED}"):
         PiCameraSource(settings())
+
+
+def test_two_streams_fail_on_a_uvc_camera_one_does_not(rig: Rig) -> None:
+    # Why a USB webcam is never configured the Pi camera's way: libcamera gives no
+    # configuration for two streams of it, and picamera2 fails on that None.
+    rig.connected, rig.usb_webcam = False, True
+    from picamera2 import Picamera2
+
+    webcam = Picamera2(0)
+    two = webcam.create_video_configuration(main={"size": (640, 480)}, lores={"size": (320, 240)})
+    with pytest.raises(AttributeError, match="'NoneType' object has no attribute"):
+        webcam.configure(two)
+    assert two["raw"] is None  # picamera2 drops the raw stream of a USB camera itself
+    assert "FrameDurationLimits" not in webcam.camera_controls
+    one = webcam.create_video_configuration(main={"size": (640, 480), "format": "YUV420"})
+    webcam.configure(one)
+    webcam.close()
