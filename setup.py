@@ -6,6 +6,19 @@ from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 
+# Raspberry Pi OS Bookworm (64-bit: aarch64, Python 3.11): picamera2 comes from apt, built
+# against apt's numpy 1.24, and the venv sees it through --system-site-packages. numpy 2
+# in the venv would shadow that numpy and make `import picamera2` fail (numpy.dtype size
+# changed); OpenCV 4.12 and newer require numpy 2, so the webcam extra stays below it there.
+# Elsewhere (x86 development machines, newer Pi OS with numpy 2 from apt) nothing is held.
+BOOKWORM_PI = "platform_machine == 'aarch64' and python_version < '3.12'"
+OTHERWISE = "platform_machine != 'aarch64' or python_version >= '3.12'"
+NUMPY = [f"numpy>=1.24,<2; {BOOKWORM_PI}", f"numpy>=1.24; {OTHERWISE}"]
+OPENCV = [
+    f"opencv-python-headless>=4.8,<4.12; {BOOKWORM_PI}",
+    f"opencv-python-headless>=4.8; {OTHERWISE}",
+]
+
 
 def read_version() -> str:
     namespace: dict[str, str] = {}
@@ -31,7 +44,7 @@ setup(
     install_requires=[
         "click>=8.1",
         "pydantic>=2.6,<3",
-        "numpy>=1.24",
+        *NUMPY,
         "pillow>=10",
         "segno>=1.6",
         "zxing-cpp>=3.0",  # BarcodeFormat.QRCode covers the whole QR family
@@ -46,9 +59,10 @@ setup(
         # On Raspberry Pi OS, picamera2 and lgpio come from apt (python3-picamera2,
         # python3-lgpio) and reach the venv through --system-site-packages: picamera2 is
         # not installable from PyPI off a Pi. RPi.GPIO is the fallback pin library for
-        # older boards (never a Pi 5).
-        "pi": ["RPi.GPIO>=0.7; platform_machine=='aarch64' or platform_machine=='armv7l'"],
-        "webcam": ["opencv-python-headless>=4.8"],
+        # older boards (never a Pi 5). 64-bit only: 32-bit Raspberry Pi OS (armv7l) has
+        # no wheels of zxing-cpp, pillow or cffi 2 for Python 3.11 (docs/install.md).
+        "pi": ["RPi.GPIO>=0.7; platform_machine=='aarch64'"],
+        "webcam": OPENCV,
         "central": ["psycopg[binary]>=3.1"],
         "dev": [
             "pytest>=8",
@@ -59,7 +73,7 @@ setup(
             "ruff>=0.6",
             "mypy>=1.10",
             "psycopg[binary]>=3.1",
-            "opencv-python-headless>=4.8",
+            *OPENCV,
             "py-spy>=0.3",  # bench.gate: which of the daemon's threads uses the CPU
         ],
     },

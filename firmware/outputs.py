@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from firmware.errors import FirmwareError
 from firmware.patterns import DENIED, FAULT, GRANTED, MODES, UNREADABLE, Mode, Pattern
-from firmware.pins import ROLE_NAMES, OutputPins
+from firmware.pins import ROLE_NAMES, OutputPins, passed_over
 from firmware.plan import Levels, OutputPlan
 from firmware.safe import safe_state
 from firmware.scheduler import REAL_TIME, Scheduler
@@ -263,7 +263,7 @@ def open_devices(pins: OutputPins, factory: Factory) -> dict[str, Any]:
         except Exception as error:
             close_devices(devices)
             raise FirmwareError(
-                f"cannot drive the {ROLE_NAMES[role]} on GPIO{pin}: {error}"
+                f"cannot drive the {ROLE_NAMES[role]} on GPIO{pin}: {error}{passed_over(factory)}"
             ) from error
     return devices
 

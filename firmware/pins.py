@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import importlib
 import os
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -24,9 +25,10 @@ ContactState = Literal["closed", "open"]
 
 FACTORY_ENV = "GPIOZERO_PIN_FACTORY"
 # Tried in this order by "auto": lgpio drives every Pi including the Pi 5; RPi.GPIO is
-# the fallback for older boards and images.
+# the fallback for older boards and images. The lgpio pins are gpiozero's with outputs
+# claimed at their level in one step (see firmware.lgpiopins).
 BACKENDS = {
-    "lgpio": "gpiozero.pins.lgpio:LGPIOFactory",
+    "lgpio": "firmware.lgpiopins:LGPIOFactory",
     "rpigpio": "gpiozero.pins.rpigpio:RPiGPIOFactory",
 }
 INSTALL_HINTS = {
@@ -123,19 +125,39 @@ def checked_name(name: str) -> FactoryName:
     raise PinFactoryError(f"{FACTORY_ENV}={name!r} is not one of lgpio, rpigpio, mock", {})
 
 
+# Why "auto" passed over the libraries before the one it chose, by factory: RPi.GPIO
+# loads on a Pi 5 (its constructor only sets the numbering mode) and fails at the first
+# pin, where lgpio's reason is the one that matters.
+PASSED_OVER: weakref.WeakKeyDictionary[Factory, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
 def first_working_backend() -> Factory:
     attempts: dict[str, str] = {}
     for name in BACKENDS:
         try:
-            return load_backend(name)
+            factory = load_backend(name)
         except Exception as error:  # noqa: BLE001 - collected and reported below
             attempts[name] = explain(name, error)
+        else:
+            if attempts:
+                PASSED_OVER[factory] = attempts
+            return factory
     tried = "; ".join(f"{name}: {reason}" for name, reason in attempts.items())
     raise PinFactoryError(
         f"no GPIO pin library works here ({machine_summary()}); tried {tried}. "
         'Use the "mock" pin factory to run without GPIO hardware',
         attempts,
     )
+
+
+def passed_over(factory: Factory) -> str:
+    """For a pin failure's message: the libraries `auto` tried before this one, and why
+    each failed; "" when it chose the first."""
+    attempts = PASSED_OVER.get(factory)
+    if not attempts:
+        return ""
+    tried = "; ".join(f"{name}: {reason}" for name, reason in attempts.items())
+    return f" (the pin factory is a fallback; tried first: {tried})"
 
 
 def load_backend(name: str) -> Factory:

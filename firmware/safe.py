@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from firmware.errors import FirmwareError
-from firmware.pins import ROLE_NAMES, OutputPins
+from firmware.pins import ROLE_NAMES, OutputPins, passed_over
 
 if TYPE_CHECKING:
     from gpiozero.pins import Factory
@@ -42,9 +42,18 @@ def safe_state(pins: OutputPins, factory: Factory) -> list[DrivenPin]:
         try:
             factory.pin(number).output_with_state(level)
         except Exception as error:  # noqa: BLE001 - the other outputs must still be tried
-            failures.append(f"{ROLE_NAMES[role]} on GPIO{number}: {error}")
+            failures.append(f"{ROLE_NAMES[role]} on GPIO{number}: {error}{busy_hint(error)}")
         else:
             driven.append(DrivenPin(role, number, level))
     if failures:
-        raise FirmwareError("cannot drive to the safe state: " + "; ".join(failures))
+        raise FirmwareError(
+            "cannot drive to the safe state: " + "; ".join(failures) + passed_over(factory)
+        )
     return driven
+
+
+def busy_hint(error: Exception) -> str:
+    """lgpio refuses a line another process holds with "GPIO busy": say who that may be."""
+    if "GPIO busy" not in str(error):
+        return ""
+    return " (held by another process, such as the running gate: stop it first)"

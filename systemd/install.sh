@@ -11,10 +11,11 @@
 #                                                 printed, not run (a venv built there
 #                                                 works from DIR only)
 #
-# What it sets up: the Debian packages (picamera2 and lgpio come from apt), a venv with
-# --system-site-packages in /opt/qrgate/venv holding qrgate, the system user qrgate in
-# groups gpio and video, /etc/qrgate/config.toml (an existing one is kept), the unit
-# /etc/systemd/system/qrgate.service, and the command /usr/local/bin/qrgate.
+# What it sets up: the Debian packages (picamera2 0.3.20 or newer and lgpio come from
+# apt), a venv with --system-site-packages in /opt/qrgate/venv holding qrgate, the system
+# user qrgate in groups gpio and video, /etc/qrgate/config.toml (an existing one is kept),
+# the unit /etc/systemd/system/qrgate.service, the command /usr/local/bin/qrgate, and
+# /usr/local/sbin/qrgate-sandboxed (a qrgate command as the service runs it). 64-bit only.
 # Re-running it updates the install; PYTHON overrides the interpreter (/usr/bin/python3).
 set -euo pipefail
 umask 022 # the service user must be able to read what root installs
@@ -27,6 +28,10 @@ readonly unit=qrgate.service
 # Paths on the target system; under --root they are created inside DIR.
 readonly prefix=/opt/qrgate venv=/opt/qrgate/venv etc=/etc/qrgate state=/var/lib/qrgate
 readonly unit_file=/etc/systemd/system/qrgate.service command_link=/usr/local/bin/qrgate
+# Runs a qrgate command as the service user inside the service's sandbox (root only).
+readonly sandboxed_link=/usr/local/sbin/qrgate-sandboxed
+# picamera2 0.3.20 brought capture timeouts (a loose cable would block a capture for ever).
+readonly picamera2_min=0.3.20
 
 root="" start=true build_venv=true action=install purge=false work=""
 python="${PYTHON:-/usr/bin/python3}"
@@ -88,7 +93,44 @@ parse_args() {
 
 # --- install ------------------------------------------------------------------------
 
-installed() { [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]; }
+# dpkg's database: the staged system's under --root (where there is one), else this one's.
+dpkg_admin() {
+    if [[ -n $root && -d $root/var/lib/dpkg ]]; then
+        printf -- '--admindir=%s' "$root/var/lib/dpkg"
+    else
+        printf -- '--admindir=/var/lib/dpkg'
+    fi
+}
+
+installed() {
+    [[ $(dpkg-query "$(dpkg_admin)" -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]
+}
+
+# 64-bit only: 32-bit Raspberry Pi OS has no wheels of zxing-cpp, pillow or cffi 2 for
+# its Python 3.11, and building them on a Pi needs compilers and an hour.
+check_architecture() {
+    local arch
+    arch="$(dpkg --print-architecture 2>/dev/null || uname -m)"
+    case "$arch" in
+    arm64 | aarch64 | amd64 | x86_64) ;;
+    *) die 1 "this is a $arch system: qrgate needs 64-bit Raspberry Pi OS (arm64); see docs/install.md" ;;
+    esac
+}
+
+# An installed python3-picamera2 older than picamera2_min: apt must upgrade it. Under
+# --root, the staged system's, when it has a dpkg database.
+picamera2_too_old() {
+    local version
+    if [[ -n $root && ! -d $root/var/lib/dpkg ]]; then return 1; fi
+    version="$(dpkg-query "$(dpkg_admin)" -W -f='${Version}' python3-picamera2 2>/dev/null)" || return 1
+    [[ -n $version ]] && ! dpkg --compare-versions "$version" ge "$picamera2_min"
+}
+
+require_recent_picamera2() {
+    if picamera2_too_old; then
+        die 1 "python3-picamera2 $(dpkg-query "$(dpkg_admin)" -W -f='${Version}' python3-picamera2) is older than $picamera2_min, which the gate needs (capture timeouts): sudo apt update && sudo apt full-upgrade"
+    fi
+}
 
 apt_packages() {
     # libzbar0: the pyzbar decoder. python3-picamera2 brings libcamera and numpy.
@@ -105,9 +147,11 @@ install_packages() {
     mapfile -t wanted < <(apt_packages)
     if [[ -n $root ]]; then
         system apt-get install -y --no-install-recommends "${wanted[@]}"
+        require_recent_picamera2
         return
     fi
     for package in "${wanted[@]}"; do installed "$package" || missing+=("$package"); done
+    if picamera2_too_old; then missing+=(python3-picamera2); fi # apt install upgrades it
     if ((${#missing[@]} == 0)); then
         say "all present: ${wanted[*]}"
         return
@@ -120,6 +164,7 @@ install_packages() {
         die 1 "python3-picamera2 is not in the apt sources: this installer is for Raspberry Pi OS"
     fi
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    require_recent_picamera2
 }
 
 has_group() { [[ -z $root ]] && getent group "$1" >/dev/null; }
@@ -194,8 +239,9 @@ install_venv() {
 
 install_unit() {
     step "service $unit_file"
-    install -d -m 0755 "$(at /etc/systemd/system)" "$(at /usr/local/bin)"
+    install -d -m 0755 "$(at /etc/systemd/system)" "$(at /usr/local/bin)" "$(at /usr/local/sbin)"
     install -m 0644 "$repo/systemd/qrgate.service" "$(at "$unit_file")"
+    install -m 0755 "$repo/systemd/qrgate-sandboxed" "$(at "$sandboxed_link")"
     ln -sfn "$venv/bin/qrgate" "$(at "$command_link")"
 }
 
@@ -234,6 +280,7 @@ enable_service() {
 }
 
 install_all() {
+    check_architecture
     install_packages
     install_user
     install_files
@@ -261,7 +308,7 @@ uninstall_all() {
             system systemctl disable "$unit"
         fi
     fi
-    rm -f -- "$(at "$unit_file")"
+    rm -f -- "$(at "$unit_file")" "$(at "$sandboxed_link")"
     if booted_with_systemd; then system systemctl daemon-reload; fi
     if [[ -L $(at "$command_link") && $(readlink "$(at "$command_link")") == "$venv/bin/qrgate" ]]; then
         rm -f -- "$(at "$command_link")"

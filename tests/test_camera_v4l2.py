@@ -13,7 +13,7 @@ import pytest
 
 from scanner.camera import CameraError, CameraTimeout, open_source
 from scanner.camera import v4l2 as v4l2_module
-from scanner.camera.v4l2 import V4l2Source, capture_devices, captures_video
+from scanner.camera.v4l2 import Capability, V4l2Source, capture_devices
 from scanner.config import CameraSection
 
 
@@ -125,10 +125,33 @@ def test_without_opencv_says_which_extra_to_install(monkeypatch: pytest.MonkeyPa
         V4l2Source("/dev/video0", settings())
 
 
-def capability(capabilities: int, device_caps: int) -> bytes:
-    """A struct v4l2_capability with the given capability words."""
-    text = b"uvcvideo".ljust(16, b"\0") + b"HD Webcam".ljust(32, b"\0") + b"usb-1".ljust(32, b"\0")
+def capability(
+    capabilities: int, device_caps: int, driver: str = "uvcvideo", bus_info: str = "usb-1"
+) -> bytes:
+    """A struct v4l2_capability as the kernel fills it in."""
+    text = (
+        driver.encode().ljust(16, b"\0")
+        + b"HD Webcam".ljust(32, b"\0")
+        + bus_info.encode().ljust(32, b"\0")
+    )
     return text + struct.pack("=IIII", 0x60100, capabilities, device_caps, 0) + bytes(8)
+
+
+# Nodes of a Raspberry Pi 4 with a Camera Module and a USB webcam, as VIDIOC_QUERYCAP
+# reports them: (driver, bus_info, capabilities, device_caps).
+PI_NODES = {
+    "video0": ("unicam", "platform:fe801000.csi", 0xA5A00001, 0x25200001),  # CSI raw
+    "video10": ("bcm2835-codec", "platform:bcm2835-codec", 0x84204000, 0x04204000),
+    "video14": ("bcm2835-isp", "platform:bcm2835-isp", 0x84A00001, 0x04200001),  # ISP out
+    "video15": ("bcm2835-isp", "platform:bcm2835-isp", 0x84A00001, 0x04200001),
+    "video19": ("uvcvideo", "usb-0000:01:00.0-1.3", 0x84A00001, 0x04200001),  # webcam
+    "video20": ("uvcvideo", "usb-0000:01:00.0-1.3", 0x84A00001, 0x04A00000),  # its metadata
+}
+
+
+def pi_query(path: Path) -> bytes | None:
+    driver, bus, capabilities, device_caps = PI_NODES[path.name]
+    return capability(capabilities, device_caps, driver, bus)
 
 
 @pytest.mark.parametrize(
@@ -143,23 +166,54 @@ def capability(capabilities: int, device_caps: int) -> bytes:
 def test_only_video_capture_nodes_count(
     capabilities: int, device_caps: int, captures: bool
 ) -> None:
-    assert captures_video(capability(capabilities, device_caps)) is captures
+    assert Capability.parse(capability(capabilities, device_caps)).captures_video is captures
 
 
-def test_devices_are_searched_in_number_order(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_only_usb_webcams_count_not_the_isp_or_the_csi_receiver(tmp_path: Path) -> None:
+    for name in PI_NODES:
+        (tmp_path / name).touch()
+    assert capture_devices(tmp_path, pi_query) == [str(tmp_path / "video19")]
+
+
+def test_a_pi_without_a_webcam_has_no_capture_device(tmp_path: Path) -> None:
+    for name in ("video0", "video10", "video14", "video15"):
+        (tmp_path / name).touch()
+    assert capture_devices(tmp_path, pi_query) == []
+
+
+def test_devices_are_searched_in_number_order(tmp_path: Path) -> None:
     for name in ("video10", "video2", "video1", "videodev", "media0"):
         (tmp_path / name).touch()
     capture_nodes = {"video10", "video2"}
-    monkeypatch.setattr(
-        v4l2_module,
-        "query_capabilities",
+    assert capture_devices(
+        tmp_path,
         lambda path: capability(
             0x84A00001, 0x04200001 if path.name in capture_nodes else 0x04A00000
         ),
+    ) == [str(tmp_path / "video2"), str(tmp_path / "video10")]
+
+
+def test_capabilities_are_asked_with_vidioc_querycap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = tmp_path / "video0"
+    node.touch()
+    asked: list[int] = []
+
+    def kernel(fd: int, request: int, buffer: bytearray) -> int:
+        asked.append(request)
+        buffer[:] = capability(0x84A00001, 0x04200001, "uvcvideo", "usb-xhci-hcd.0-1")
+        return 0
+
+    monkeypatch.setattr(v4l2_module.fcntl, "ioctl", kernel)
+    assert capture_devices(tmp_path) == [str(node)]
+    assert asked == [0x80685600]
+    parsed = Capability.parse(v4l2_module.query_capabilities(node) or b"")
+    assert (parsed.driver, parsed.card, parsed.bus_info) == (
+        "uvcvideo",
+        "HD Webcam",
+        "usb-xhci-hcd.0-1",
     )
-    assert capture_devices(tmp_path) == [str(tmp_path / "video2"), str(tmp_path / "video10")]
 
 
 def test_nodes_that_cannot_be_asked_are_skipped(tmp_path: Path) -> None:
@@ -180,7 +234,7 @@ def test_auto_with_no_camera_names_what_it_tried(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(v4l2_module, "capture_devices", list)
     with pytest.raises(CameraError, match="picamera2 is not installed") as raised:
         open_source(settings(source="auto"))
-    assert "/dev/video*" in str(raised.value)
+    assert "no USB webcam among /dev/video*" in str(raised.value)
 
 
 @pytest.mark.skipif(not capture_devices(), reason="no video capture device on this machine")

@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,6 +65,9 @@ def test_stages_the_whole_tree(tmp_path: Path) -> None:
     ).read_text()
     assert not (tmp_path / "opt/qrgate/venv").exists()
     assert "skipped (--no-venv)" in done.stdout
+    sandboxed = tmp_path / "usr/local/sbin/qrgate-sandboxed"
+    assert sandboxed.read_text() == (ROOT / "systemd/qrgate-sandboxed").read_text()
+    assert mode(sandboxed) == 0o755
 
 
 def test_shows_the_system_commands_it_would_run(tmp_path: Path) -> None:
@@ -118,6 +122,7 @@ def test_uninstall_keeps_config_and_state_unless_purged(tmp_path: Path) -> None:
     assert "would run: userdel qrgate" in shown
     assert not (tmp_path / "opt/qrgate").exists()
     assert not (tmp_path / "etc/systemd/system/qrgate.service").exists()
+    assert not (tmp_path / "usr/local/sbin/qrgate-sandboxed").exists()
     assert not (tmp_path / "usr/local/bin/qrgate").is_symlink()
     assert (tmp_path / "etc/qrgate/config.toml").is_file()
     assert (tmp_path / "var/lib/qrgate/qrgate.db").read_bytes() == b"unsent events"
@@ -144,6 +149,49 @@ def test_refuses_politely_without_root() -> None:
     assert "needs root: sudo " in done.stderr
     assert "--no-start" in done.stderr
     assert done.stdout == ""
+
+
+def test_refuses_a_32_bit_system(tmp_path: Path) -> None:
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "dpkg").write_text('#!/bin/sh\n[ "$1" = --print-architecture ] && echo armhf\n')
+    (tools / "dpkg").chmod(0o755)
+    done = subprocess.run(
+        [str(INSTALLER), "--root", str(tmp_path / "root"), "--no-venv"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PATH": f"{tools}:{os.environ['PATH']}"},
+    )
+    assert done.returncode == 1
+    assert "this is a armhf system: qrgate needs 64-bit Raspberry Pi OS" in done.stderr
+    assert not (tmp_path / "root/etc/qrgate").exists()
+
+
+def staged_dpkg(root: Path, packages: dict[str, str]) -> None:
+    """A dpkg database in the staged system with these packages installed."""
+    status = root / "var/lib/dpkg/status"
+    status.parent.mkdir(parents=True)
+    (status.parent / "info").mkdir()
+    status.write_text(
+        "".join(
+            f"Package: {name}\nStatus: install ok installed\nVersion: {version}\n"
+            "Architecture: all\nMaintainer: x\nDescription: x\n\n"
+            for name, version in packages.items()
+        )
+    )
+
+
+@pytest.mark.parametrize(("version", "refused"), [("0.3.19-1", True), ("0.3.20-1", False)])
+def test_refuses_a_picamera2_without_capture_timeouts(
+    tmp_path: Path, version: str, refused: bool
+) -> None:
+    staged_dpkg(tmp_path, {"python3-picamera2": version})
+    done = install("--root", str(tmp_path), "--no-venv")
+    assert (done.returncode == 1) is refused, done.stderr
+    if refused:
+        assert f"python3-picamera2 {version} is older than 0.3.20" in done.stderr
 
 
 @pytest.mark.parametrize(
@@ -208,3 +256,55 @@ def test_builds_the_venv_and_checks_the_config(tmp_path: Path) -> None:
     assert "would run: systemctl restart" not in done.stdout
     assert "fix /etc/qrgate/config.toml" in done.stdout
     assert (venv / "pyvenv.cfg").stat().st_mtime_ns == venv_made
+
+
+def setup_arguments(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """What setup.py hands to setuptools."""
+    import runpy
+
+    import setuptools
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(setuptools, "setup", lambda **kwargs: seen.update(kwargs))
+    monkeypatch.chdir(ROOT)
+    runpy.run_path(str(ROOT / "setup.py"))
+    return seen
+
+
+def wanted(requirements: list[str], machine: str, python: str) -> dict[str, Any]:
+    """The requirements that apply on a machine, by project name."""
+    from packaging.requirements import Requirement
+
+    env = {"platform_machine": machine, "python_version": python}
+    chosen: dict[str, Any] = {}
+    for line in requirements:
+        requirement = Requirement(line)
+        if requirement.marker is None or requirement.marker.evaluate(env):
+            assert requirement.name not in chosen, f"{requirement.name} twice on {machine}"
+            chosen[requirement.name] = requirement.specifier
+    return chosen
+
+
+def test_raspberry_pi_os_keeps_its_numpy_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    # apt's picamera2 is built for Bookworm's numpy 1.24: numpy 2 in the venv (pulled in
+    # by OpenCV 4.12 and newer) makes `import picamera2` fail.
+    setup = setup_arguments(monkeypatch)
+    extras = setup["extras_require"]
+    for requirements in (setup["install_requires"], extras["webcam"], extras["dev"]):
+        bookworm = wanted(requirements, "aarch64", "3.11")
+        if "numpy" in bookworm:
+            assert "1.24.2" in bookworm["numpy"]
+            assert "2.0.0" not in bookworm["numpy"]
+        if "opencv-python-headless" in bookworm:
+            assert "4.11.0.86" in bookworm["opencv-python-headless"]  # allows numpy 1.x
+            assert "4.12.0.88" not in bookworm["opencv-python-headless"]  # needs numpy 2
+    elsewhere = wanted(extras["webcam"], "x86_64", "3.11")
+    assert "5.0.0.93" in elsewhere["opencv-python-headless"]
+    trixie = wanted(setup["install_requires"], "aarch64", "3.13")  # numpy 2 from apt
+    assert "2.2.4" in trixie["numpy"]
+
+
+def test_64_bit_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    extras = setup_arguments(monkeypatch)["extras_require"]
+    assert "armv7l" not in " ".join(extras["pi"])
+    assert "RPi.GPIO" in " ".join(wanted(extras["pi"], "aarch64", "3.11"))

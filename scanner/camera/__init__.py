@@ -72,8 +72,8 @@ def open_source(camera: CameraSection) -> FrameSource:
 
 
 def open_auto(camera: CameraSection) -> FrameSource:
-    """The Pi camera when picamera2 is installed and a camera is connected, else the first
-    video-capture device, else a CameraError naming what was tried."""
+    """The Pi camera when picamera2 loads and finds one, else the first USB webcam, else a
+    CameraError naming what was tried."""
     from scanner.camera.picamera import NoPiCameraError, PiCameraSource
     from scanner.camera.v4l2 import V4l2Source, capture_devices
 
@@ -84,5 +84,5 @@ def open_auto(camera: CameraSection) -> FrameSource:
         if devices:
             return V4l2Source(devices[0], camera)
         raise CameraError(
-            f"no camera found: {why_not}; and no /dev/video* device captures video"
+            f"no camera found: {why_not}; and no USB webcam among /dev/video*"
         ) from None

@@ -1,8 +1,12 @@
 """USB webcams through OpenCV's V4L2 backend (the `webcam` extra: opencv-python-headless).
 
 Also the device search of `auto`: a Raspberry Pi has many /dev/video* nodes that are not
-cameras (the ISP, the codecs) and a UVC webcam adds a metadata node next to its capture
-node, so a device counts only when the kernel says it captures video (VIDIOC_QUERYCAP).
+webcams. The codecs are memory-to-memory devices, but the ISP's output nodes (bcm2835-isp
+on a Pi 4, /dev/video14 and up; pispbe on a Pi 5) and the CSI receiver's raw node
+(unicam, rp1-cfe) do report video capture, and a UVC webcam adds a metadata node next to
+its capture node. So a node counts only when the kernel (VIDIOC_QUERYCAP, asked with an
+ioctl, no OpenCV needed) says it captures video and sits on a USB bus (`bus_info`
+"usb-..."): a Pi camera is opened through picamera2, never through its raw node.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import re
 import struct
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -102,16 +107,54 @@ def opencv_gray(cv2: Any, image: Any) -> Gray:
     return gray
 
 
-def capture_devices(root: Path = Path("/dev")) -> list[str]:
-    """The /dev/video* nodes that capture video, lowest number first."""
+@dataclass(frozen=True)
+class Capability:
+    """What VIDIOC_QUERYCAP says about a node (struct v4l2_capability)."""
+
+    driver: str  # "uvcvideo", "unicam", "bcm2835-isp", "rp1-cfe", ...
+    card: str
+    bus_info: str  # "usb-0000:01:00.0-1.3", "platform:bcm2835-isp", ...
+    capabilities: int
+    device_caps: int
+
+    @classmethod
+    def parse(cls, raw: bytes) -> Capability:
+        driver, card, bus_info = (
+            field.split(b"\0", 1)[0].decode("utf-8", "replace")
+            for field in struct.unpack_from("=16s32s32s", raw)
+        )
+        capabilities, device_caps = struct.unpack_from("=II", raw, CAPS_OFFSET)
+        return cls(driver, card, bus_info, capabilities, device_caps)
+
+    @property
+    def captures_video(self) -> bool:
+        caps = self.device_caps if self.capabilities & CAP_DEVICE_CAPS else self.capabilities
+        return bool(caps & CAP_VIDEO_CAPTURE)
+
+    @property
+    def is_webcam(self) -> bool:
+        """A camera of its own on a USB bus; not an ISP, codec or CSI receiver node."""
+        return self.captures_video and self.bus_info.startswith("usb-")
+
+
+def capture_devices(
+    root: Path = Path("/dev"), query: Callable[[Path], bytes | None] | None = None
+) -> list[str]:
+    """The /dev/video* nodes of USB webcams that capture video, lowest number first."""
+    ask = query or query_capabilities
     nodes = [path for path in root.glob("video*") if re.fullmatch(r"video\d+", path.name)]
     nodes.sort(key=lambda path: int(path.name.removeprefix("video")))
-    return [str(path) for path in nodes if is_capture_node(path)]
-
-
-def is_capture_node(path: Path) -> bool:
-    capability = query_capabilities(path)
-    return capability is not None and captures_video(capability)
+    found = []
+    for path in nodes:
+        raw = ask(path)
+        if raw is None:
+            continue
+        capability = Capability.parse(raw)
+        if capability.is_webcam:
+            found.append(str(path))
+        else:
+            log.debug("%s (%s, %s) is not a webcam", path, capability.driver, capability.bus_info)
+    return found
 
 
 def query_capabilities(path: Path) -> bytes | None:
@@ -128,9 +171,3 @@ def query_capabilities(path: Path) -> bytes | None:
         return None
     finally:
         os.close(fd)
-
-
-def captures_video(capability: bytes) -> bool:
-    capabilities, device_caps = struct.unpack_from("=II", capability, CAPS_OFFSET)
-    caps = device_caps if capabilities & CAP_DEVICE_CAPS else capabilities
-    return bool(caps & CAP_VIDEO_CAPTURE)

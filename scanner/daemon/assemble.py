@@ -17,7 +17,7 @@ from mqtt.clock import ClockTrust, kernel_clock_synced
 from mqtt.outbox import Outbox
 from mqtt.publisher import Publisher
 from scanner._version import __version__
-from scanner.camera import open_source
+from scanner.camera.pending import open_camera
 from scanner.clock import Clock, SystemClock
 from scanner.config import Config
 from scanner.daemon.gate import Gate
@@ -75,7 +75,11 @@ def build_parts(config: Config, options: Options) -> Parts:
         gate = Gate(policy, outbox, outputs, clock, clock_trust(clock, options), wake=late.wake)
         late.gate = gate
         restore_state(gate, config)
-        source = options.source or open_source(config.camera)
+        # A camera missing now is tried again, then given up with an alert; the gate
+        # runs meanwhile (see scanner.camera.pending).
+        source = options.source or open_camera(
+            config.camera, on_give_up=lambda alert: gate.fault("camera", alert)
+        )
         undo.callback(source.close)
         loop = frame_loop(config, source, gate)
         publisher = make_publisher(config, gate, loop, store, outbox)

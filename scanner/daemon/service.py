@@ -93,7 +93,9 @@ class Daemon:
         next_status = 0.0
         while not self._stopping.wait(SUPERVISE_EVERY_S):
             stats = self.parts.loop.stats()
-            if not self._ready and stats.frames_captured:
+            # Ready once frames come, or once the camera source has ended: a replay
+            # played out, or a camera missing since the start given up (its fault stays).
+            if not self._ready and (stats.frames_captured or stats.ended):
                 self._announce_ready()
             if not stats.stalled and stats.frames_captured:
                 self.parts.gate.clear_fault("camera")
@@ -108,7 +110,10 @@ class Daemon:
         self._notifier.ready(self.summary(self.parts.loop.stats()))
         if self._watchdog is not None and self._watchdog.enabled:
             self._watchdog.start()
-        log.info("ready: the camera delivers frames")
+        frames = self.parts.loop.stats().frames_captured
+        log.info(
+            "ready: %s", "the camera delivers frames" if frames else "no camera, see its fault"
+        )
 
     def _reload_keys(self) -> None:
         self._reload.clear()
