@@ -51,7 +51,9 @@ def config_for(folder: Path, certificate: bytes | None) -> Path:
     return config
 
 
-def check(capsys: pytest.CaptureFixture[str], config: Path, payload: str, at: str) -> dict[str, Any]:
+def check(
+    capsys: pytest.CaptureFixture[str], config: Path, payload: str, at: str
+) -> dict[str, Any]:
     code = run(["pass", "check", "-c", str(config), "--at", at, "--", payload])
     out = capsys.readouterr().out
     decision: dict[str, Any] = json.loads(out)
