@@ -139,7 +139,7 @@ def test_a_working_gate_passes(
     code, lines = doctor(capsys, with_events.config())
     assert code == 0, lines
     assert list(lines) == [
-        "config", "pass keys", "dcc trust list", "command keys", "camera", "decoder", "pins",
+        "config", "pass keys", "trust list", "command keys", "camera", "decoder", "pins",
         "broker", "clock", "disk", "store", "outbox",
     ]  # fmt: skip
     statuses = {name: status for name, (status, _) in lines.items()}

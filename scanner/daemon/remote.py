@@ -20,6 +20,7 @@ from mqtt.commands import Command, Handler
 from mqtt.errors import CommandRejectedError
 from scanner.credentials.dcc.revocation import normalise_hash
 from scanner.credentials.dcc.trustlist import PUSHED_NAME as PUSHED_TRUST_LIST
+from scanner.credentials.dcc.trustlist import signers_from_json
 from scanner.daemon.gate import Gate
 from scanner.errors import ConfigError
 from scanner.state.store import ALLOW_KINDS, AllowEntry, AllowKind, Mode, Store, StoreError
@@ -130,14 +131,16 @@ class Remote:
         """A new health-certificate trust list, kept in the state directory; it replaces
         `[dcc] trust_list` from now on and after restarts."""
         document = command.args.get("trust_list")
-        target = self._pushed_jwks.with_name(PUSHED_TRUST_LIST)  # the same state directory
-        staged = stage_file(target, json.dumps(document).encode())
         try:
-            self._gate.policy.use_trust_list(staged)
-        except ConfigError as error:
-            staged.unlink(missing_ok=True)
-            raise CommandRejectedError(error.problems[0].message) from None
-        staged.replace(target)
+            usable = list(signers_from_json(document))
+        except ValueError as error:
+            raise CommandRejectedError(str(error)) from None
+        if not usable:
+            raise CommandRejectedError("no usable signer certificate")
+        if self._gate.policy.trust_list is None:
+            raise CommandRejectedError('this gate does not accept "dcc"')
+        target = self._pushed_jwks.with_name(PUSHED_TRUST_LIST)  # the same state directory
+        stage_file(target, json.dumps(document).encode()).replace(target)
         self._gate.policy.use_trust_list(target)
         trust = self._gate.policy.trust_list
         count = len(trust) if trust is not None else 0

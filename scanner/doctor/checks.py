@@ -339,7 +339,7 @@ def nearest_folder(path: Path) -> Path:
 
 CHECKS: tuple[tuple[str, Check], ...] = (
     ("pass keys", check_pass_keys),
-    ("dcc trust list", check_trust_list),
+    ("trust list", check_trust_list),
     ("command keys", check_command_keys),
     ("camera", check_camera),
     ("decoder", check_decoder),
