@@ -115,7 +115,11 @@ def describe(
         "content": plain(claims.content),
     }
     if found is not None:
-        report["signer_certificate"] = {"country": found.country, "subject": found.subject}
+        report["signer_certificate"] = {
+            "country": found.country,
+            "subject": found.subject,
+            "valid_until": iso(found.not_after),
+        }
     if certificate is not None:
         uvci = certificate.entry.uvci
         from scanner.credentials.dcc.revocation import revocation_hashes

@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal, Protocol, get_args
 
 from scanner.credentials.dcc.certificate import CertType
+from scanner.credentials.dcc.rules import HealthReason
 from scanner.credentials.kinds import Credential
 
 if TYPE_CHECKING:
     from scanner.credentials.dcc.certificate import Holder
 
-Reason = Literal[
+CommonReason = Literal[
     "ok",
     "expired",
     "not_yet_valid",
@@ -29,23 +30,13 @@ Reason = Literal[
     "emergency",  # granted only because the gate is in emergency mode
     "store_full",  # denied by the daemon: the event could not be recorded (outbox full)
     "store_error",  # denied by the daemon: the local store could not be read
-    # Health certificates (dcc): authentic, but not a certificate the rules can judge...
-    "wrong_key_usage",  # not authentic: its signer may not sign this type
+    # Health certificates (dcc) only: not authentic for its signer's key usage, or
+    # authentic but not a certificate the rules can judge; then the health rules' own.
+    "wrong_key_usage",
     "schema_invalid",
-    # ...or one the health rules refuse ([dcc]).
-    "type_not_accepted",
-    "disease_not_accepted",
-    "vaccine_not_accepted",
-    "vaccination_incomplete",
-    "vaccination_too_recent",
-    "vaccination_too_old",
-    "test_type_not_accepted",
-    "test_positive",
-    "test_in_future",
-    "test_too_old",
-    "recovery_not_valid",
 ]
-REASONS: Final[tuple[Reason, ...]] = get_args(Reason)
+Reason = CommonReason | HealthReason
+REASONS: Final[tuple[Reason, ...]] = (*get_args(CommonReason), *get_args(HealthReason))
 # Reasons only the daemon gives (Gate), never `Policy.evaluate`.
 DAEMON_REASONS: Final = frozenset({"store_full", "store_error"})
 # Reasons only a health certificate gets: its key usage, its schema, its health rules.
@@ -98,16 +89,19 @@ class Decision:
         return self.result == "granted"
 
     def as_dict(self) -> dict[str, str | None]:
-        return {
+        """The decision as `qrgate pass check` prints it; a health certificate's adds its
+        type and country."""
+        shown: dict[str, str | None] = {
             "result": self.result,
             "reason": self.reason,
             "credential": self.credential,
             "subject": self.subject,
             "name": self.name,
             "code_sha256": self.code_sha256,
-            "cert_type": self.cert_type,
-            "cert_country": self.cert_country,
         }
+        if self.credential == "dcc":
+            shown |= {"cert_type": self.cert_type, "cert_country": self.cert_country}
+        return shown
 
 
 class Judge(Protocol):

@@ -84,10 +84,6 @@ class DccCheck:
     signed: Signed | None = None
     step: str | None = None
 
-    @property
-    def ok(self) -> bool:
-        return self.reason == "ok"
-
 
 class DccVerifier:
     """Verifies health certificates against one trust list (reload() re-reads it)."""
