@@ -53,6 +53,10 @@ setup(
         "gpiozero>=2.0",
         "PyJWT[crypto]>=2.8",
         "cryptography>=41",
+        # Health certificates (EU DCC, "HC1:"): Base45 (RFC 9285) and CBOR (RFC 8949);
+        # cbor2 6 decodes iteratively, with a depth limit and duplicate-key refusal.
+        "base45>=0.4.4",
+        "cbor2>=6.1,<7",
         "rich>=13",
     ],
     extras_require={

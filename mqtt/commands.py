@@ -53,6 +53,10 @@ MAX_COMMAND_BYTES = 4 * 1024 * 1024  # an allowlist snapshot of ~50,000 entries
 
 Ident = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 TokenId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+# An EU revocation-list hash (128 bits of SHA-256): base64 as the lists carry it, or hex.
+RevocationHash = Annotated[
+    str, StringConstraints(pattern=r"^([A-Za-z0-9+/_-]{22}(==)?|[0-9a-fA-F]{32}|[0-9a-fA-F]{64})$")
+]
 
 
 class CommandKeyError(MqttError):
@@ -111,15 +115,17 @@ class AllowlistArgs(Args):
 
 
 class RevokeArgs(Args):
-    """Revoke passes by token id (`jti`) and/or everything of some subjects."""
+    """Revoke passes by token id (`jti`), everything of some subjects, and/or health
+    certificates by the hashes of the EU revocation lists (`dcc`)."""
 
     jti: list[TokenId] = Field(default_factory=list)
     subjects: list[Ident] = Field(default_factory=list)
+    dcc: list[RevocationHash] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _something(self) -> RevokeArgs:
-        if not (self.jti or self.subjects):
-            raise ValueError("nothing to revoke: give jti or subjects")
+        if not (self.jti or self.subjects or self.dcc):
+            raise ValueError("nothing to revoke: give jti, subjects or dcc")
         return self
 
 
@@ -135,6 +141,23 @@ class KeysArgs(Args):
         return jwks
 
 
+class TrustListArgs(Args):
+    """A new health-certificate trust list (the EU gateway's JSON: an array of signer
+    certificates, or {"certificates": [...]}), replacing the one in use."""
+
+    trust_list: list[dict[str, Any]] | dict[str, list[dict[str, Any]]]
+
+    @field_validator("trust_list")
+    @classmethod
+    def _certificates(cls, value: Any) -> Any:
+        entries = value.get("certificates") if isinstance(value, dict) else value
+        if not isinstance(entries, list) or not entries:
+            raise ValueError('expected [...] or {"certificates": [...]} with at least one')
+        if not all(isinstance(entry.get("rawData"), str) for entry in entries):
+            raise ValueError("every certificate needs rawData (base64 DER)")
+        return value
+
+
 ARGUMENTS: Mapping[str, type[Args]] = {
     "open": OpenArgs,
     "lockdown": NoArgs,
@@ -143,6 +166,7 @@ ARGUMENTS: Mapping[str, type[Args]] = {
     "allowlist": AllowlistArgs,
     "revoke": RevokeArgs,
     "keys": KeysArgs,
+    "trustlist": TrustListArgs,
 }
 
 

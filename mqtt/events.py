@@ -21,6 +21,39 @@ Token = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 Timestamp = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")]
 
 SCAN_REQUIRES = ("result", "reason", "credential", "code_sha256")
+# The reasons gates give (scanner.decision.verdict.REASONS, kept equal by a test); consumers
+# must accept others, since a newer gate may give new ones.
+REASONS = (
+    "ok",
+    "expired",
+    "not_yet_valid",
+    "bad_signature",
+    "unknown_key",
+    "revoked",
+    "not_allowed",
+    "wrong_site",
+    "unknown_format",
+    "too_large",
+    "passback",
+    "lockdown",
+    "not_accepted",
+    "emergency",
+    "store_full",
+    "store_error",
+    "wrong_key_usage",
+    "schema_invalid",
+    "type_not_accepted",
+    "disease_not_accepted",
+    "vaccine_not_accepted",
+    "vaccination_incomplete",
+    "vaccination_too_recent",
+    "vaccination_too_old",
+    "test_type_not_accepted",
+    "test_positive",
+    "test_in_future",
+    "test_too_old",
+    "recovery_not_valid",
+)
 
 
 class Event(BaseModel):
@@ -57,8 +90,10 @@ class Event(BaseModel):
     direction: Literal["in", "out"]
     type: EventType
     result: Literal["granted", "denied"] | None = None
-    reason: Token | None = Field(None, description="Decision reason: ok, expired, ...")
-    credential: Token | None = Field(None, description="pass, badge, cccd or unknown")
+    reason: Token | None = Field(
+        None, description="Decision reason (docs/credentials.md)", examples=list(REASONS)
+    )
+    credential: Token | None = Field(None, description="pass, badge, cccd, dcc or unknown")
     subject: Annotated[str, StringConstraints(max_length=256)] | None = None
     name: Annotated[str, StringConstraints(max_length=256)] | None = None
     code_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = Field(
@@ -67,6 +102,12 @@ class Event(BaseModel):
     latency_ms: float | None = Field(None, ge=0, description="Frame capture to decision")
     detail: Annotated[str, StringConstraints(max_length=512)] | None = Field(
         None, description="Human-readable detail of mode and fault events"
+    )
+    cert_type: Literal["vaccination", "test", "recovery"] | None = Field(
+        None, description="Health certificate (dcc) only: its type; nothing else of it is sent"
+    )
+    cert_country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] | None = Field(
+        None, description="Health certificate (dcc) only: issuing country, ISO 3166-1 alpha-2"
     )
     ts_trusted: bool = Field(
         True, description="False when the gate's clock was not synchronised or jumped"

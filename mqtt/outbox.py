@@ -97,6 +97,8 @@ class EventFields(TypedDict, total=False):
     code_sha256: str | None
     latency_ms: float | None
     detail: str | None
+    cert_type: Literal["vaccination", "test", "recovery"] | None
+    cert_country: str | None
 
 
 @dataclass(frozen=True)

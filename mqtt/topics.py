@@ -13,7 +13,16 @@ from mqtt.errors import TopicError
 
 LEVEL = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 STREAMS = ("events", "status", "health", "reply")
-COMMANDS = ("open", "lockdown", "normal", "emergency", "allowlist", "revoke", "keys")
+COMMANDS = (
+    "open",
+    "lockdown",
+    "normal",
+    "emergency",
+    "allowlist",
+    "revoke",
+    "keys",
+    "trustlist",
+)
 
 
 def check_level(name: str, value: str) -> str:

@@ -36,12 +36,13 @@ ID_RULE = "1 to 64 of A-Z a-z 0-9 _ -"
 Ident = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 BcmPin = Annotated[int, Field(ge=0, le=27, description="BCM GPIO number")]
 Seconds = Annotated[float, Field(ge=0)]
-CredentialKind = Literal["pass", "badge", "cccd"]
+CredentialKind = Literal["pass", "badge", "cccd", "dcc"]
+CertificateType = Literal["vaccination", "test", "recovery"]
 ContactState = Literal["closed", "open"]
 PassAlgorithm = Literal["EdDSA", "ES256"]
 
 # Keys whose files hold secrets: relative paths resolve in $CREDENTIALS_DIRECTORY if set.
-SECRET_KEYS = frozenset({"mqtt.password_file", "mqtt.key_file"})
+SECRET_KEYS = frozenset({"mqtt.password_file", "mqtt.key_file", "dcc.subject_key_file"})
 # Inline secrets people try first; each gets a pointed message instead of "unknown key".
 INLINE_SECRETS = {"mqtt.password": "mqtt.password_file", "mqtt.key": "mqtt.key_file"}
 
@@ -133,6 +134,43 @@ class PassesSection(Section):
     )
 
 
+# The vaccines with an EU marketing authorisation (the `EU/1/...` codes of the EU value
+# set vaccine-medicinal-product, 2022-11-30): Comirnaty, Spikevax, Vaxzevria, Jcovden,
+# Nuvaxovid, COVID-19 Vaccine Valneva, VidPrevtyn Beta, Bimervax.
+EU_AUTHORISED_VACCINES = (
+    "EU/1/20/1528",
+    "EU/1/20/1507",
+    "EU/1/21/1529",
+    "EU/1/20/1525",
+    "EU/1/21/1618",
+    "EU/1/21/1624",
+    "EU/1/21/1580",
+    "EU/1/22/1709",
+)
+Days = Annotated[int, Field(ge=0, le=3650)]
+Hours = Annotated[float, Field(ge=0, le=8760)]
+
+
+class DccSection(Section):
+    """Health certificates (EU DCC): whom to trust, and the health rules, as limits."""
+
+    trust_list: Path = Path("/etc/qrgate/dcc-trust-list.json")
+    trust_list_max_age_h: float = Field(24.0, gt=0, le=8760)
+    subject_key_file: Path | None = None
+    accept_types: list[CertificateType] = Field(
+        default_factory=lambda: list[CertificateType](["vaccination", "test", "recovery"]),
+        min_length=1,
+    )
+    vaccines: list[Annotated[str, StringConstraints(min_length=1, max_length=80)]] = Field(
+        default_factory=lambda: list(EU_AUTHORISED_VACCINES)
+    )
+    vaccination_min_days: Days = 14
+    booster_min_days: Days = 0
+    vaccination_max_days: Days = 0
+    test_naat_max_h: Hours = 72.0
+    test_rat_max_h: Hours = 24.0
+
+
 class StoreSection(Section):
     path: Path = Path("/var/lib/qrgate/qrgate.db")
 
@@ -204,6 +242,7 @@ class Config(Section):
     gpio: GpioSection = GpioSection()
     policy: PolicySection = PolicySection()
     passes: PassesSection = PassesSection()
+    dcc: DccSection = DccSection()
     store: StoreSection = StoreSection()
     mqtt: MqttSection = MqttSection()
     commands: CommandsSection = CommandsSection()
@@ -335,6 +374,12 @@ def resolve_paths(config: Config, base_dir: Path) -> Config:
             "passes": config.passes.model_copy(
                 update={"jwks": anchor("passes.jwks", config.passes.jwks)}
             ),
+            "dcc": config.dcc.model_copy(
+                update={
+                    "trust_list": anchor("dcc.trust_list", config.dcc.trust_list),
+                    "subject_key_file": anchor("dcc.subject_key_file", config.dcc.subject_key_file),
+                }
+            ),
             "store": config.store.model_copy(
                 update={"path": anchor("store.path", config.store.path)}
             ),
@@ -349,7 +394,8 @@ def missing_secret_problems(config: Config) -> list[ConfigProblem]:
     """Secret files are opt-in, so a configured one that is missing is a config error now."""
     problems = []
     for key in sorted(SECRET_KEYS):
-        path = getattr(config.mqtt, key.partition(".")[2])
+        section, _, name = key.partition(".")
+        path = getattr(getattr(config, section), name)
         if path is not None and not path.is_file():
             problems.append(ConfigProblem(key, "secret file not found", str(path), has_value=True))
     return problems

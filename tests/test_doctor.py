@@ -139,8 +139,8 @@ def test_a_working_gate_passes(
     code, lines = doctor(capsys, with_events.config())
     assert code == 0, lines
     assert list(lines) == [
-        "config", "pass keys", "command keys", "camera", "decoder", "pins", "broker",
-        "clock", "disk", "store", "outbox",
+        "config", "pass keys", "trust list", "command keys", "camera", "decoder", "pins",
+        "broker", "clock", "disk", "store", "outbox",
     ]  # fmt: skip
     statuses = {name: status for name, (status, _) in lines.items()}
     assert statuses.pop("pins") == "WARN"  # mock pins are a simulation: said so

@@ -95,6 +95,7 @@ def test_every_command_has_a_handler(rig: Rig) -> None:
         "allowlist",
         "revoke",
         "keys",
+        "trustlist",
     }
 
 

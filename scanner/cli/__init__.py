@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "demo": "scanner.cli.demo_cmd:demo",
     "keys": "scanner.cli.keys_cmd:keys",
     "pass": "scanner.cli.pass_cmd:pass_group",
+    "dcc": "scanner.cli.dcc_cmd:dcc",
     "allow": "scanner.cli.allow_cmd:allow",
     "safe-state": "scanner.cli.safe_cmd:safe_state",
     "decode": "scanner.cli.decode_cmd:decode",

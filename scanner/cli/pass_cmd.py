@@ -7,6 +7,7 @@ import os
 import re
 import sys
 import time
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -39,6 +40,19 @@ def parse_duration(ctx: click.Context, param: click.Parameter, value: str) -> fl
     if seconds <= 0:
         raise click.BadParameter(f"{value!r}: must be longer than 0")
     return float(seconds)
+
+
+def parse_instant(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """An ISO 8601 instant as epoch seconds; one without an offset is UTC."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r}: expected an ISO 8601 time such as 2026-01-05T08:00:00+07:00"
+        ) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 @click.group("pass")
@@ -129,14 +143,23 @@ def write_qr(token: str, png: Path | None, svg: Path | None) -> None:
 
 @pass_group.command("check")
 @click.argument("payload")
+@click.option(
+    "--at",
+    "at",
+    callback=parse_instant,
+    default=None,
+    metavar="ISO8601",
+    help="Judge at this instant instead of now (2021-05-03T20:00:00+02:00; no offset: UTC).",
+)
 @config_option
 @click.pass_context
-def check(ctx: click.Context, payload: str, config_path: Path | None) -> None:
+def check(ctx: click.Context, payload: str, at: float | None, config_path: Path | None) -> None:
     """The gate's decision for PAYLOAD, offline, as JSON; exit 0 if granted, 1 if denied.
 
     Changes nothing: no passage and no repeat is recorded. PAYLOAD `-` reads the
     payload from standard input (any bytes; one final newline, as echo adds, is dropped).
-    Put `--` before a payload that starts with `-`.
+    Put `--` before a payload that starts with `-`. A health certificate's JSON adds
+    its type and issuing country (cert_type, cert_country).
     """
     from scanner.cli.stores import reading_store
     from scanner.clock import SystemClock
@@ -145,7 +168,8 @@ def check(ctx: click.Context, payload: str, config_path: Path | None) -> None:
     config, _ = load(ctx, config_path)
     data = read_payload(payload)
     with reading_store(config.store.path) as store:
-        decision = Policy.from_config(config, store, SystemClock()).evaluate(data)
+        policy = Policy.from_config(config, store, SystemClock(), readonly=True)
+        decision = policy.evaluate(data, at=at)
     click.echo(json.dumps(decision.as_dict(), ensure_ascii=False))
     if not decision.granted:
         ctx.exit(EXIT_DENIED)

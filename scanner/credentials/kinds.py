@@ -1,4 +1,5 @@
-"""What a scanned payload is: a signed pass, a badge id, a chip ID card (CCCD), or unknown.
+"""What a scanned payload is: a signed pass, a badge id, a chip ID card (CCCD), a health
+certificate (EU DCC), or unknown.
 
 The shapes cannot be confused, so classification needs no guessing:
 
@@ -6,6 +7,7 @@ The shapes cannot be confused, so classification needs no guessing:
   segment may be empty, so that an unsigned `alg: none` token is still judged as a pass
   and denied for its signature rather than slipping through as something else);
 - badge: 1 to 64 of `A-Z a-z 0-9 _ -` (no dot, no pipe);
+- dcc: starts with `HC1:` (an EU Digital COVID Certificate: a colon is in no other shape);
 - cccd: contains `|` (the chip ID card's QR joins seven fields with it).
 
 Classification looks only at the bytes; whether a pass verifies or a card parses is
@@ -19,14 +21,17 @@ from typing import Literal
 
 from scanner.credentials.badge import BADGE_ID
 
-Credential = Literal["pass", "badge", "cccd", "unknown"]
+Credential = Literal["pass", "badge", "cccd", "dcc", "unknown"]
 
+DCC_PREFIX = b"HC1:"
 _BADGE_BYTES = re.compile(BADGE_ID.pattern.encode())
 _COMPACT_JWS = re.compile(rb"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 
 def classify(payload: bytes) -> Credential:
     """The kind of credential a payload has the shape of."""
+    if payload.startswith(DCC_PREFIX):
+        return "dcc"
     if _COMPACT_JWS.fullmatch(payload):
         return "pass"
     if _BADGE_BYTES.fullmatch(payload):

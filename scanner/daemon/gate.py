@@ -149,6 +149,8 @@ class Gate:
             name=decision.name,
             code_sha256=decision.code_sha256,
             latency_ms=None if latency_ms is None else round(latency_ms, 3),
+            cert_type=decision.cert_type,
+            cert_country=decision.cert_country,
         )
 
     def _act(self, decision: Decision) -> None:

@@ -18,6 +18,9 @@ from typing import Any
 
 from mqtt.commands import Command, Handler
 from mqtt.errors import CommandRejectedError
+from scanner.credentials.dcc.revocation import normalise_hash
+from scanner.credentials.dcc.trustlist import PUSHED_NAME as PUSHED_TRUST_LIST
+from scanner.credentials.dcc.trustlist import signers_from_json
 from scanner.daemon.gate import Gate
 from scanner.errors import ConfigError
 from scanner.state.store import ALLOW_KINDS, AllowEntry, AllowKind, Mode, Store, StoreError
@@ -49,6 +52,7 @@ class Remote:
             "allowlist": self.allowlist,
             "revoke": self.revoke,
             "keys": self.keys,
+            "trustlist": self.trust_list,
         }
 
     def open(self, command: Command) -> str:
@@ -94,16 +98,19 @@ class Remote:
         args = command.args
         jtis = [text_item(item, "jti") for item in as_list(args, "jti")]
         subjects = [text_item(item, "subject") for item in as_list(args, "subjects")]
+        certificates = [dcc_hash(item) for item in as_list(args, "dcc")]
         until = args.get("until")
         if until is not None and not is_number(until):
             raise CommandRejectedError("until must be epoch seconds")
-        if not jtis and not subjects:
-            raise CommandRejectedError("nothing to revoke: give jti and/or subjects")
+        if not jtis and not subjects and not certificates:
+            raise CommandRejectedError("nothing to revoke: give jti, subjects and/or dcc")
         for jti in jtis:
             self._store.revocations.revoke(jti=jti, until=until)
         for subject in subjects:
             self._store.revocations.revoke(subject=subject, until=until)
-        return f"revoked {len(jtis)} passes and {len(subjects)} subjects"
+        self._store.revocations.revoke_dcc(certificates, until)
+        revoked = f"revoked {len(jtis)} passes and {len(subjects)} subjects"
+        return revoked + (f" and {len(certificates)} health certificates" if certificates else "")
 
     def keys(self, command: Command) -> str:
         jwks = command.args.get("jwks")
@@ -119,6 +126,34 @@ class Remote:
         self._gate.policy.use_keys(self._pushed_jwks)
         log.info("pass keys replaced by command %s: %s", command.id, self._pushed_jwks)
         return f"pass keys replaced ({len(jwks['keys'])} keys)"
+
+    def trust_list(self, command: Command) -> str:
+        """A new health-certificate trust list, kept in the state directory; it replaces
+        `[dcc] trust_list` from now on and after restarts."""
+        document = command.args.get("trust_list")
+        try:
+            usable = list(signers_from_json(document))
+        except ValueError as error:
+            raise CommandRejectedError(str(error)) from None
+        if not usable:
+            raise CommandRejectedError("no usable signer certificate")
+        if self._gate.policy.trust_list is None:
+            raise CommandRejectedError('this gate does not accept "dcc"')
+        target = self._pushed_jwks.with_name(PUSHED_TRUST_LIST)  # the same state directory
+        stage_file(target, json.dumps(document).encode()).replace(target)
+        self._gate.policy.use_trust_list(target)
+        trust = self._gate.policy.trust_list
+        count = len(trust) if trust is not None else 0
+        log.info("health-certificate trust list replaced by command %s: %s", command.id, target)
+        return f"trust list replaced ({count} signers)"
+
+
+def dcc_hash(item: object) -> str:
+    """A revocation hash from a command, in the stored form."""
+    hashed = normalise_hash(item) if isinstance(item, str) else None
+    if hashed is None:
+        raise CommandRejectedError("each dcc hash must be 16 bytes in base64, or hex")
+    return hashed
 
 
 MODES: tuple[Mode, ...] = ("normal", "lockdown", "emergency")

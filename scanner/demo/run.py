@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 TICK_S = 0.1
 SETTLE_S = 1.2  # after the last card: the last pulse and pattern end
-DEADLINE_S = 25.0  # the scenario takes about 13 s; this bounds a broken run
+DEADLINE_S = 25.0  # the scenario takes about 15 s; this bounds a broken run
 
 
 @dataclass

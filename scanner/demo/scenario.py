@@ -1,4 +1,5 @@
-"""The demo's gate and what is shown to its camera: keys, passes, badges, an ID card.
+"""The demo's gate and what is shown to its camera: keys, passes, badges, an ID card,
+health certificates (test data from a throwaway signer, as `qrgate dcc issue` makes).
 
 `build_kit` makes everything a real gate has, in one folder: a signing key and the JWK
 set the gate trusts, an allowlist in the store, a config, and the camera's view as a
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from scanner.config import Config, parse_config
+from scanner.credentials.dcc import issue as dcc_issue
 from scanner.credentials.keys import create_signing_key, generate_key, load_private_key
 from scanner.credentials.passes import issue_pass
 from scanner.state.store import AllowEntry, Store
@@ -26,7 +29,7 @@ from scanner.state.store import AllowEntry, Store
 FRAME_SIZE = (640, 480)
 FPS = 10.0
 HOLD_FRAMES = 8  # a card in view for 0.8 s
-GAP_FRAMES = 5  # then nobody for 0.5 s
+GAP_FRAMES = 3  # then nobody for 0.3 s
 MODULE_PX = 4
 SITE, GATE = "factory-1", "gate-1"
 DAY = 86_400.0
@@ -67,14 +70,17 @@ def build_kit(folder: Path, now: float, broker_port: int, loop: bool = False) ->
     keys = folder / "keys"
     keys.mkdir(parents=True)
     key_path, jwks_path = create_signing_key(keys, "demo-2026", "EdDSA")
-    config = demo_config(folder, jwks_path, broker_port, loop)
+    health_signer = dcc_issue.new_signer("VN", "PS256", now=now)  # Vietnam signs PS256
+    dcc_issue.save_signer(health_signer, keys / "dcc-signer")
+    trust_list = keys / "dcc-signer" / dcc_issue.TRUST_LIST_NAME
+    config = demo_config(folder, jwks_path, trust_list, broker_port, loop)
     fill_allowlist(config.store.path)
-    steps = scenario(load_private_key(key_path), now)
+    steps = scenario(load_private_key(key_path), health_signer, now)
     firsts = write_frames(folder / "camera", steps)
     return Kit(folder, config, steps, firsts)
 
 
-def scenario(key: Any, now: float) -> tuple[Step, ...]:
+def scenario(key: Any, health_signer: dcc_issue.ThrowawaySigner, now: float) -> tuple[Step, ...]:
     """What workers show the camera, in order; passback comes last, once the repeat
     window of the first pass is over."""
     an = issue_pass(
@@ -95,6 +101,7 @@ def scenario(key: Any, now: float) -> tuple[Step, ...]:
         Step("badge not on the allowlist: V-9999", b"V-9999", ("denied", "not_allowed")),
         Step("allowlisted badge: Phạm Minh Châu (C-0007)", b"C-0007", ("granted", "ok")),
         Step("chip ID card (CCCD): Trần Văn Dũng", ID_CARD, ("granted", "ok")),
+        *health_steps(health_signer, now),
         Step(
             "a QR code that is no credential (a web link)",
             b"https://example.com/menu",
@@ -104,10 +111,50 @@ def scenario(key: Any, now: float) -> tuple[Step, ...]:
     )
 
 
+def health_steps(signer: dcc_issue.ThrowawaySigner, now: float) -> tuple[Step, ...]:
+    """Health certificates: valid, expired, forged, and a test too old for the rules."""
+    today = datetime.fromtimestamp(now, UTC)
+
+    def certificate(
+        by: dcc_issue.ThrowawaySigner, group: dcc_issue.TypeKey, entry: dict[str, Any], days: float
+    ) -> bytes:
+        content = dcc_issue.content("Nguyễn", "Thị Hoa", "1992-04-30", group, entry)
+        text = dcc_issue.issue_certificate(
+            by, content, issued_at=now - 40 * DAY, expires_at=now + days * DAY, kid=signer.kid
+        )
+        return text.encode()
+
+    vaccinated = dcc_issue.vaccination_entry("VN", (today - timedelta(days=30)).date(), 2, 2)
+    old_test = dcc_issue.covid_test_entry("VN", today - timedelta(hours=30))
+    forger = dcc_issue.new_signer("VN", "ES256", now=now)  # claims the trusted signer's kid
+    return (
+        Step(
+            "vaccine passport (VN, PS256): Nguyễn Thị Hoa, 2 doses",
+            certificate(signer, "v", vaccinated, 300),
+            ("granted", "ok"),
+        ),
+        Step(
+            "expired health certificate",
+            certificate(signer, "v", vaccinated, -1),
+            ("denied", "expired"),
+        ),
+        Step(
+            "forged health certificate, signed by an unknown key",
+            certificate(forger, "v", vaccinated, 300),
+            ("denied", "bad_signature"),
+        ),
+        Step(
+            "rapid test taken 30 h ago (24 h allowed)",
+            certificate(signer, "t", old_test, 2),
+            ("denied", "test_too_old"),
+        ),
+    )
+
+
 ID_CARD = "001099012345|123456789|Trần Văn Dũng|01011990|Nam|Lào Cai|15062021".encode()
 
 
-def demo_config(folder: Path, jwks: Path, broker_port: int, loop: bool) -> Config:
+def demo_config(folder: Path, jwks: Path, trust_list: Path, broker_port: int, loop: bool) -> Config:
     return parse_config(
         {
             "gate": {"site": SITE, "id": GATE, "direction": "in"},
@@ -119,11 +166,12 @@ def demo_config(folder: Path, jwks: Path, broker_port: int, loop: bool) -> Confi
             },
             "gpio": {"pin_factory": "mock", "relay_pulse_ms": 800},
             "policy": {
-                "accept": ["pass", "badge", "cccd"],
+                "accept": ["pass", "badge", "cccd", "dcc"],
                 "repeat_window_s": 3.0,
                 "anti_passback_s": 60.0,
             },
             "passes": {"jwks": str(jwks)},
+            "dcc": {"trust_list": str(trust_list)},
             "store": {"path": str(folder / "state" / "qrgate.db")},
             "mqtt": {
                 "host": "127.0.0.1",

@@ -148,7 +148,8 @@ class PlainView:
 
 
 def event_words(event: dict[str, Any]) -> str:
-    who = " ".join(str(event[key]) for key in ("subject", "name") if event.get(key))
+    keys = ("subject", "name", "cert_type", "cert_country")
+    who = " ".join(str(event[key]) for key in keys if event.get(key))
     return (
         f"seq {event['seq']} {event['type']} {event['result']} {event['reason']} "
         f"{event['credential']} {who}"

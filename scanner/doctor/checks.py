@@ -33,6 +33,7 @@ from scanner.daemon.hardware import input_pins, output_pins
 from scanner.doctor.broker import check_broker
 from scanner.doctor.finding import Finding, Result, Status, counted, failure, passed, warning
 from scanner.doctor.store import check_outbox, check_store
+from scanner.doctor.trustlist import check_trust_list
 from scanner.errors import ConfigError
 from scanner.vision.aim import Aim, Figures, Summary, hints, measure
 from scanner.vision.decode import DecodeError, ZbarReader, make_decoder
@@ -338,6 +339,7 @@ def nearest_folder(path: Path) -> Path:
 
 CHECKS: tuple[tuple[str, Check], ...] = (
     ("pass keys", check_pass_keys),
+    ("trust list", check_trust_list),
     ("command keys", check_command_keys),
     ("camera", check_camera),
     ("decoder", check_decoder),

@@ -1,4 +1,5 @@
-"""The gate's local state in SQLite: allowlist, revocations, gate mode, recent passages.
+"""The gate's local state in SQLite: allowlist, revocations (of passes, subjects and health
+certificates), gate mode, recent passages.
 
 One database file (`store.path`) is shared with the event outbox of `mqtt/outbox.py`.
 Each component creates its own tables and records how far it has migrated in
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -63,6 +65,12 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """CREATE TABLE gate_state (
             key TEXT PRIMARY KEY NOT NULL,   -- mode, allowlist_version
             value TEXT NOT NULL
+        ) WITHOUT ROWID""",
+    ),
+    (
+        """CREATE TABLE dcc_revocations (
+            hash TEXT PRIMARY KEY NOT NULL,  -- 32 hex digits: an EU revocation-list hash
+            until REAL                       -- epoch seconds; NULL: for good
         ) WITHOUT ROWID""",
     ),
 )
@@ -300,6 +308,7 @@ class Store:
         """Forget revocations that have run out and passages older than `passages_before`."""
         with self._db.transaction() as connection:
             connection.execute("DELETE FROM revocations WHERE until <= ?", (now,))
+            connection.execute("DELETE FROM dcc_revocations WHERE until <= ?", (now,))
             connection.execute("DELETE FROM passages WHERE at < ?", (passages_before,))
 
 
@@ -400,7 +409,8 @@ def entry_from_row(row: Sequence[Any]) -> AllowEntry:
 
 
 class Revocations:
-    """Passes (by `jti`) and subjects (any credential) that are refused, maybe until a time."""
+    """Passes (by `jti`), subjects (any credential) and health certificates (by the hashes
+    of the EU revocation lists) that are refused, maybe until a time."""
 
     def __init__(self, database: Database) -> None:
         self._db = database
@@ -429,6 +439,35 @@ class Revocations:
             (jti, subject, now),
         )
         return bool(rows)
+
+    def revoke_dcc(self, hashes: Iterable[str], until: float | None = None) -> int:
+        """Refuse the health certificates named by `hashes` (32 hex digits each, see
+        `scanner.credentials.dcc.revocation`); how many were given."""
+        rows = [(value, until) for value in hashes]
+        if any(not _DCC_HASH.fullmatch(value) for value, _ in rows):
+            raise StoreError("a health-certificate revocation hash is 32 lowercase hex digits")
+        with self._db.transaction() as connection:
+            connection.executemany(
+                "INSERT INTO dcc_revocations (hash, until) VALUES (?, ?)"
+                " ON CONFLICT (hash) DO UPDATE SET until = excluded.until",
+                rows,
+            )
+        return len(rows)
+
+    def is_dcc_revoked(self, hashes: Sequence[str], now: float) -> bool:
+        """True when any of a certificate's revocation hashes is revoked at `now`."""
+        if not hashes:
+            return False
+        marks = ", ".join("?" * len(hashes))
+        rows = self._db.read(
+            f"SELECT 1 FROM dcc_revocations WHERE hash IN ({marks})"  # noqa: S608 - only ?s
+            " AND (until IS NULL OR until > ?) LIMIT 1",
+            (*hashes, now),
+        )
+        return bool(rows)
+
+
+_DCC_HASH = re.compile(r"[0-9a-f]{32}")
 
 
 def open_snapshot(path: Path) -> sqlite3.Connection:
