@@ -5,6 +5,12 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
+DASHBOARD = [
+    "starlette>=0.40",
+    "uvicorn>=0.30",
+    "jinja2>=3.1",
+    "python-multipart>=0.0.9",  # Starlette's form parser
+]
 
 
 def read_version() -> str:
@@ -27,6 +33,7 @@ setup(
         "firmware": ["py.typed"],
         "mqtt": ["py.typed"],
         "monitor": ["py.typed"],
+        "monitor.dashboard": ["templates/*.html", "static/*"],
     },
     install_requires=[
         "click>=8.1",
@@ -50,6 +57,8 @@ setup(
         "pi": ["RPi.GPIO>=0.7; platform_machine=='aarch64' or platform_machine=='armv7l'"],
         "webcam": ["opencv-python-headless>=4.8"],
         "central": ["psycopg[binary]>=3.1"],
+        # The monitor's web dashboard (`qrgate monitor --http`, `qrgate dashboard`).
+        "dashboard": DASHBOARD,
         "dev": [
             "pytest>=8",
             "pytest-timeout>=2.2",
@@ -61,6 +70,9 @@ setup(
             "psycopg[binary]>=3.1",
             "opencv-python-headless>=4.8",
             "py-spy>=0.3",  # bench.gate: which of the daemon's threads uses the CPU
+            *DASHBOARD,
+            "httpx>=0.27",  # Starlette's test client
+            "selenium>=4.20",  # drives Debian's chromium through its chromedriver
         ],
     },
     entry_points={"console_scripts": ["qrgate=scanner.cli:main"]},
