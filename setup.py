@@ -71,7 +71,7 @@ setup(
             "opencv-python-headless>=4.8",
             "py-spy>=0.3",  # bench.gate: which of the daemon's threads uses the CPU
             *DASHBOARD,
-            "httpx>=0.27",  # Starlette's test client
+            "httpx2>=2.0",  # Starlette's test client
             "selenium>=4.20",  # drives Debian's chromium through its chromedriver
         ],
     },
