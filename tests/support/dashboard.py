@@ -30,11 +30,13 @@ def seed(url: str) -> None:
     events = [
         gate_event(1, "2026-03-02T01:00", subject="W-1", name="Nguyễn Văn An"),
         gate_event(2, "2026-03-02T01:05", subject="W-2", name="Đặng Thị Bình"),
+        gate_event(4, "2026-03-02T01:10", subject="W-3", name='=HYPERLINK("x")', result="denied"),
         gate_event(
-            4, "2026-03-02T01:10", subject="W-3", name="=HYPERLINK(\"x\")", result="denied"
-        ),
-        gate_event(
-            1, "2026-03-02T09:00", gate="out-1", direction="out", subject="W-1",
+            1,
+            "2026-03-02T09:00",
+            gate="out-1",
+            direction="out",
+            subject="W-1",
             name="Nguyễn Văn An",
         ),  # fmt: skip
         gate_event(1, "2026-03-02T02:00", site="f2", gate="g-1", subject="W-9", name="Lê Văn C"),

@@ -47,7 +47,7 @@ async def stream(
     dash: Dashboard, last: int, render: Renderer, tick: Callable[[], Awaitable[str | None]]
 ) -> AsyncIterator[str]:
     yield f"retry: {RETRY_MS}\n\n"
-    while not dash.hub.closed:
+    while True:
         since = dash.hub.since(last)
         if since.missed:
             yield message(since.last_id, "reload", "missed")
@@ -59,6 +59,8 @@ async def stream(
             last = since.updates[-1].id
             if not rendered or rendered[-1][0].id != last:
                 yield f"id: {last}\n\n"  # moves the browser's Last-Event-ID on
+        if dash.hub.closed:
+            return
         await dash.hub.wait(last, KEEPALIVE_S)
         if dash.hub.last_id == last and not dash.hub.closed:
             extra = await tick()
