@@ -92,7 +92,8 @@ def test_nothing_is_served_before_login(dash: Dashboard) -> None:
             response = client.get(path, follow_redirects=False)
             assert response.status_code == 303, path
             assert response.headers["location"].startswith("/login?next=")
-            assert "W-1" not in response.text and "Nguyễn" not in response.text
+            assert "W-1" not in response.text
+            assert "Nguyễn" not in response.text
         assert client.get("/live/events").status_code == 401
         assert client.get("/live/gates").status_code == 401
         assert client.get("/static/htmx.min.js").status_code == 200
@@ -112,7 +113,8 @@ def test_login_goes_back_to_the_page_asked_for_and_only_ours(dash: Dashboard) ->
         )
         assert elsewhere.headers["location"] == "/gates"
         cookie = landed.headers["set-cookie"]
-        assert "httponly" in cookie.lower() and "samesite=strict" in cookie.lower()
+        assert "httponly" in cookie.lower()
+        assert "samesite=strict" in cookie.lower()
 
 
 def test_logout_ends_the_session(dash: Dashboard) -> None:
@@ -133,11 +135,13 @@ def test_viewer_sees_gates_and_counts_but_no_names(dash: Dashboard) -> None:
         events = client.get("/events")
         assert events.status_code == 200
         assert "in-1" in events.text
-        assert "W-1" not in events.text and "Nguyễn" not in events.text
+        assert "W-1" not in events.text
+        assert "Nguyễn" not in events.text
         by_subject = client.get("/events", params={"subject": "W-1"}).text
         assert by_subject.count("data-id=") == 5  # a subject filter is not a viewer's
         onsite = client.get("/onsite")
-        assert onsite.status_code == 200 and "W-2" not in onsite.text
+        assert onsite.status_code == 200
+        assert "W-2" not in onsite.text
         assert re.search(r"<b>1</b> người đang có mặt · f1", onsite.text)
         assert client.get("/gaps").status_code == 200
         for path in ("/people", "/people/W-1", "/contacts", "/attendance", "/rejects",
@@ -149,7 +153,8 @@ def test_viewer_sees_gates_and_counts_but_no_names(dash: Dashboard) -> None:
 def test_officer_sees_names_and_exports_but_no_commands_or_accounts(dash: Dashboard) -> None:
     with client_for(dash, "officer") as client:
         events = client.get("/events")
-        assert "Nguyễn Văn An" in events.text and 'href="/people/W-1"' in events.text
+        assert "Nguyễn Văn An" in events.text
+        assert 'href="/people/W-1"' in events.text
         assert client.get("/events.csv").status_code == 200
         assert client.get("/onsite").text.count('href="/people/W-2"') == 1
         for path in ("/commands", "/accounts", "/audit"):
@@ -202,7 +207,8 @@ def test_wrong_passwords_are_rate_limited_even_the_right_one_then(dash: Dashboar
             assert refused.status_code == 401
             assert "Sai tên hoặc mật khẩu." in refused.text
         third = client.post("/login", data=wrong)
-        assert third.status_code == 429 and "Thử lại sau 10 phút" in third.text
+        assert third.status_code == 429
+        assert "Thử lại sau 10 phút" in third.text
         right = {"csrf": token, "name": "admin", "password": PASSWORD}
         limited = client.post("/login", data=right, follow_redirects=False)
         assert limited.status_code == 429
@@ -273,7 +279,8 @@ def test_older_events_page_by_cursor(dash: Dashboard) -> None:
 def test_search_without_diacritics_finds_vietnamese_names_and_is_audited(dash: Dashboard) -> None:
     with client_for(dash, "officer") as client:
         found = client.get("/people", params={"q": "nguyen van an"})
-        assert "Nguyễn Văn An" in found.text and "Đặng" not in found.text
+        assert "Nguyễn Văn An" in found.text
+        assert "Đặng" not in found.text
         assert "Đặng Thị Bình" in client.get("/people", params={"q": "DANG thi"}).text
         assert "Không tìm thấy ai." in client.get("/people", params={"q": "tran"}).text
         person = client.get("/people/W-1", params={"from": "2026-03-02", "to": "2026-03-03"})
@@ -316,9 +323,11 @@ def test_csv_is_utf8_with_bom_and_formulas_are_neutralised(dash: Dashboard) -> N
 def test_language_from_the_browser_and_switchable(dash: Dashboard) -> None:
     with client_for(dash, "officer") as client:
         english = client.get("/events", headers={"Accept-Language": "en-GB,en;q=0.9,vi;q=0.5"})
-        assert "<th>result</th>" in english.text and "2026-03-02 16:00:00" in english.text
+        assert "<th>result</th>" in english.text
+        assert "2026-03-02 16:00:00" in english.text
         vietnamese = client.get("/events", headers={"Accept-Language": "vi,en;q=0.5"})
-        assert "<th>kết quả</th>" in vietnamese.text and "02/03/2026 16:00:00" in vietnamese.text
+        assert "<th>kết quả</th>" in vietnamese.text
+        assert "02/03/2026 16:00:00" in vietnamese.text
         switched = client.get("/lang/en?next=/events", follow_redirects=False)
         assert switched.headers["location"] == "/events"
         assert "<th>result</th>" in client.get("/events", headers={"Accept-Language": "vi"}).text
@@ -345,7 +354,8 @@ def test_admin_adds_and_removes_accounts(dash: Dashboard) -> None:
         short = client.post(
             "/accounts", data={"csrf": token, "name": "x", "role": "viewer", "password": "short"}
         )
-        assert short.status_code == 400 and "at least 10 characters" in short.text
+        assert short.status_code == 400
+        assert "at least 10 characters" in short.text
         bad_role = {"csrf": token, "name": "x", "role": "root", "password": "long enough pw"}
         assert client.post("/accounts", data=bad_role).status_code == 400
         added = {"csrf": token, "name": "hạnh", "role": "officer", "password": "long enough pw"}
@@ -373,7 +383,7 @@ class ReplyingGate:
     def __init__(self, broker: Mosquitto, jwks: Path, folder: Path) -> None:
         topics = GateTopics("qrgate", "f1", "in-1")
         self.ran: list[str] = []
-        handlers = {name: self._handler for name in ("lockdown", "normal", "open", "emergency")}
+        handlers = dict.fromkeys(("lockdown", "normal", "open", "emergency"), self._handler)
         self.intake = CommandIntake(
             topics, load_command_keys(jwks), handlers, ReplayGuard(folder / "replay.db")
         )
@@ -414,7 +424,8 @@ def test_admin_command_is_confirmed_signed_sent_answered_and_audited(
             token = csrf_of(form.text)
             asked = {"csrf": token, "command": "lockdown", "site": "f1", "gate": "in-1"}
             confirm = client.post("/commands/confirm", data=asked)
-            assert confirm.status_code == 200 and "Gửi lệnh này?" in confirm.text
+            assert confirm.status_code == 200
+            assert "Gửi lệnh này?" in confirm.text
             assert gate.ran == []  # nothing is sent before the confirmation
             held = re.search(r'name="token" value="([^"]+)"', confirm.text)
             assert held

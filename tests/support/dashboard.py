@@ -38,7 +38,7 @@ def seed(url: str) -> None:
             direction="out",
             subject="W-1",
             name="Nguyễn Văn An",
-        ),  # fmt: skip
+        ),
         gate_event(1, "2026-03-02T02:00", site="f2", gate="g-1", subject="W-9", name="Lê Văn C"),
     ]
     store = Store(url)
