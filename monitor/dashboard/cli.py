@@ -43,7 +43,8 @@ def serving(
     settings = Settings(db, options.zone, options.zone_name, stale_after_s=options.stale_after)
     dash = Dashboard(settings, StorePool(db), commands=command_sender(options, broker, prefix))
     poller = StorePoller(db, Feed(dash.hub, dash.people)).start() if feed_from_store else None
-    server = WebServer(create_app(dash), bind, tls).start()
+    server = WebServer(create_app(dash), bind, tls, on_stop=dash.hub.close).start()
+    dash.url = server.url
     try:
         yield dash
     finally:

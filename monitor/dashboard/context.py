@@ -58,6 +58,7 @@ class Dashboard:
     commands: CommandSender | None = None
     monitor_state: LiveState | None = None  # set when served by `qrgate monitor`
     clock: Callable[[], float] = time.time
+    url: str = ""  # where it is served, once it is
     key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     templates: jinja2.Environment = field(default_factory=template_environment)
 

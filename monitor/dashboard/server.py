@@ -13,6 +13,7 @@ import ipaddress
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,7 +73,13 @@ def check_exposure(bind: Bind, tls: Tls | None, insecure: bool) -> None:
 class WebServer:
     """uvicorn on its own thread and event loop; `start()` returns once it listens."""
 
-    def __init__(self, app: Starlette, bind: Bind, tls: Tls | None = None) -> None:
+    def __init__(
+        self,
+        app: Starlette,
+        bind: Bind,
+        tls: Tls | None = None,
+        on_stop: Callable[[], None] | None = None,
+    ) -> None:
         config = uvicorn.Config(
             app,
             host=bind.host,
@@ -88,6 +95,7 @@ class WebServer:
             ssl_keyfile=str(tls.key_file) if tls else None,
         )
         self.bind = bind
+        self.on_stop = on_stop
         self.scheme = "https" if tls else "http"
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, name="dashboard-http", daemon=True)
@@ -118,6 +126,9 @@ class WebServer:
         return f"{self.scheme}://{host}:{self.port}"
 
     def stop(self) -> None:
+        """Open streams end first (`on_stop`): uvicorn waits for open connections."""
+        if self.on_stop is not None:
+            self.on_stop()
         self.server.should_exit = True
         if self._thread.is_alive():
             self._thread.join(STOP_TIMEOUT_S)
