@@ -139,7 +139,7 @@ class Echo:
 
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.queues: list[asyncio.Queue[str]] = []
+        self.queues: list[asyncio.Queue[str | None]] = []
         self.sent: dict[str, float] = {}
 
     def put(self, key: str) -> None:
@@ -148,6 +148,12 @@ class Echo:
         assert self.loop is not None
         for queue in list(self.queues):
             self.loop.call_soon_threadsafe(queue.put_nowait, html)
+
+    def close(self) -> None:
+        """Streams end (None), so that the server stops at once."""
+        if self.loop is not None:
+            for queue in list(self.queues):
+                self.loop.call_soon_threadsafe(queue.put_nowait, None)
 
     def app(self) -> Any:
         from starlette.applications import Starlette
@@ -162,13 +168,12 @@ class Echo:
 
         async def stream(_request: Any) -> Response:
             self.loop = asyncio.get_running_loop()
-            queue: asyncio.Queue[str] = asyncio.Queue()
+            queue: asyncio.Queue[str | None] = asyncio.Queue()
             self.queues.append(queue)
 
             async def body() -> AsyncIterator[str]:
                 number = 0
-                while True:
-                    html = await queue.get()
+                while (html := await queue.get()) is not None:
                     number += 1
                     yield f"id: {number}\nevent: scan\ndata: {html}\n\n"
 
@@ -179,10 +184,10 @@ class Echo:
         )
 
 
-def serve_in_thread(app: Any) -> tuple[Any, int]:
+def serve_in_thread(echo: Echo) -> tuple[Any, int]:
     from monitor.dashboard.server import Bind, WebServer
 
-    server = WebServer(app, Bind("127.0.0.1", 0)).start()
+    server = WebServer(echo.app(), Bind("127.0.0.1", 0), on_stop=echo.close).start()
     return server, server.port
 
 
@@ -269,7 +274,7 @@ def wait_seen(browser: Any, ids: list[str], timeout_s: float = 20.0) -> None:
 
 def latency_echo(browser: Any, count: int) -> list[float]:
     echo = Echo()
-    server, port = serve_in_thread(echo.app())
+    server, port = serve_in_thread(echo)
     try:
         browser.get(f"http://127.0.0.1:{port}/")
         browser.execute_script(OBSERVER, "#rows")
@@ -286,7 +291,6 @@ def latency_echo(browser: Any, count: int) -> list[float]:
         wait_seen(browser, keys)
         seen = browser.execute_script("return window.__seen")
     finally:
-        browser.get("about:blank")  # the echo's stream never ends by itself
         server.stop()
     return [seen[key] - echo.sent[key] * 1000 for key in keys if key in seen]
 
@@ -533,7 +537,7 @@ ECHO_SERVER = """
 import sys, threading, time
 from bench.dashboard import Echo, serve_in_thread
 echo = Echo()
-server, port = serve_in_thread(echo.app())
+server, port = serve_in_thread(echo)
 print(port, flush=True)
 for line in sys.stdin:
     count = int(line)

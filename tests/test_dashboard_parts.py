@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from pathlib import Path
 
 import pytest
 
 from monitor.dashboard import i18n
 from monitor.dashboard.errors import DashboardError
-from monitor.dashboard.feed import Feed, PublishingState, event_row
+from monitor.dashboard.feed import Feed, PublishingState, StorePoller, event_row
 from monitor.dashboard.gatecards import card
 from monitor.dashboard.i18n import Locale, negotiate
 from monitor.dashboard.live import Hub
@@ -22,10 +23,11 @@ from monitor.dashboard.server import Bind, Tls, check_exposure
 from monitor.dashboard.text import fold
 from monitor.ingest import StatusRecord
 from monitor.records import GateRow
-from monitor.retention import prune
+from monitor.retention import Retention, RetentionPolicy, prune
 from monitor.store import Store
 from scanner.cli import run
 from tests.support.dashboard import PASSWORD, client_for, dashboard_for, seed
+from tests.support.gate import wait_until
 from tests.support.monitor_events import gate_event, record
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "monitor" / "dashboard"
@@ -256,3 +258,36 @@ def test_retention_deletes_old_events_logs_the_count_and_keeps_gaps_true(
     assert [(gap.first, gap.last) for gap in store.gaps_of([("f1", "in-1")])] == [(4, 4)]
     assert prune(store, 2.5, now_ms) == 0
     store.close()
+
+
+def test_retention_thread_prunes_at_start_and_stops(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/m.db"
+    store = Store(url)
+    store.write(
+        [record(gate_event(1, "2020-01-01T08:00")), record(gate_event(2, "2099-01-01T08:00"))]
+    )
+    retention = Retention(url, RetentionPolicy(days=30, every_s=3600)).start()
+    assert wait_until(lambda: retention.runs >= 1, 10)
+    retention.stop()
+    assert store.count_events() == 1
+    store.close()
+
+
+def test_dashboard_alone_follows_the_store(tmp_path: Path) -> None:
+    """`qrgate dashboard` has no monitor in its process: it polls the store."""
+    url = f"sqlite:///{tmp_path}/m.db"
+    seed(url)
+    hub, people = Hub(), PeopleIndex()
+    poller = StorePoller(url, Feed(hub, people), interval_s=0.05).start()
+    try:
+        time.sleep(0.2)  # what the store held before is not news
+        assert hub.last_id == 0
+        store = Store(url)
+        store.write([record(gate_event(5, "2026-03-02T03:00", subject="W-5", name="Vũ Thị Mai"))])
+        store.close()
+        assert wait_until(lambda: hub.last_id >= 2, 5)
+    finally:
+        poller.stop()
+    kinds = [(u.kind, u.event.subject if u.event else None) for u in hub.since(0).updates]
+    assert kinds == [("event", "W-5"), ("gates", None)]
+    assert [p.subject for p in people.search("vu thi mai")] == ["W-5"]
