@@ -41,7 +41,7 @@ from zoneinfo import ZoneInfo
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.monitor import generated, table
+from bench.monitor import fill_sqlite, table
 from monitor import reports
 from monitor.dashboard.app import create_app
 from monitor.dashboard.auth import new_user
@@ -49,9 +49,10 @@ from monitor.dashboard.context import Dashboard, Settings
 from monitor.dashboard.db import DashboardStore, StorePool
 from monitor.dashboard.passwords import Cost
 from monitor.records import EventFilter
-from monitor.store import EVENT_COLUMNS, Store
-from tests.support.broker import Mosquitto, free_port, port_open
-from tests.support.cli import QRGATE, ROOT
+from monitor.store import Store
+from tests.support.broker import Mosquitto, free_port
+from tests.support.cli import ROOT
+from tests.support.dashboard import monitor_with_dashboard
 from tests.support.monitor_events import gate_event, payload, topic
 
 ZONE = "Asia/Ho_Chi_Minh"
@@ -317,18 +318,15 @@ def bench_latency(workdir: Path, count: int) -> None:
 
 
 def fill(url: str, people: int, days: int) -> None:
-    Store(url).close()
+    """The generated events, and the gates table as the monitor keeps it while it stores
+    (no ANALYZE: the monitor never runs one)."""
+    fill_sqlite(url, people, days, analyze=False)
     connection = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
-    marks = ", ".join("?" * len(EVENT_COLUMNS))
-    connection.execute("BEGIN")
-    connection.executemany(f"INSERT INTO events VALUES ({marks})", generated(people, days))  # noqa: S608
-    # The gates table as the monitor keeps it while it stores.
     connection.execute(
         "INSERT INTO gates (site, gate, state, events, last_seq, last_event_ms)"
         " SELECT site, gate, 'online', COUNT(*), MAX(seq), MAX(ts_ms) FROM events"
         " GROUP BY site, gate"
     )
-    connection.execute("COMMIT")
     connection.close()
 
 
@@ -503,32 +501,8 @@ def with_clients(
     return clients, run
 
 
-def monitor_process(broker: Mosquitto, db: str, port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [
-            *QRGATE,
-            "monitor",
-            "--quiet",
-            "--broker",
-            broker.url,
-            "--db",
-            db,
-            "--client-id",
-            "bench-many",
-            "--http",
-            f"127.0.0.1:{port}",
-            "--tz",
-            ZONE,
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 20
-    while not port_open(port):
-        assert time.monotonic() < deadline, "the monitor did not start"
-        assert process.poll() is None, "the monitor exited"
-        time.sleep(0.05)
+def monitor_process(broker: Mosquitto, db: str, port: int, folder: Path) -> subprocess.Popen[bytes]:
+    process = monitor_with_dashboard(broker.url, db, port, "bench-many", folder / "monitor.log")
     time.sleep(1.0)  # subscribed
     return process
 
@@ -559,7 +533,7 @@ def bench_clients(workdir: Path, clients: int, seconds: float) -> None:
     rows = []
     try:
         port = free_port()
-        monitor = monitor_process(broker, db, port)
+        monitor = monitor_process(broker, db, port, workdir)
         try:
             cookie = login_cookie(port)
             idle = measure_process(monitor.pid, lambda: publish_at_rate(broker, count))

@@ -21,14 +21,12 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from scanner.config import parse_config
 from scanner.demo.scenario import background, card_frame
 from scanner.state.store import AllowEntry, Store
-from tests.support.broker import Mosquitto, free_port, port_open
-from tests.support.cli import QRGATE, ROOT
-from tests.support.dashboard import PASSWORD, seed
+from tests.support.broker import Mosquitto, free_port
+from tests.support.dashboard import PASSWORD, monitor_with_dashboard, seed
 from tests.support.gate import wait_until
-from tests.support.gateproc import GateProcess, write_config
+from tests.support.gateproc import GateProcess, badge_gate_config, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -97,32 +95,10 @@ def centre(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Centre]:
     db = f"sqlite:///{folder / 'centre.db'}"
     seed(db)
     port = free_port()
-    log = (folder / "monitor.log").open("wb")
-    monitor = subprocess.Popen(
-        [
-            *QRGATE,
-            "monitor",
-            "--quiet",
-            "--broker",
-            broker.url,
-            "--db",
-            db,
-            "--client-id",
-            "centre-browser",
-            "--http",
-            f"127.0.0.1:{port}",
-            "--tz",
-            "Asia/Ho_Chi_Minh",
-            "--stale-after",
-            "60",
-        ],
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    monitor = monitor_with_dashboard(
+        broker.url, db, port, "centre-browser", folder / "monitor.log", "--stale-after", "60"
     )
-    log.close()
     try:
-        assert wait_until(lambda: port_open(port), 20), (folder / "monitor.log").read_text()
         yield Centre(f"http://127.0.0.1:{port}", db, broker, folder, monitor)
     finally:
         monitor.terminate()
@@ -174,17 +150,7 @@ def gate_kit(folder: Path, port: int) -> Path:
     shown += [card_frame(scene, b"B-2", tilt=0.0)] * 3 + [scene] * 2
     for number, frame in enumerate(shown):
         Image.fromarray(frame).save(frames / f"{number:04d}.png", compress_level=1)
-    config = parse_config(
-        {
-            "camera": {"source": f"replay:{frames}", "fps": 20.0},
-            "gpio": {"pin_factory": "mock"},
-            "policy": {"accept": ["badge"]},
-            "store": {"path": str(folder / "state" / "qrgate.db")},
-            "mqtt": {"host": "127.0.0.1", "port": port, "retry_min_s": 0.2, "retry_max_s": 0.5},
-            "commands": {"enabled": False},
-        }
-    )
-    (folder / "state").mkdir()
+    config = badge_gate_config(frames, folder, port)
     with Store.open(config.store.path) as store:
         store.allowlist.add_all(
             [AllowEntry("B-1", name="Phạm Thị Lụa"), AllowEntry("B-2", name="Hoàng Đức Minh")]

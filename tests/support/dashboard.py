@@ -4,8 +4,10 @@ and a logged-in test client per role."""
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from starlette.testclient import TestClient
@@ -16,6 +18,9 @@ from monitor.dashboard.context import Dashboard, Settings
 from monitor.dashboard.db import DashboardStore, StorePool
 from monitor.dashboard.passwords import Cost
 from monitor.store import Store
+from tests.support.broker import port_open
+from tests.support.cli import QRGATE, ROOT
+from tests.support.gate import wait_until
 from tests.support.monitor_events import gate_event, record
 
 ZONE = "Asia/Ho_Chi_Minh"
@@ -48,6 +53,25 @@ def seed(url: str) -> None:
     for role in ROLES:
         new_user(accounts, role, role, PASSWORD, now_ms=0, cost=TEST_COST)
     accounts.close()
+
+
+def monitor_with_dashboard(
+    broker_url: str, db: str, port: int, client_id: str, log: Path, *extra: str
+) -> subprocess.Popen[bytes]:
+    """`qrgate monitor --quiet --http` as deployed; returns once its pages answer."""
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [*QRGATE, "monitor", "--quiet", "--broker", broker_url, "--db", db,
+             "--client-id", client_id, "--http", f"127.0.0.1:{port}", "--tz", ZONE, *extra],
+            cwd=ROOT,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    if not wait_until(lambda: port_open(port) or process.poll() is not None, 20):
+        process.kill()
+    if process.poll() is not None or not port_open(port):
+        raise RuntimeError(f"the monitor did not serve on {port}:\n{log.read_text()}")
+    return process
 
 
 def dashboard_for(url: str, **settings: object) -> Dashboard:
