@@ -111,7 +111,7 @@ def monitor(
     Shows a live table of gates and the latest events unless --quiet. Stop with Ctrl-C
     or SIGTERM: what has arrived is stored first.
     """
-    from monitor.retention import Retention, RetentionPolicy
+    from monitor.retention import Upkeep, UpkeepPolicy
     from monitor.state import LiveState
     from monitor.store import Store
     from monitor.subscriber import Broker, Settings, Subscriber
@@ -146,8 +146,7 @@ def monitor(
         state = running.enter_context(served(web, db, endpoint, prefix)) if web else LiveState()
         state.seed(store.gates(), store.recent_events(15))
         subscriber = Subscriber(settings, store, state)
-        if retain_days is not None:
-            running.callback(Retention(db, RetentionPolicy(retain_days)).start().stop)
+        running.callback(Upkeep(db, UpkeepPolicy(retain_days)).start().stop)
         try:
             with stop_on_sigterm() as stopping:
                 subscriber.start()

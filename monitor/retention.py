@@ -1,10 +1,16 @@
-"""Event retention: events older than so many days are deleted, now and then, and counted.
+"""The store's upkeep, hourly: event retention (events older than so many days are
+deleted and counted), and fresh query-planner statistics.
 
 Personal data is kept no longer than it serves (contact tracing looks back days, not
 years). Deleting runs in batches of one short transaction each, so the monitor's
 writer, which shares the database, waits at most one batch for the write lock. Time is
 the event's own `ts`, through the `(ts_ms)` index. The gaps report knows, per gate, the
 highest seq deleted, so deleted events are not reported as missing.
+
+SQLite plans its queries without statistics until something runs ANALYZE, and on
+millions of events the reports and the dashboard's pages are several times slower
+without them; a sampled ANALYZE each round keeps them current for a fraction of a
+second. (PostgreSQL's autovacuum does this on its own.)
 """
 
 from __future__ import annotations
@@ -26,9 +32,9 @@ BATCH = 10_000
 
 
 @dataclass(frozen=True)
-class RetentionPolicy:
-    days: float
-    every_s: float = 3600.0  # how often to look for old events
+class UpkeepPolicy:
+    retain_days: float | None = None  # None: keep every event
+    every_s: float = 3600.0
 
 
 def prune(store: Store, days: float, now_ms: int, batch: int = BATCH) -> int:
@@ -48,13 +54,13 @@ def prune(store: Store, days: float, now_ms: int, batch: int = BATCH) -> int:
     return deleted
 
 
-class Retention:
-    """A thread that prunes the store at start and then every `policy.every_s`."""
+class Upkeep:
+    """A thread that looks after the store at start and then every `policy.every_s`."""
 
     def __init__(
         self,
         url: str,
-        policy: RetentionPolicy,
+        policy: UpkeepPolicy,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.url = url
@@ -62,9 +68,9 @@ class Retention:
         self.clock = clock
         self.runs = 0
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="monitor-retention", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="monitor-upkeep", daemon=True)
 
-    def start(self) -> Retention:
+    def start(self) -> Upkeep:
         self._thread.start()
         return self
 
@@ -82,14 +88,16 @@ class Retention:
                 if self._stopping.wait(self.policy.every_s):
                     return
         except StoreError as error:
-            log.error("retention stopped: %s", error)
+            log.error("store upkeep stopped: %s", error)
         finally:
             if store is not None:
                 store.close()
 
     def _run_once(self, store: Store) -> None:
         try:
-            prune(store, self.policy.days, round(self.clock() * 1000))
+            if self.policy.retain_days is not None:
+                prune(store, self.policy.retain_days, round(self.clock() * 1000))
+            store.refresh_statistics()
         except StoreError as error:  # unavailable for now: the next round tries again
-            log.warning("retention: %s; trying again in %g s", error, self.policy.every_s)
+            log.warning("store upkeep: %s; trying again in %g s", error, self.policy.every_s)
         self.runs += 1

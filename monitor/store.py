@@ -402,6 +402,14 @@ class Store:
                 cursor.execute(sql(f"DELETE FROM events WHERE id IN ({marks_sql})"), ids)  # noqa: S608
         return len(rows)
 
+    def refresh_statistics(self) -> None:
+        """Sampled planner statistics for SQLite (PostgreSQL's autovacuum keeps its own)."""
+        if self.dialect.name == "sqlite":
+            with self._unavailable_as_error():
+                cursor = self._connected().cursor()
+                cursor.execute("PRAGMA analysis_limit = 1000")
+                cursor.execute("ANALYZE")
+
     def close(self) -> None:
         if self._connection is not None:
             self._connection.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 import time
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from monitor.dashboard.server import Bind, Tls, check_exposure
 from monitor.dashboard.text import fold
 from monitor.ingest import StatusRecord
 from monitor.records import GateRow
-from monitor.retention import Retention, RetentionPolicy, prune
+from monitor.retention import Upkeep, UpkeepPolicy, prune
 from monitor.store import Store
 from scanner.cli import run
 from tests.support.dashboard import PASSWORD, client_for, dashboard_for, seed
@@ -260,17 +261,20 @@ def test_retention_deletes_old_events_logs_the_count_and_keeps_gaps_true(
     store.close()
 
 
-def test_retention_thread_prunes_at_start_and_stops(tmp_path: Path) -> None:
+def test_upkeep_prunes_and_refreshes_statistics_at_start(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/m.db"
     store = Store(url)
     store.write(
         [record(gate_event(1, "2020-01-01T08:00")), record(gate_event(2, "2099-01-01T08:00"))]
     )
-    retention = Retention(url, RetentionPolicy(days=30, every_s=3600)).start()
-    assert wait_until(lambda: retention.runs >= 1, 10)
-    retention.stop()
+    upkeep = Upkeep(url, UpkeepPolicy(retain_days=30, every_s=3600)).start()
+    assert wait_until(lambda: upkeep.runs >= 1, 10)
+    upkeep.stop()
     assert store.count_events() == 1
     store.close()
+    with sqlite3.connect(tmp_path / "m.db") as connection:
+        tables = {row[0] for row in connection.execute("SELECT tbl FROM sqlite_stat1")}
+    assert "events" in tables
 
 
 def test_dashboard_alone_follows_the_store(tmp_path: Path) -> None:

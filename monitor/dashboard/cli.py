@@ -108,11 +108,17 @@ def dashboard(ctx: click.Context, /, db: str, broker: str | None, prefix: str, *
             )
         except ValueError as error:
             raise click.BadParameter(str(error), param_hint="--broker") from None
-    with (
-        stop_on_sigterm() as stopping,
-        serving(db, options, broker=endpoint, prefix=prefix, feed_from_store=True),
-    ):
-        wait(stopping)
+    from monitor.retention import Upkeep, UpkeepPolicy
+
+    upkeep = Upkeep(db, UpkeepPolicy()).start()  # the planner's statistics, on SQLite
+    try:
+        with (
+            stop_on_sigterm() as stopping,
+            serving(db, options, broker=endpoint, prefix=prefix, feed_from_store=True),
+        ):
+            wait(stopping)
+    finally:
+        upkeep.stop()
 
 
 def wait(stopping: threading.Event) -> None:
