@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import threading
 
-from monitor.dashboard.text import fold, matches
+from monitor.dashboard.text import fold
 from monitor.records import EventRow, Person
 
 
 class PeopleIndex:
     def __init__(self) -> None:
         self._names: dict[str, dict[str | None, int]] = {}
+        self._folded: dict[tuple[str, str | None], str] = {}  # what a search reads
         self._lock = threading.Lock()
         self.loaded = threading.Event()
 
@@ -31,6 +32,8 @@ class PeopleIndex:
 
     def _note(self, subject: str, name: str | None, ts_ms: int) -> None:
         names = self._names.setdefault(subject, {})
+        if name not in names:
+            self._folded[(subject, name)] = f"{fold(subject)} {fold(name or '')}"
         names[name] = max(ts_ms, names.get(name, ts_ms))
 
     def search(self, query: str, limit: int = 50) -> list[Person]:
@@ -38,11 +41,13 @@ class PeopleIndex:
         subject first, then the most recently seen."""
         found: list[Person] = []
         wanted = fold(query)
+        words = wanted.split()
+        if not words:
+            return []
         with self._lock:
-            for subject, names in self._names.items():
-                for name, last_ms in names.items():
-                    if matches(query, subject, name):
-                        found.append(Person(subject, name, last_ms))
+            for (subject, name), text in self._folded.items():
+                if all(word in text for word in words):
+                    found.append(Person(subject, name, self._names[subject][name]))
         found.sort(key=lambda person: (fold(person.subject) != wanted, -person.last_ms))
         return found[:limit]
 

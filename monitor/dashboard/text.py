@@ -17,10 +17,3 @@ def fold(text: str) -> str:
     decomposed = unicodedata.normalize("NFD", text.translate(LETTERS))
     bare = "".join(char for char in decomposed if not unicodedata.combining(char))
     return " ".join(bare.casefold().split())
-
-
-def matches(query: str, *texts: str | None) -> bool:
-    """Every word of the query occurs, folded, in one of the texts."""
-    words = fold(query).split()
-    haystack = " ".join(fold(text) for text in texts if text)
-    return bool(words) and all(word in haystack for word in words)
