@@ -9,8 +9,9 @@
    Date.now()): p50, p99, max. Baseline: a bare SSE echo (a minimal Starlette stream
    and a page that appends each message) in the same browser, at the same rate.
 2. Pages on 1,000,000 generated events (2,000 people x 250 days, SQLite, as the monitor
-   keeps it: with the sampled statistics of its hourly upkeep): server time per page through the ASGI app (query, template,
-   response), median of 3, against the bare query of that page.
+   keeps it: with the sampled statistics of its hourly upkeep): server time per page
+   through the ASGI app (query, template, response), median of 3, against the bare
+   query of that page.
 3. Fifty browsers on the live stream: `qrgate monitor --http` as its own process, 50
    SSE connections to /live/events while a gate publishes 20 events/s for 15 s: the
    monitor's CPU and memory, against the same monitor with no browser, and a bare SSE
