@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from monitor.dashboard import i18n
+from monitor.dashboard.context import Dashboard
 from monitor.dashboard.errors import DashboardError
 from monitor.dashboard.feed import Feed, PublishingState, StorePoller, event_row
 from monitor.dashboard.gatecards import card
@@ -50,9 +51,15 @@ def test_hub_resumes_after_the_last_id_and_says_when_too_much_was_missed() -> No
     assert hub.since(99).missed  # an id from before a restart
 
 
-def stream_text(dash: object, path: str, headers: dict[str, str] | None = None) -> str:
-    with client_for(dash, "officer") as client:  # type: ignore[arg-type]
-        dash.hub.close()  # type: ignore[attr-defined]
+def seeded(folder: Path) -> Dashboard:
+    url = f"sqlite:///{folder}/m.db"
+    seed(url)
+    return dashboard_for(url)
+
+
+def stream_text(dash: Dashboard, path: str, headers: dict[str, str] | None = None) -> str:
+    with client_for(dash, "officer") as client:
+        dash.hub.close()
         with client.stream("GET", path, headers=headers or {}) as response:
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
@@ -60,9 +67,7 @@ def stream_text(dash: object, path: str, headers: dict[str, str] | None = None) 
 
 
 def test_event_stream_sends_each_new_event_with_its_id_from_last_event_id(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/m.db"
-    seed(url)
-    dash = dashboard_for(url)
+    dash = seeded(tmp_path)
     state = PublishingState(Feed(dash.hub, dash.people))
     events = [
         record(gate_event(seq, f"2026-03-02T0{seq}:00", subject=f"S-{seq}", name="Trần Thị Hà"))
@@ -85,9 +90,7 @@ def test_event_stream_sends_each_new_event_with_its_id_from_last_event_id(tmp_pa
 
 
 def test_a_stream_that_missed_too_much_is_told_to_reload(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/m.db"
-    seed(url)
-    dash = dashboard_for(url)
+    dash = seeded(tmp_path)
     dash.hub = Hub(capacity=2)
     for _ in range(4):
         dash.hub.publish("gates")
@@ -97,12 +100,10 @@ def test_a_stream_that_missed_too_much_is_told_to_reload(tmp_path: Path) -> None
 
 
 def test_gates_stream_redraws_the_grid_with_the_new_state(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/m.db"
-    seed(url)
-    dash = dashboard_for(url)
+    dash = seeded(tmp_path)
     state = PublishingState(Feed(dash.hub, dash.people))
     status = StatusRecord("f1", "in-1", "offline", None, "1.0", 1)
-    store = Store(url)
+    store = Store(dash.settings.db_url)
     store.write([status])
     store.close()
     state.stored([status], [])
@@ -113,9 +114,7 @@ def test_gates_stream_redraws_the_grid_with_the_new_state(tmp_path: Path) -> Non
 
 
 def test_viewer_streams_carry_no_names(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/m.db"
-    seed(url)
-    dash = dashboard_for(url)
+    dash = seeded(tmp_path)
     event = record(gate_event(9, "2026-03-02T05:00", subject="S-9", name="Trần Thị Hà"))
     dash.hub.publish("event", event_row(event))
     with client_for(dash, "viewer") as client:
