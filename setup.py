@@ -5,6 +5,12 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
+DASHBOARD = [
+    "starlette>=0.40",
+    "uvicorn>=0.30",
+    "jinja2>=3.1",
+    "python-multipart>=0.0.9",  # Starlette's form parser
+]
 
 # Raspberry Pi OS Bookworm (64-bit: aarch64, Python 3.11): picamera2 comes from apt, built
 # against apt's numpy 1.24, and the venv sees it through --system-site-packages. numpy 2
@@ -40,6 +46,7 @@ setup(
         "firmware": ["py.typed"],
         "mqtt": ["py.typed"],
         "monitor": ["py.typed"],
+        "monitor.dashboard": ["templates/*.html", "static/*"],
     },
     install_requires=[
         "click>=8.1",
@@ -68,6 +75,8 @@ setup(
         "pi": ["RPi.GPIO>=0.7; platform_machine=='aarch64'"],
         "webcam": OPENCV,
         "central": ["psycopg[binary]>=3.1"],
+        # The monitor's web dashboard (`qrgate monitor --http`, `qrgate dashboard`).
+        "dashboard": DASHBOARD,
         "dev": [
             "pytest>=8",
             "pytest-timeout>=2.2",
@@ -79,6 +88,9 @@ setup(
             "psycopg[binary]>=3.1",
             *OPENCV,
             "py-spy>=0.3",  # bench.gate: which of the daemon's threads uses the CPU
+            *DASHBOARD,
+            "httpx2>=2.0",  # Starlette's test client
+            "selenium>=4.20",  # drives Debian's chromium through its chromedriver
         ],
     },
     entry_points={"console_scripts": ["qrgate=scanner.cli:main"]},

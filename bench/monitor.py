@@ -238,14 +238,15 @@ def generated(people: int, days: int) -> Iterator[tuple[object, ...]]:
             )  # fmt: skip
 
 
-def fill_sqlite(url: str, people: int, days: int) -> None:
+def fill_sqlite(url: str, people: int, days: int, analyze: bool = True) -> None:
     Store(url).close()
     connection = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
     marks = ", ".join("?" * len(EVENT_COLUMNS))
     connection.execute("BEGIN")
     connection.executemany(f"INSERT INTO events VALUES ({marks})", generated(people, days))  # noqa: S608
     connection.execute("COMMIT")
-    connection.execute("ANALYZE")
+    if analyze:
+        connection.execute("ANALYZE")
     connection.close()
 
 

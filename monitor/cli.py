@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
 from types import FrameType
@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
+
+from monitor.dashboard.options import http_options
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,19 @@ def db_option(func: F) -> F:
 @click.option("--key-file", type=ExistingFile, help="Client certificate's private key (TLS).")
 @click.option("--username", default=None, help="MQTT user name.")
 @click.option("--password-file", type=ExistingFile, help="File holding the MQTT password.")
+@click.option(
+    "--http",
+    default=None,
+    help="Also serve the web dashboard on HOST:PORT (e.g. 127.0.0.1:8080; loopback unless "
+    "TLS or --insecure). Needs the `dashboard` extra.",
+)
+@click.option(
+    "--retain-days",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Delete events older than this many days (checked hourly; default: keep all).",
+)
+@http_options
 def monitor(
     *,
     broker: str,
@@ -86,6 +101,9 @@ def monitor(
     key_file: Path | None,
     username: str | None,
     password_file: Path | None,
+    http: str | None,
+    retain_days: float | None,
+    **dashboard: Any,
 ) -> None:
     """Subscribe to every gate's events, status and health; store events once each.
 
@@ -93,6 +111,7 @@ def monitor(
     Shows a live table of gates and the latest events unless --quiet. Stop with Ctrl-C
     or SIGTERM: what has arrived is stored first.
     """
+    from monitor.retention import Upkeep, UpkeepPolicy
     from monitor.state import LiveState
     from monitor.store import Store
     from monitor.subscriber import Broker, Settings, Subscriber
@@ -121,18 +140,44 @@ def monitor(
         shared_group=shared_group,
         session_expiry_s=session_expiry,
     )
+    web = dashboard_settings(http, dashboard)
     store = Store(db)
-    state = LiveState()
-    state.seed(store.gates(), store.recent_events(15))
-    subscriber = Subscriber(settings, store, state)
+    with ExitStack() as running:
+        state = running.enter_context(served(web, db, endpoint, prefix)) if web else LiveState()
+        state.seed(store.gates(), store.recent_events(15))
+        subscriber = Subscriber(settings, store, state)
+        running.callback(Upkeep(db, UpkeepPolicy(retain_days)).start().stop)
+        try:
+            with stop_on_sigterm() as stopping:
+                subscriber.start()
+                (wait_quietly if quiet else show_live)(state, stopping)
+        finally:
+            subscriber.stop()
+            store.close()
+            log.info("stopped; %s", state.snapshot().counters)
+
+
+def dashboard_settings(http: str | None, options: dict[str, Any]) -> Any:
+    from monitor.dashboard.options import collect
+
+    return None if http is None else collect(http, **options)
+
+
+@contextmanager
+def served(options: Any, db: str, broker: Any, prefix: str) -> Iterator[Any]:
+    """The dashboard served beside the monitor; yields the live state that feeds it."""
     try:
-        with stop_on_sigterm() as stopping:
-            subscriber.start()
-            (wait_quietly if quiet else show_live)(state, stopping)
-    finally:
-        subscriber.stop()
-        store.close()
-        log.info("stopped; %s", state.snapshot().counters)
+        from monitor.dashboard.cli import serving
+        from monitor.dashboard.feed import Feed, PublishingState
+    except ImportError as error:
+        raise click.UsageError(
+            f"--http needs the dashboard extra (pip install 'qrgate[dashboard]'): {error}"
+        ) from None
+
+    with serving(db, options, broker=broker, prefix=prefix) as dash:
+        state = PublishingState(Feed(dash.hub, dash.people))
+        dash.monitor_state = state
+        yield state
 
 
 def read_secret(path: Path | None) -> str | None:

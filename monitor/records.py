@@ -87,3 +87,48 @@ class GateRow:
     def missing(self) -> int:
         """Events not received, counted from seq 1 to the highest seq seen."""
         return max(self.last_seq - self.events, 0)
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """One stored event as the dashboard lists it (every v1 field a person reads)."""
+
+    id: str
+    ts_ms: int
+    site: str
+    gate: str
+    seq: int
+    direction: str
+    type: str
+    result: str | None
+    reason: str | None
+    credential: str | None
+    subject: str | None
+    name: str | None
+    latency_ms: float | None
+    detail: str | None
+    received_ms: int
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events to list: each field None means any; times are [from_ms, to_ms)."""
+
+    site: str | None = None
+    gate: str | None = None
+    direction: str | None = None
+    result: str | None = None
+    reason: str | None = None
+    credential: str | None = None
+    subject: str | None = None
+    from_ms: int | None = None
+    to_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class Person:
+    """A subject and a name their events carried, and when that name was last seen."""
+
+    subject: str
+    name: str | None
+    last_ms: int

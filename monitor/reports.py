@@ -256,7 +256,10 @@ def contacts_at(store: Store, site: str, person: Presence) -> Iterable[ContactRo
 
 def gaps(store: Store, site: str | None = None) -> Report:
     """Missing seq ranges per gate: events a gate sent that the store does not have."""
-    found: list[Gap] = store.gaps(site)
+    return gaps_report(store.gaps(site))
+
+
+def gaps_report(found: list[Gap]) -> Report:
     return Report(
         f"Gaps: {sum(gap.missing for gap in found)} events missing in {len(found)} ranges",
         (

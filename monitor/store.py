@@ -29,7 +29,7 @@ from monitor.ingest import (
     Rejected,
     StatusRecord,
 )
-from monitor.records import EventLine, Gap, GateRow, Scan
+from monitor.records import EventFilter, EventLine, EventRow, Gap, GateRow, Person, Scan
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +152,20 @@ ORDER BY site, gate, previous
 """
 # Far beyond any event's time: "before the end of time" without a special case.
 END_OF_TIME_MS = 2**62
+ROW_COLUMNS = (
+    "id, ts_ms, site, gate, seq, direction, type, result, reason, credential, subject, name,"
+    " latency_ms, detail, received_ms"
+)
+# Fields of EventFilter compared for equality, each a column of the same name.
+FILTER_COLUMNS = ("site", "gate", "direction", "result", "reason", "credential", "subject")
+# Events older than the retention are deleted; per gate, the highest seq deleted is kept
+# in `meta` under this prefix, so the events before it are not reported as missing.
+PRUNED_KEY = "pruned_seq:"
+OLDEST = "SELECT id, site, gate, seq FROM events WHERE ts_ms < ? ORDER BY ts_ms LIMIT ?"
+KEEP_PRUNED = """
+INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value
+WHERE CAST(meta.value AS BIGINT) < CAST(excluded.value AS BIGINT)
+"""
 
 
 @dataclass(frozen=True)
@@ -284,9 +298,78 @@ class Store:
         return [Scan(*row) for row in rows]
 
     def gaps(self, site: str | None = None) -> list[Gap]:
-        """Missing seq ranges per gate, from 1 up to the highest seq received."""
+        """Missing seq ranges per gate, from 1 (or above what the retention deleted) up to
+        the highest seq received."""
         where, params = ("WHERE site = ?", (site,)) if site else ("", ())
-        return [Gap(*row) for row in self._read(GAPS.format(where=where), *params)]
+        marks = self.pruned_marks()
+        found = [
+            above_mark(Gap(*row), marks.get((row[0], row[1]), 0))
+            for row in self._read(GAPS.format(where=where), *params)
+        ]
+        return [gap for gap in found if gap.first <= gap.last]
+
+    def gaps_of(self, gates: Sequence[tuple[str, str]]) -> list[Gap]:
+        """Missing seq ranges of these gates only, each read through the (site, gate, seq)
+        index; events deleted by the retention are not missing."""
+        found: list[Gap] = []
+        marks = self.pruned_marks()
+        for site, gate in sorted(set(gates)):
+            where = "WHERE site = ? AND gate = ?"
+            rows = self._read(GAPS.format(where=where), site, gate)
+            found.extend(above_mark(Gap(*row), marks.get((site, gate), 0)) for row in rows)
+        return [gap for gap in found if gap.first <= gap.last]
+
+    def pruned_marks(self) -> dict[tuple[str, str], int]:
+        """Per gate, the highest seq the retention deleted."""
+        end = PRUNED_KEY[:-1] + chr(ord(PRUNED_KEY[-1]) + 1)
+        rows = self._read("SELECT key, value FROM meta WHERE key >= ? AND key < ?", PRUNED_KEY, end)
+        marks = {}
+        for key, value in rows:
+            site, _, gate = key.removeprefix(PRUNED_KEY).partition("/")
+            marks[(site, gate)] = int(value)
+        return marks
+
+    def events(
+        self, where: EventFilter, before: tuple[int, str] | None = None, limit: int = 50
+    ) -> list[EventRow]:
+        """Events matching `where`, newest first; `before` (ts_ms, id) pages to older ones."""
+        # On SQLite `+column` keeps a filter from choosing its own index: the newest rows
+        # are then read through the time index and the scan stops at `limit` matches,
+        # instead of sorting, say, a whole gate's events by time.
+        conditions, params = event_conditions(where, "+" if self.dialect.name == "sqlite" else "")
+        if before is not None:
+            conditions.append("(ts_ms < ? OR (ts_ms = ? AND id < ?))")
+            params += [before[0], before[0], before[1]]
+        clause = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        rows = self._read(
+            f"SELECT {ROW_COLUMNS} FROM events {clause} ORDER BY ts_ms DESC, id DESC LIMIT ?",  # noqa: S608
+            *params,
+            limit,
+        )
+        return [EventRow(*row) for row in rows]
+
+    def events_after(self, site: str, gate: str, seq: int, limit: int = 500) -> list[EventRow]:
+        """A gate's events above `seq`, in seq order (through the (site, gate, seq) index)."""
+        rows = self._read(
+            f"SELECT {ROW_COLUMNS} FROM events WHERE site = ? AND gate = ? AND seq > ?"  # noqa: S608
+            " ORDER BY seq LIMIT ?",
+            site,
+            gate,
+            seq,
+            limit,
+        )
+        return [EventRow(*row) for row in rows]
+
+    def people(self) -> list[Person]:
+        """Every subject with each name their events carried, and when it was last seen."""
+        rows = self._read(
+            "SELECT subject, name, MAX(ts_ms) FROM events WHERE subject IS NOT NULL"
+            " GROUP BY subject, name"
+        )
+        return [Person(*row) for row in rows]
+
+    def sites(self) -> list[str]:
+        return [row[0] for row in self._read("SELECT DISTINCT site FROM gates ORDER BY site")]
 
     def count_events(self) -> int:
         return int(self._read("SELECT COUNT(*) FROM events")[0][0])
@@ -299,6 +382,36 @@ class Store:
             limit,
         )
         return [(row[0], row[1], row[2], bytes(row[3])) for row in rows]
+
+    # ---- retention -----------------------------------------------------------------
+
+    def delete_events_before(self, cutoff_ms: int, limit: int = 10_000) -> int:
+        """Delete up to `limit` of the oldest events with ts_ms < cutoff_ms, in one
+        transaction; returns how many. Per gate the highest seq deleted is remembered."""
+        sql = self.dialect.sql
+        with self._transaction(self.dialect.begin_write) as cursor:
+            cursor.execute(sql(OLDEST), (cutoff_ms, limit))
+            rows = cursor.fetchall()
+            highest: dict[str, int] = {}
+            for _, site, gate, seq in rows:
+                key = f"{PRUNED_KEY}{site}/{gate}"
+                highest[key] = max(seq, highest.get(key, 0))
+            marks = [(key, str(seq)) for key, seq in highest.items()]
+            if marks:
+                cursor.executemany(sql(KEEP_PRUNED), marks)
+            for start in range(0, len(rows), INSERT_CHUNK):
+                ids = [row[0] for row in rows[start : start + INSERT_CHUNK]]
+                marks_sql = ", ".join("?" * len(ids))
+                cursor.execute(sql(f"DELETE FROM events WHERE id IN ({marks_sql})"), ids)  # noqa: S608
+        return len(rows)
+
+    def refresh_statistics(self) -> None:
+        """Sampled planner statistics for SQLite (PostgreSQL's autovacuum keeps its own)."""
+        if self.dialect.name == "sqlite":
+            with self._unavailable_as_error():
+                cursor = self._connected().cursor()
+                cursor.execute("PRAGMA analysis_limit = 1000")
+                cursor.execute("ANALYZE")
 
     def close(self) -> None:
         if self._connection is not None:
@@ -431,6 +544,29 @@ def subject_filters(site: str | None, subject: str | None) -> tuple[str, list[st
         parts.append(" AND subject = ?")
         params.append(subject)
     return "".join(parts), params
+
+
+def event_conditions(where: EventFilter, prefix: str = "") -> tuple[list[str], list[object]]:
+    """SQL conditions from fixed text for a filter; the values are bound parameters."""
+    conditions: list[str] = []
+    params: list[object] = []
+    for column in FILTER_COLUMNS:
+        value = getattr(where, column)
+        if value is not None:
+            conditions.append(f"{prefix}{column} = ?")
+            params.append(value)
+    if where.from_ms is not None:
+        conditions.append("ts_ms >= ?")
+        params.append(where.from_ms)
+    if where.to_ms is not None:
+        conditions.append("ts_ms < ?")
+        params.append(where.to_ms)
+    return conditions, params
+
+
+def above_mark(gap: Gap, mark: int) -> Gap:
+    """The part of a gap above what the retention deleted (empty: first > last)."""
+    return gap if gap.first > mark else Gap(gap.site, gap.gate, mark + 1, gap.last)
 
 
 def resolve(url: str, *, create: bool) -> tuple[Dialect, Any]:

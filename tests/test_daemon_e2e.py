@@ -24,7 +24,7 @@ from scanner.state.store import AllowEntry, Store
 from tests.support.broker import Mosquitto
 from tests.support.cli import ROOT, qrgate
 from tests.support.gate import wait_until
-from tests.support.gateproc import GateProcess, outbox_rows, write_config
+from tests.support.gateproc import GateProcess, badge_gate_config, outbox_rows, write_config
 from tests.support.notify import NotifySocket
 from tests.support.recorder import Recorder, check_stream, retained
 
@@ -158,7 +158,6 @@ def test_a_scripted_day_at_the_gate(mosquitto: Mosquitto, monitor_db: str, tmp_p
 
 def badge_kit(folder: Path, port: int) -> Kit:
     """A short scene: six badges, three of them allowlisted, shown at 20 fps."""
-    from scanner.config import parse_config
     from scanner.demo.scenario import Step
 
     frames = folder / "camera"
@@ -172,17 +171,7 @@ def badge_kit(folder: Path, port: int) -> Kit:
         for frame in [card_frame(scene, badge, tilt=0.0)] * 3 + [scene] * 2:
             number += 1
             Image.fromarray(frame).save(frames / f"{number:04d}.png", compress_level=1)
-    config = parse_config(
-        {
-            "camera": {"source": f"replay:{frames}", "fps": 20.0},
-            "gpio": {"pin_factory": "mock"},
-            "policy": {"accept": ["badge"]},
-            "store": {"path": str(folder / "state" / "qrgate.db")},
-            "mqtt": {"host": "127.0.0.1", "port": port, "retry_min_s": 0.2, "retry_max_s": 0.5},
-            "commands": {"enabled": False},
-        }
-    )
-    (folder / "state").mkdir()
+    config = badge_gate_config(frames, folder, port)
     with Store.open(config.store.path) as store:
         store.allowlist.add_all(AllowEntry(f"B-{index}") for index in range(3))
     return Kit(folder, config, tuple(steps), ())

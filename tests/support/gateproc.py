@@ -15,6 +15,24 @@ from scanner.config import Config
 from tests.support.cli import QRGATE, ROOT
 
 
+def badge_gate_config(frames: Path, folder: Path, port: int) -> Config:
+    """A gate reading badges from replayed frames at 20 fps, mock pins, a local broker,
+    its store under `folder/state`."""
+    from scanner.config import parse_config
+
+    (folder / "state").mkdir(parents=True, exist_ok=True)
+    return parse_config(
+        {
+            "camera": {"source": f"replay:{frames}", "fps": 20.0},
+            "gpio": {"pin_factory": "mock"},
+            "policy": {"accept": ["badge"]},
+            "store": {"path": str(folder / "state" / "qrgate.db")},
+            "mqtt": {"host": "127.0.0.1", "port": port, "retry_min_s": 0.2, "retry_max_s": 0.5},
+            "commands": {"enabled": False},
+        }
+    )
+
+
 def write_config(config: Config, path: Path) -> Path:
     """The config as the TOML file a gate would read (what check-config prints)."""
     path.write_text(render_toml(config) + "\n", encoding="utf-8")
