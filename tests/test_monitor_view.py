@@ -53,6 +53,7 @@ def test_gates_events_and_counters_are_shown() -> None:
         "1 min",
         "2",
         "1",
+        "NOT ENROLLED",
         "4",
         "30.0",
         "1.2",
@@ -83,4 +84,4 @@ def test_health_read_leniently() -> None:
     state.stored([HealthRecord("f1", "g", odd, NOW_MS)], [])
     line = next(line for line in screen(state).splitlines() if " g " in line)
     cells = [cell.strip() for cell in line.split("│")[1:-1]]
-    assert cells[7:11] == ["lots", "True", "", "08:59:30"]
+    assert cells[8:12] == ["", "", "", "08:59:30"]  # what is not a number shows blank
