@@ -3,6 +3,9 @@
 Times are ISO 8601 with milliseconds: UTC (`...Z`) unless a time zone is asked for,
 then with that zone's offset (`...+07:00`). Durations are seconds in CSV and JSON,
 H:MM:SS in the table. Intervals are ISO 8601 `start/end` pairs.
+
+Names and subjects come from scanned cards: a CSV cell that a spreadsheet would run as a
+formula is escaped, and the table shows no control characters (see monitor.text).
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from monitor.reports import Column, Interval, Report, format_hms
+from monitor.text import csv_cell, printable
 
 FORMATS = ("table", "csv", "json")
 
@@ -64,7 +69,7 @@ def shown(value: Any, column: Column, zone: tzinfo) -> str:
         case "intervals":
             return "\n".join(interval_text(interval, zone) for interval in value)
         case _:
-            return str(value)
+            return printable(str(value))
 
 
 def as_json(report: Report, zone: tzinfo = UTC) -> str:
@@ -93,16 +98,20 @@ def csv_value(value: Any, column: Column, zone: tzinfo) -> Any:
         return " ".join(interval_text(interval, zone) for interval in value)
     if column.kind == "flag":
         return "true" if value else "false"
-    return plain(value, column, zone)
+    flat = plain(value, column, zone)
+    return csv_cell(flat) if isinstance(flat, str) else flat
 
 
 def as_table(report: Report, zone: tzinfo = UTC) -> Table:
-    table = Table(title=report.title, title_justify="left")
+    # Cells are Text, never markup: a name like "[link=...]" is shown as written.
+    table = Table(title=Text(printable(report.title)), title_justify="left")
     for column in report.columns:
         numeric = column.kind in ("duration", "count")
         table.add_column(column.header, justify="right" if numeric else "left", overflow="fold")
     for row in report.rows:
-        table.add_row(*(shown(getattr(row, column.key), column, zone) for column in report.columns))
+        table.add_row(
+            *(Text(shown(getattr(row, column.key), column, zone)) for column in report.columns)
+        )
     return table
 
 

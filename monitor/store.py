@@ -140,6 +140,7 @@ SEQ_RATE = 50
 SEQ_SLACK = 10_000
 FIRST_SEQ_MAX = 100_000_000
 PRUNE_EVERY_MS = 3600 * 1000
+SCHEMA_ROW = "SELECT value FROM meta WHERE key = 'schema'"
 SET_STATUS = """
 INSERT INTO gates (site, gate, state, state_ts, version, state_received_ms)
 VALUES (?, ?, ?, ?, ?, ?)
@@ -222,6 +223,7 @@ class Dialect:
     refused: tuple[type[BaseException], ...]
     missing_table: tuple[type[BaseException], ...] = ()
     placeholder: str = "?"
+    lock: str = ""  # what makes a SELECT lock its rows until the transaction ends
 
     def sql(self, text: str) -> str:
         return text if self.placeholder == "?" else text.replace("?", self.placeholder)
@@ -254,6 +256,7 @@ def postgres_dialect() -> Dialect:
         refused=(psycopg.DataError, psycopg.IntegrityError, OverflowError, UnicodeError),
         missing_table=(psycopg.errors.UndefinedTable,),
         placeholder="%s",
+        lock=" FOR UPDATE",
     )
 
 
@@ -523,18 +526,20 @@ class Store:
         )
 
     def _migrate(self) -> None:
-        """Bring a store of an earlier version up to SCHEMA_VERSION, one step a transaction."""
-        version = self._schema_version()
-        while version in MIGRATIONS:
+        """Bring a store of an earlier version up to SCHEMA_VERSION, one step a transaction.
+        The version is read again under the write lock: of two processes opening an old
+        store at once, one upgrades it and the other finds it done."""
+        while self._schema_version() in MIGRATIONS:
             with self._transaction(self.dialect.begin_write) as cursor:
-                for statement in MIGRATIONS[version]:
+                cursor.execute(SCHEMA_ROW + self.dialect.lock)
+                version = int(cursor.fetchone()[0])
+                for statement in MIGRATIONS.get(version, ()):
                     cursor.execute(statement)
-                version += 1
                 cursor.execute(
                     self.dialect.sql("UPDATE meta SET value = ? WHERE key = 'schema'"),
-                    (str(version),),
+                    (str(version + 1 if version in MIGRATIONS else version),),
                 )
-            log.info("monitor store %s upgraded to schema %d", redact(self.url), version)
+            log.info("monitor store %s at schema %d", redact(self.url), self._schema_version())
 
     def _schema_version(self) -> int:
         absent: tuple[type[BaseException], ...] = (

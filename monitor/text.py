@@ -29,6 +29,8 @@ def printable(text: str, limit: int | None = None) -> str:
 
 
 def csv_cell(text: str) -> str:
-    """A CSV cell a spreadsheet shows as text: a leading formula character is escaped with
-    a quote (OWASP's advice), which the spreadsheet hides and a CSV reader keeps."""
-    return "'" + text if text.startswith(FORMULA_START) else text
+    """A CSV cell a spreadsheet shows as text: without control characters (a raw CR breaks
+    the row, ESC reaches whoever `cat`s the file), and a leading formula character escaped
+    with a quote (OWASP's advice), which the spreadsheet hides and a CSV reader keeps."""
+    cleaned = printable(text)
+    return "'" + cleaned if cleaned.startswith(FORMULA_START) else cleaned

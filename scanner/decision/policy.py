@@ -269,7 +269,7 @@ class Policy:
             jti=None, subject=subject, now=now
         ):
             reason = "revoked"
-        return Verdict(reason, kind, subject, name or entry.name)
+        return Verdict(reason, kind, subject, entry.name or name)
 
     def _remember_passage(self, subject: str, now: float) -> None:
         self._passages.mark(subject, now)
