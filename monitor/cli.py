@@ -6,6 +6,7 @@ import logging
 import re
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -72,6 +73,26 @@ def db_option(func: F) -> F:
 @click.option("--key-file", type=ExistingFile, help="Client certificate's private key (TLS).")
 @click.option("--username", default=None, help="MQTT user name.")
 @click.option("--password-file", type=ExistingFile, help="File holding the MQTT password.")
+@click.option(
+    "--enrolled-only",
+    is_flag=True,
+    help="Set aside the events of gates with no enrolled key (qrgate gates enroll), "
+    "instead of storing them as not authenticated.",
+)
+@click.option(
+    "--keep-rejects",
+    type=click.IntRange(1, 10_000_000),
+    default=10_000,
+    show_default=True,
+    help="Messages set aside that the store keeps (the newest).",
+)
+@click.option(
+    "--rejects-days",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Days a message set aside is kept.",
+)
 def monitor(
     *,
     broker: str,
@@ -86,6 +107,9 @@ def monitor(
     key_file: Path | None,
     username: str | None,
     password_file: Path | None,
+    enrolled_only: bool,
+    keep_rejects: int,
+    rejects_days: float,
 ) -> None:
     """Subscribe to every gate's events, status and health; store events once each.
 
@@ -94,7 +118,7 @@ def monitor(
     or SIGTERM: what has arrived is stored first.
     """
     from monitor.state import LiveState
-    from monitor.store import Store
+    from monitor.store import RejectLimits, Store
     from monitor.subscriber import Broker, Settings, Subscriber
 
     if (cert_file is None) != (key_file is None):
@@ -120,8 +144,10 @@ def monitor(
         prefix=prefix,
         shared_group=shared_group,
         session_expiry_s=session_expiry,
+        enrolled_only=enrolled_only,
     )
-    store = Store(db)
+    rejects = RejectLimits(max_rows=keep_rejects, max_age_ms=round(rejects_days * 86_400_000))
+    store = Store(db, rejects=rejects)
     state = LiveState()
     state.seed(store.gates(), store.recent_events(15))
     subscriber = Subscriber(settings, store, state)
@@ -165,6 +191,13 @@ def wait_quietly(state: Any, stopping: threading.Event) -> None:
     while not stopping.wait(STATS_EVERY_S):
         snapshot = state.snapshot()
         log.info("%s; broker %s", snapshot.counters, "connected" if snapshot.connected else "down")
+        unenrolled = [
+            f"{gate.site}/{gate.gate}"
+            for gate in snapshot.gates
+            if (gate.site, gate.gate) not in snapshot.enrolled
+        ]
+        if unenrolled:
+            log.warning("not enrolled, events not authenticated: %s", ", ".join(unenrolled))
 
 
 def show_live(state: Any, stopping: threading.Event) -> None:
@@ -296,14 +329,28 @@ def gaps(site: str | None, db: str, form: str, zone: tzinfo) -> None:
 
 
 @contextmanager
-def opened(db: str) -> Iterator[Any]:
+def opened(db: str, create: bool = False) -> Iterator[Any]:
+    """The store for one command; a report's reader learns, on stderr, what in the store
+    nothing vouches for (events of gates not enrolled, seq jumps)."""
     from monitor.store import Store
 
-    store = Store(db, create=False)
+    store = Store(db, create=create)
     try:
         yield store
+        note_what_is_not_vouched_for(store)
     finally:
         store.close()
+
+
+def note_what_is_not_vouched_for(store: Any) -> None:
+    from monitor.output import trust_notes
+
+    enrolled = {(key.site, key.gate) for key in store.enrolled_keys()}
+    rows = [
+        (row.site, row.gate, row.unauthenticated, row.flagged, (row.site, row.gate) in enrolled)
+        for row in store.gates()
+    ]
+    trust_notes(rows, sys.stderr)
 
 
 def show(found: Any, form: str, zone: tzinfo) -> None:

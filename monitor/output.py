@@ -15,7 +15,7 @@ import io
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -123,3 +123,19 @@ def render(report: Report, form: str, zone: tzinfo, console: Console) -> None:
     else:
         text = writers[form](report, zone)
         console.file.write(text if text.endswith("\n") else text + "\n")
+
+
+def trust_notes(rows: list[tuple[str, str, int, int, bool]], out: TextIO) -> None:
+    """What a report cannot vouch for: (site, gate, unauthenticated, seq jumps, enrolled)."""
+    for site, gate, unauthenticated, jumps, enrolled in rows:
+        if unauthenticated:
+            why = "stored before its key was enrolled" if enrolled else "its key is not enrolled"
+            out.write(
+                f"note: {unauthenticated} event(s) of {site}/{gate} are not authenticated"
+                f" ({why}; see `qrgate gates list`)\n"
+            )
+        if jumps:
+            out.write(
+                f"note: {jumps} event(s) of {site}/{gate} had a seq beyond belief: left out"
+                " of the gaps\n"
+            )

@@ -257,8 +257,12 @@ def contacts_at(store: Store, site: str, person: Presence) -> Iterable[ContactRo
 def gaps(store: Store, site: str | None = None) -> Report:
     """Missing seq ranges per gate: events a gate sent that the store does not have."""
     found: list[Gap] = store.gaps(site)
+    title = f"Gaps: {sum(gap.missing for gap in found)} events missing in {len(found)} ranges"
+    jumps = store.seq_jumps(site)
+    if jumps:
+        title += f" (not counting {len(jumps)} event(s) whose seq was beyond belief)"
     return Report(
-        f"Gaps: {sum(gap.missing for gap in found)} events missing in {len(found)} ranges",
+        title,
         (
             Column("site", "site"),
             Column("gate", "gate"),

@@ -48,8 +48,6 @@ DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 15.0
 QUEUE_POLL_S = 0.2
-# Keys enrolled while the monitor runs (`qrgate gates enroll`) apply within this time.
-ENROLLMENT_REFRESH_S = 5.0
 REJECTS_LOGGED = 3  # per batch; the rest are counted
 
 
@@ -91,6 +89,8 @@ class Settings:
     receive_maximum: int = 1000
     max_batch: int = 500
     enrolled_only: bool = False  # set aside events of gates with no enrolled key
+    # Keys enrolled while the monitor runs (`qrgate gates enroll`) apply within this time.
+    enrollment_refresh_s: float = 5.0
 
     def __post_init__(self) -> None:
         if self.shared_group is not None:
@@ -249,7 +249,7 @@ class Subscriber:
         """Re-read the enrolled keys now and then: `qrgate gates enroll` writes the store."""
         now = time.monotonic()
         read_at = self._enrollment_read_at
-        if read_at is not None and now - read_at < ENROLLMENT_REFRESH_S:
+        if read_at is not None and now - read_at < self.settings.enrollment_refresh_s:
             return
         self._enrollment_read_at = now
         try:

@@ -17,6 +17,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from monitor.store import Store
+from mqtt.signing import EventSigner, public_text
 from scanner.cli import run
 from tests.support.broker import Mosquitto
 from tests.support.cli import QRGATE
@@ -223,6 +224,16 @@ def test_no_report_table_hands_a_terminal_control_characters(
     assert "[bold]markup" in out  # shown as written, not as rich markup
 
 
+def test_reports_say_which_gates_nothing_authenticates(
+    day_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = report(capsys, "onsite", "--db", day_db, "--format", "json")
+    assert code == 0
+    json.loads(out)  # the notes stay out of the report itself
+    assert "note: 3 event(s) of f1/in-1 are not authenticated (its key is not enrolled" in err
+    assert "note: 1 event(s) of f1/out-1 are not authenticated" in err
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
@@ -268,3 +279,47 @@ def test_monitor_help_names_the_default_store() -> None:
         env={**os.environ, "COLUMNS": "200"},
     )
     assert "sqlite:///./qrgate-monitor.db" in done.stdout
+
+
+def test_gates_are_enrolled_listed_and_removed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = f"sqlite:///{tmp_path}/keys.db"
+    public = public_text(EventSigner.load_or_create(tmp_path / "k.pem").public)
+
+    def gates(*args: str) -> tuple[int, str, str]:
+        code = run(["gates", *args, "--db", db])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    assert gates("enroll", "f1", public)[0] == 2
+    code, _, err = gates("enroll", "f1/g1", "AAAA")
+    assert (code, "43 base64url characters" in err) == (2, True)
+    code, out, _ = gates("enroll", "f1/g1", public)
+    assert code == 0
+    kid = out.split()[2]
+    assert out == f"f1/g1: key {kid} enrolled\n"
+    assert gates("enroll", "f1/g1", public)[1] == f"f1/g1: key {kid} already enrolled\n"
+    listed = gates("list")[1].splitlines()
+    assert listed[1].split() == ["f1/g1", "unknown", "0", "0", "0", kid]
+    assert gates("remove", "f1/g1")[1] == "f1/g1: 1 key(s) removed\n"
+    code, _, err = gates("remove", "f1/g1", kid)
+    assert (code, "has no such key enrolled" in err) == (1, True)
+
+
+def test_event_key_shows_the_gate_s_public_key_and_how_to_enroll_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "gate.toml"
+    config.write_text(f'[store]\npath = "{tmp_path}/state/qrgate.db"\n')
+    assert run(["event-key", "-c", str(config)]) == 0
+    out, err = capsys.readouterr()
+    assert "made a new event key" in err
+    key = tmp_path / "state" / "event-key.pem"
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    public = public_text(EventSigner.load(key).public)
+    assert f"public key  {public}\n" in out
+    assert f"qrgate gates enroll factory-1/gate-1 {public} --db URL" in out
+    assert run(["event-key", "-c", str(config), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["site"], shown["gate"], shown["x"]) == ("factory-1", "gate-1", public)

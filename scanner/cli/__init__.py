@@ -27,6 +27,8 @@ COMMANDS: dict[str, str] = {
     "decode": "scanner.cli.decode_cmd:decode",
     "monitor": "monitor.cli:monitor",
     "report": "monitor.cli:report",
+    "gates": "monitor.gates_cli:gates",
+    "event-key": "scanner.cli.eventkey_cmd:event_key",
     "cmd": "scanner.cli.cmd_cmd:cmd",
     "outbox": "scanner.cli.outbox_cmd:outbox",
     "doctor": "scanner.cli.doctor_cmd:doctor",
