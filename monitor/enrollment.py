@@ -13,6 +13,7 @@ with `required` (`qrgate monitor --enrolled-only`) they are set aside instead.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -20,6 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from mqtt.events import Event
 from mqtt.signing import Signed, key_id, parse_public, verify
+
+log = logging.getLogger(__name__)
 
 GateKey = tuple[str, str]  # (site, gate)
 
@@ -50,9 +53,21 @@ class Enrollment:
 
     @classmethod
     def of(cls, enrolled: Iterable[EnrolledKey], required: bool = False) -> Enrollment:
+        """From the store's rows; a row that holds no key (edited by hand) enrolls its gate
+        with no usable key, so that gate's events are set aside rather than trusted."""
         keys: dict[GateKey, dict[str, ed25519.Ed25519PublicKey]] = {}
         for item in enrolled:
-            keys.setdefault((item.site, item.gate), {})[item.kid] = parse_public(item.public)
+            gate_keys = keys.setdefault((item.site, item.gate), {})
+            try:
+                gate_keys[item.kid] = parse_public(item.public)
+            except ValueError as error:
+                log.error(
+                    "enrolled key %s of %s/%s is unusable: %s",
+                    item.kid,
+                    item.site,
+                    item.gate,
+                    error,
+                )
         return cls(keys, required)
 
     @property
