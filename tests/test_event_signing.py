@@ -189,3 +189,16 @@ def test_a_malformed_public_key_is_refused() -> None:
     for text in ("", "x" * 43 + "=", "A" * 44, "not base64url at all, nope, 43 chars long!"):
         with pytest.raises(ValueError, match="43 base64url characters"):
             EnrolledKey.make("f1", "g1", text, 0)
+
+
+def test_a_stored_key_that_is_no_key_trusts_nothing(
+    gate_and_forger: tuple[Outbox, Outbox, Enrollment],
+) -> None:
+    gate, _, _ = gate_and_forger
+    assert gate.signer is not None
+    spoiled = EnrolledKey(SITE, "gate-1", gate.signer.kid, "edited by hand", 0)
+    enrollment = Enrollment.of([spoiled])
+    assert enrollment.enrolled(SITE, "gate-1")
+    record = verdict(payload_of(gate), enrollment)
+    assert isinstance(record, Rejected)
+    assert "not enrolled for factory-1/gate-1" in record.reason
