@@ -4,17 +4,12 @@ age, an event's unknown fields capped."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from collections.abc import Callable
 
 from monitor.ingest import MAX_EXTRA_BYTES, MAX_KEPT_PAYLOAD, EventRecord, Rejected, classify
-from monitor.state import LiveState
 from monitor.store import RejectLimits, Store
-from monitor.subscriber import Broker, Settings, Subscriber
 from tests.support.broker import Mosquitto
+from tests.support.central import gate_client, running_monitor
 from tests.support.gate import wait_until
 from tests.support.monitor_events import gate_event, payload, topic
 
@@ -24,40 +19,24 @@ DAY_MS = 86_400_000
 CENTRAL_BROKER = ["max_queued_messages 0"]
 
 
-@contextmanager
-def subscriber(broker: Mosquitto, store: Store) -> Iterator[Subscriber]:
-    running = Subscriber(Settings(Broker("127.0.0.1", broker.port), "bounds"), store, LiveState())
-    running.start()
-    try:
-        assert running.subscribed.wait(10)
-        yield running
-    finally:
-        running.stop()
-
-
 def test_a_flood_of_junk_keeps_the_rejects_table_bounded(
     broker_factory: Callable[..., Mosquitto], store_url: str
 ) -> None:
     mosquitto = broker_factory(CENTRAL_BROKER)
-    store = Store(store_url, rejects=RejectLimits(max_rows=500))
     junk = b"x" * 16_384
     big_field = gate_event(1, f"{DAY}T08:00")
     big_field["photo"] = "A" * (2 * 1024 * 1024)
-    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-    client.max_inflight_messages_set(500)
-    client.connect("127.0.0.1", mosquitto.port)
-    client.loop_start()
-    try:
-        with subscriber(mosquitto, store) as running:
-            infos = [client.publish("qrgate/f1/in-1/events", junk, qos=1) for _ in range(3000)]
-            infos.append(client.publish(topic(big_field), payload(big_field), qos=1))
-            for info in infos:
-                info.wait_for_publish(30)
-            counters = lambda: running.state.snapshot().counters  # noqa: E731
-            assert wait_until(lambda: counters().received == 3001, 30), counters()
-    finally:
-        client.disconnect()
-        client.loop_stop()
+    with (
+        running_monitor(mosquitto, store_url, RejectLimits(max_rows=500)) as monitor,
+        gate_client(mosquitto, inflight=500) as client,
+    ):
+        infos = [client.publish("qrgate/f1/in-1/events", junk, qos=1) for _ in range(3000)]
+        infos.append(client.publish(topic(big_field), payload(big_field), qos=1))
+        for info in infos:
+            info.wait_for_publish(30)
+        counters = lambda: monitor.state.snapshot().counters  # noqa: E731
+        assert wait_until(lambda: counters().received == 3001, 30), counters()
+    store = Store(store_url, create=False)
     rejects = store.rejects(limit=10_000)
     assert len(rejects) <= 500 + 500  # the bound, give or take one batch
     assert all(len(kept) == MAX_KEPT_PAYLOAD for _, _, _, kept in rejects)

@@ -20,6 +20,7 @@ from monitor.store import Store
 from mqtt.signing import EventSigner, public_text
 from scanner.cli import run
 from tests.support.broker import Mosquitto
+from tests.support.central import stored_events
 from tests.support.cli import QRGATE
 from tests.support.monitor_events import gate_event, payload, record, topic
 
@@ -54,17 +55,6 @@ def wait_subscribed(monitor: subprocess.Popen[str]) -> None:
     pytest.fail("the monitor did not subscribe")
 
 
-def stored(db: str) -> int:
-    try:
-        store = Store(db, create=False)
-    except Exception:  # not created yet
-        return 0
-    try:
-        return store.count_events()
-    finally:
-        store.close()
-
-
 def test_killed_monitor_resumes_its_session_and_loses_nothing(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
@@ -78,13 +68,13 @@ def test_killed_monitor_resumes_its_session_and_loses_nothing(
         wait_subscribed(monitor)
         for event in events[:300]:
             gate.publish(topic(event), payload(event), qos=1)
-        wait_for(lambda: stored(db) > 0)
+        wait_for(lambda: stored_events(db) > 0)
         monitor.kill()  # mid-stream: some stored and not acknowledged, some not stored
         monitor.wait()
         for event in events[300:]:  # published while no monitor runs
             gate.publish(topic(event), payload(event), qos=1).wait_for_publish(5)
         monitor = start_monitor(mosquitto, db)
-        wait_for(lambda: stored(db) == 600)
+        wait_for(lambda: stored_events(db) == 600)
         monitor.send_signal(signal.SIGTERM)
         assert monitor.wait(15) == 0
     finally:

@@ -8,19 +8,16 @@ acknowledged, and the monitor and its live view keep running."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from itertools import cycle
 from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from monitor.store import Store
 from tests.support.broker import Mosquitto
+from tests.support.central import MonitorProcess, gate_client, stored_events
 from tests.support.monitor_events import gate_event, payload, topic
-from tests.support.monitorproc import MonitorProcess, stored_events
 
 DAY = "2026-03-02"
 DEEP = b"[" * 50_000 + b"]" * 50_000
@@ -58,19 +55,6 @@ POISON: list[tuple[str, bytes, bool]] = [
 ]
 
 
-@contextmanager
-def gate_client(broker: Mosquitto) -> Iterator[paho.Client]:
-    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-    client.max_inflight_messages_set(200)
-    client.connect("127.0.0.1", broker.port)
-    client.loop_start()
-    try:
-        yield client
-    finally:
-        client.disconnect()
-        client.loop_stop()
-
-
 def publish_mixed(client: paho.Client, poison: int, genuine: list[dict[str, object]]) -> None:
     """`poison` bad messages with the genuine events spread evenly among them."""
     every = max(poison // max(len(genuine), 1), 1)
@@ -95,7 +79,7 @@ def test_poison_on_every_topic_is_set_aside_and_every_event_stored(
     monitor = MonitorProcess(mosquitto.url, store_url, tmp_path)
     try:
         monitor.wait_subscribed()
-        with gate_client(mosquitto) as gate:
+        with gate_client(mosquitto, inflight=200) as gate:
             publish_mixed(gate, 1000, genuine[:110])
             monitor.wait_for(lambda: stored_events(store_url) == 110, "110 genuine events")
             monitor.wait_for(monitor.redrawn("p4", 2), "the view with p4's health")

@@ -6,21 +6,19 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 
 from monitor.enrollment import EnrolledKey
 from monitor.records import Gap
-from monitor.state import LiveState
 from monitor.store import Store
-from monitor.subscriber import Broker, Settings, Subscriber
+from monitor.subscriber import Subscriber
 from mqtt.outbox import Outbox
 from mqtt.signing import EventSigner, public_text
 from tests.support.broker import Mosquitto
+from tests.support.central import gate_client, running_monitor
 from tests.support.monitor_events import gate_event, payload, topic
 from tests.support.postgres import Postgres
 
@@ -32,33 +30,6 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
-
-
-@contextmanager
-def running_monitor(broker: Mosquitto, store_url: str, **options: Any) -> Iterator[Subscriber]:
-    options.setdefault("client_id", "monitor-test")
-    settings = Settings(Broker("127.0.0.1", broker.port), **options)
-    store = Store(store_url)
-    subscriber = Subscriber(settings, store, LiveState())
-    subscriber.start()
-    try:
-        assert subscriber.subscribed.wait(10)
-        yield subscriber
-    finally:
-        subscriber.stop()
-        store.close()
-
-
-@contextmanager
-def gate_client(broker: Mosquitto) -> Iterator[paho.Client]:
-    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-    client.connect("127.0.0.1", broker.port)
-    client.loop_start()
-    try:
-        yield client
-    finally:
-        client.disconnect()
-        client.loop_stop()
 
 
 def publish(client: paho.Client, message_topic: str, body: bytes, retain: bool = False) -> None:

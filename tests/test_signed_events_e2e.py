@@ -17,10 +17,10 @@ from monitor.store import Store
 from mqtt.outbox import Outbox
 from mqtt.signing import EventSigner
 from tests.support.broker import Mosquitto
+from tests.support.central import MonitorProcess, stored_events
 from tests.support.cli import qrgate
 from tests.support.gate import wait_until
 from tests.support.gateproc import GateProcess, write_config
-from tests.support.monitorproc import MonitorProcess, stored_events
 from tests.support.recorder import Recorder
 from tests.test_daemon_e2e import badge_kit
 

@@ -1,5 +1,6 @@
-"""`qrgate monitor` as a real process: its live view drawn as on a terminal into a file,
-its store read from outside, stopped with SIGTERM as systemd does."""
+"""The centre in tests: `qrgate monitor` as a real process (its live view drawn as on a
+terminal into a file, stopped with SIGTERM as systemd does) or its subscriber in-process,
+its store read from outside, and a plain MQTT client playing the gates."""
 
 from __future__ import annotations
 
@@ -7,10 +8,18 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from monitor.store import Store
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from monitor.state import LiveState
+from monitor.store import RejectLimits, Store
+from monitor.subscriber import Broker, Settings, Subscriber
+from tests.support.broker import Mosquitto
 from tests.support.cli import QRGATE, ROOT
 
 # rich draws its live view only on what it takes for a terminal.
@@ -84,3 +93,35 @@ def stored_events(db: str) -> int:
         return store.count_events()
     finally:
         store.close()
+
+
+@contextmanager
+def running_monitor(
+    broker: Mosquitto, store_url: str, rejects: RejectLimits | None = None, **options: Any
+) -> Iterator[Subscriber]:
+    """The monitor's subscriber in this process, subscribed, on a store of its own."""
+    options.setdefault("client_id", "monitor-test")
+    settings = Settings(Broker("127.0.0.1", broker.port), **options)
+    store = Store(store_url, rejects=rejects)
+    subscriber = Subscriber(settings, store, LiveState())
+    subscriber.start()
+    try:
+        assert subscriber.subscribed.wait(10)
+        yield subscriber
+    finally:
+        subscriber.stop()
+        store.close()
+
+
+@contextmanager
+def gate_client(broker: Mosquitto, inflight: int = 20) -> Iterator[paho.Client]:
+    """A plain MQTT v5 client publishing as gates (or as someone with their login) do."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    client.max_inflight_messages_set(inflight)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    try:
+        yield client
+    finally:
+        client.disconnect()
+        client.loop_stop()
