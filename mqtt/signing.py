@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -131,11 +131,19 @@ class EventSigner:
     def load(cls, path: Path) -> EventSigner:
         try:
             data = path.read_bytes()
-            private = serialization.load_pem_private_key(data, password=None)
-        except (OSError, ValueError, TypeError) as error:
+        except PermissionError:
             raise EventKeyError(
-                f"cannot read the event signing key {path}: {error}; move it away to make"
-                " a new one, then enroll the new public key at the monitor"
+                f"cannot read the event signing key {path}: permission denied (it belongs to"
+                " the gate's service user: run this as that user, or with sudo)"
+            ) from None
+        except OSError as error:
+            raise EventKeyError(f"cannot read the event signing key {path}: {error}") from None
+        try:
+            private = serialization.load_pem_private_key(data, password=None)
+        except (ValueError, TypeError, UnsupportedAlgorithm) as error:
+            raise EventKeyError(
+                f"the event signing key {path} is damaged ({error}): move it away to make a"
+                " new one, then enroll the new public key at the monitor"
             ) from None
         if not isinstance(private, ed25519.Ed25519PrivateKey):
             raise EventKeyError(f"{path} is not an Ed25519 private key")

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 
 from monitor.enrollment import EnrolledKey, Enrollment
 from monitor.ingest import EventRecord, Rejected, classify
+from mqtt.errors import EventKeyError
 from mqtt.outbox import Outbox
 from mqtt.signing import EventSigner, create_key, public_text
 from tests.support.broker import Mosquitto
@@ -202,3 +203,10 @@ def test_a_stored_key_that_is_no_key_trusts_nothing(
     record = verdict(payload_of(gate), enrollment)
     assert isinstance(record, Rejected)
     assert "not enrolled for factory-1/gate-1" in record.reason
+
+
+def test_a_damaged_key_says_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "event-key.pem"
+    path.write_bytes(b"-----BEGIN PRIVATE KEY-----\nbit rot\n-----END PRIVATE KEY-----\n")
+    with pytest.raises(EventKeyError, match=r"is damaged .*move it away to make a new one"):
+        EventSigner.load_or_create(path)
