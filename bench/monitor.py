@@ -6,7 +6,10 @@
    persistent session; the consumer then connects and drains it. Baseline: a bare paho
    subscriber that only counts messages (acknowledged by paho as they arrive). Ours:
    the monitor's subscriber, storing each batch in one transaction and acknowledging
-   only after the commit, into SQLite (WAL, synchronous=FULL) and PostgreSQL (fsync on).
+   only after the commit, into SQLite (WAL, synchronous=FULL) and PostgreSQL (fsync on);
+   into SQLite again with the events signed by their gate and verified against its
+   enrolled key, against the unsigned run. Then the verification alone: classifying one
+   event, signed and verified against unsigned, without broker or store.
 2. Store write without the broker: our batched write vs a bare executemany of the same
    rows in one transaction, into a fresh SQLite file.
 3. Reports on 1 million generated events (2,000 people x 250 days x in and out, two
@@ -16,6 +19,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import random
 import shutil
 import sqlite3
@@ -35,10 +39,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from monitor import reports
-from monitor.ingest import EventRecord
+from monitor.enrollment import EnrolledKey, Enrollment
+from monitor.ingest import EventRecord, classify
 from monitor.state import LiveState
 from monitor.store import EVENT_COLUMNS, Store
 from monitor.subscriber import Broker, Settings, Subscriber
+from mqtt.signing import EventSigner, detach, public_text
 from tests.support.broker import Mosquitto
 from tests.support.monitor_events import gate_event, payload, record, topic
 from tests.support.postgres import Postgres
@@ -114,8 +120,16 @@ def drain_bare(broker: Mosquitto, client_id: str, count: int) -> float:
     return elapsed
 
 
-def drain_ours(broker: Mosquitto, client_id: str, count: int, store_url: str) -> float:
+def drain_ours(
+    broker: Mosquitto,
+    client_id: str,
+    count: int,
+    store_url: str,
+    enrolled: Sequence[EnrolledKey] = (),
+) -> float:
     store = Store(store_url)
+    for key in enrolled:
+        store.enroll(key)
     state = LiveState()
     subscriber = Subscriber(Settings(Broker("127.0.0.1", broker.port), client_id), store, state)
     started = time.perf_counter()
@@ -127,31 +141,64 @@ def drain_ours(broker: Mosquitto, client_id: str, count: int, store_url: str) ->
     elapsed = time.perf_counter() - started
     subscriber.stop()
     assert store.count_events() == count
+    verified = sum(gate.events - gate.unauthenticated for gate in store.gates())
+    assert verified == (count if enrolled else 0), verified
     store.close()
     return elapsed
 
 
+GATES = [f"g{n}" for n in range(4)]
+
+
+def gate_events(count: int) -> list[dict[str, Any]]:
+    return [gate_event(seq, DAY, gate=GATES[seq % 4]) for seq in range(1, count + 1)]
+
+
+def signed_messages(events: list[dict[str, Any]], signer: EventSigner) -> list[tuple[str, bytes]]:
+    """Each event as its gate publishes it: with its key's id, signed (one key for all
+    four gates here: enrolled for each)."""
+    return [(topic(event), signer.sign(payload({**event, "kid": signer.kid}))) for event in events]
+
+
+def enrolled_keys(signer: EventSigner) -> list[EnrolledKey]:
+    return [EnrolledKey.make("f1", gate, public_text(signer.public), 0) for gate in GATES]
+
+
 def bench_ingest(count: int, postgres: Postgres, workdir: Path) -> None:
     broker = Mosquitto(workdir / "broker", ["max_queued_messages 0"]).start()
+    signer = EventSigner.load_or_create(workdir / "gate-key.pem")
     rows = []
     try:
-        consumers: list[tuple[str, Callable[[str], float]]] = [
-            ("bare paho, count only", lambda cid: drain_bare(broker, cid, count)),
+        consumers: list[tuple[str, bool, Callable[[str], float]]] = [
+            ("bare paho, count only", False, lambda cid: drain_bare(broker, cid, count)),
             (
                 "monitor -> SQLite",
+                False,
                 lambda cid: drain_ours(broker, cid, count, f"sqlite:///{workdir}/ingest.db"),
             ),
             (
+                "monitor -> SQLite, signed, verified",
+                True,
+                lambda cid: drain_ours(
+                    broker, cid, count, f"sqlite:///{workdir}/signed.db", enrolled_keys(signer)
+                ),
+            ),
+            (
                 "monitor -> PostgreSQL",
+                False,
                 lambda cid: drain_ours(broker, cid, count, postgres.create_database("ingest")),
             ),
         ]
         baseline = None
-        for index, (name, drain) in enumerate(consumers):
+        for index, (name, signed, drain) in enumerate(consumers):
             client_id = f"bench-{index}"
             open_session(broker, client_id)
-            events = [gate_event(seq, DAY, gate=f"g{seq % 4}") for seq in range(1, count + 1)]
-            publish_backlog(broker, [(topic(event), payload(event)) for event in events])
+            events = gate_events(count)
+            if signed:
+                messages = signed_messages(events, signer)
+            else:
+                messages = [(topic(event), payload(event)) for event in events]
+            publish_backlog(broker, messages)
             rate = count / drain(client_id)
             baseline = baseline or rate
             rows.append((name, f"{count}", f"{rate:,.0f}", f"{rate / baseline:.2f}"))
@@ -161,6 +208,44 @@ def bench_ingest(count: int, postgres: Postgres, workdir: Path) -> None:
         f"Ingest: drain {count} queued QoS 1 events from a private mosquitto",
         rows,
         ("consumer", "events", "events/s", "vs bare"),
+    )
+
+
+def bench_verify(count: int, workdir: Path) -> None:
+    """The monitor's CPU per event, unsigned (gate not enrolled) and signed (verified),
+    in-process: the cost of verification without broker or store noise."""
+    signer = EventSigner.load_or_create(workdir / "verify-key.pem")
+    events = gate_events(count)
+    plain = [(topic(event), payload(event)) for event in events]
+    signed = signed_messages(events, signer)
+    enrollment = Enrollment.of(enrolled_keys(signer))
+
+    def classify_all(messages: list[tuple[str, bytes]], keys: Enrollment) -> None:
+        for where, body in messages:
+            assert isinstance(classify("qrgate", where, body, 0, keys), EventRecord)
+
+    parts = [detach(body) for _, body in signed]
+
+    def verify_all() -> None:
+        for part in parts:
+            assert part is not None
+            signer.public.verify(part.signature, part.body)
+
+    unsigned_s = timed(lambda: classify_all(plain, Enrollment()))
+    signed_s = timed(lambda: classify_all(signed, enrollment))
+    bare_s = timed(verify_all)
+    table(
+        f"Classify {count} events in-process (median of 3)",
+        [
+            ("unsigned (gate not enrolled)", f"{unsigned_s / count * 1e6:.1f}", "1.00"),
+            ("signed, verified", f"{signed_s / count * 1e6:.1f}", f"{signed_s / unsigned_s:.2f}"),
+            (
+                "bare Ed25519 verify alone",
+                f"{bare_s / count * 1e6:.1f}",
+                f"{bare_s / unsigned_s:.2f}",
+            ),
+        ],
+        ("events", "µs per event", "vs unsigned"),
     )
 
 
@@ -206,6 +291,7 @@ def event_row(item: EventRecord) -> tuple[object, ...]:
         event.id, event.site, event.gate, event.seq, item.ts_ms, event.direction, event.type,
         event.result, event.reason, event.credential, event.subject, event.name,
         event.code_sha256, event.latency_ms, event.detail, event.ts_trusted, item.extra, 0,
+        item.kid, True,
     )  # fmt: skip
 
 
@@ -234,7 +320,7 @@ def generated(people: int, days: int) -> Iterator[tuple[object, ...]]:
                 str(uuid.UUID(int=rng.getrandbits(128), version=4)), site, gate, seq, ts_ms,
                 direction, "scan", "denied" if way == "stay" else "granted", "ok", "badge",
                 f"W-{person:05d}",
-                f"Worker {person}", "0" * 64, 10.0, None, True, None, ts_ms,
+                f"Worker {person}", "0" * 64, 10.0, None, True, None, ts_ms, None, True,
             )  # fmt: skip
 
 
@@ -320,10 +406,13 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--report-events", type=int, default=1_000_000)
     args = parser.parse_args()
+    # The unsigned runs are of gates not enrolled: the monitor's warning about it is noise here.
+    logging.getLogger("monitor").setLevel(logging.ERROR)
     workdir = Path(tempfile.mkdtemp(prefix="qrgate-bench-monitor-"))
     postgres = Postgres(durable=True).start()
     try:
         bench_ingest(args.events, postgres, workdir)
+        bench_verify(args.events, workdir)
         bench_write(args.events, workdir)
         people, days = 2000, args.report_events // 4000
         count = people * days * 2

@@ -3,8 +3,9 @@
     .venv/bin/python -m bench.mqtt [--events 20000] [--backlog 100000]
 
 Each figure has a baseline measured in the same run: a bare SQLite INSERT committed with
-the same durability (append), a bare paho QoS 1 publish loop to the same kind of broker
-(drain), and the same process before it drains (memory). Brokers are private mosquitto
+the same durability (append), the same append without signing the event (signing), a
+bare paho QoS 1 publish loop to the same kind of broker (drain), and the same process
+before it drains (memory). Events are signed, as a gate signs them. Brokers are private mosquitto
 instances on loopback; databases live in a temporary folder on the disk under /tmp,
 except the memory run's backlog, which is filled on /dev/shm to save time.
 """
@@ -33,12 +34,19 @@ from paho.mqtt.enums import CallbackAPIVersion
 from mqtt.outbox import Outbox, OutboxLimits
 from mqtt.publisher import Publisher
 from mqtt.settings import BrokerSettings, PublisherSettings
+from mqtt.signing import EventSigner
 from mqtt.topics import GateTopics
 from tests.support.broker import Mosquitto, free_port
 
 TOPICS = GateTopics("qrgate", "factory-1", "gate-1")
 LIMITS = OutboxLimits(max_rows=10_000_000, max_bytes=10**10)
 SHA = "9f" * 32
+
+
+def new_outbox(path: Path, signed: bool = True) -> Outbox:
+    """A gate's outbox; signed with a key of its own, as every gate's is."""
+    signer = EventSigner.load_or_create(path.with_suffix(".key.pem")) if signed else None
+    return Outbox(path, "factory-1", "gate-1", "in", LIMITS, signer=signer)
 
 
 def append_scan(box: Outbox, n: int) -> None:
@@ -85,7 +93,7 @@ def timed(action: Callable[[int], object], count: int) -> list[float]:
 def bench_append(folder: Path, count: int) -> dict[str, tuple[float, float, float]]:
     """Appends while the broker is down: the publisher spools (and checkpoints), as in
     fault 1, against a bare INSERT committed with the same durability."""
-    box = Outbox(folder / "append.db", "factory-1", "gate-1", "in", LIMITS)
+    box = new_outbox(folder / "append.db")
     publisher = publisher_for(free_port(), box)  # nothing listens there
     publisher.start()
     try:
@@ -103,9 +111,33 @@ def bench_append(folder: Path, count: int) -> dict[str, tuple[float, float, floa
     return {"ours": percentiles(ours), "bare": percentiles(baseline)}
 
 
+def bench_signing(folder: Path, count: int) -> dict[str, tuple[float, float, float]]:
+    """Signed and unsigned appends, interleaved so that both see the same disk, and the
+    signature alone (Ed25519 over one event's bytes)."""
+    signed, unsigned = new_outbox(folder / "signed.db"), new_outbox(folder / "plain.db", False)
+    with_sig: list[float] = []
+    without: list[float] = []
+    for n in range(count):
+        for box, samples in ((signed, with_sig), (unsigned, without)):
+            start = time.perf_counter()
+            append_scan(box, n)
+            samples.append((time.perf_counter() - start) * 1000)
+    assert signed.signer is not None
+    body = unsigned.pending(limit=1)[0].payload
+    sign = signed.signer.sign
+    alone = timed(lambda _: sign(body), count)
+    signed.close()
+    unsigned.close()
+    return {
+        "signed": percentiles(with_sig),
+        "unsigned": percentiles(without),
+        "sign": percentiles(alone),
+    }
+
+
 def bench_append_while_draining(folder: Path, broker: Mosquitto, count: int) -> tuple[float, ...]:
     """Appends while the publisher sends each one at once."""
-    box = Outbox(folder / "busy.db", "factory-1", "gate-1", "in", LIMITS)
+    box = new_outbox(folder / "busy.db")
     publisher = publisher_for(broker.port, box)
     publisher.start()
     try:
@@ -144,7 +176,7 @@ def fill(box: Outbox, count: int) -> None:
 
 
 def bench_drain(folder: Path, broker: Mosquitto, count: int) -> tuple[float, float]:
-    box = Outbox(folder / "drain.db", "factory-1", "gate-1", "in", LIMITS)
+    box = new_outbox(folder / "drain.db")
     fill(box, count)
     payloads = [row.payload for row in box.pending(limit=count)]
     publisher = publisher_for(broker.port, box)
@@ -197,7 +229,7 @@ def peak_rss_mb() -> float:
 
 def memory_child(db: str, port: str, mode: str) -> None:
     """Run in a fresh process: the RSS of draining (or of loading) the whole backlog."""
-    box = Outbox(Path(db), "factory-1", "gate-1", "in", LIMITS)
+    box = new_outbox(Path(db))
     rows = box.depth().rows
     idle = rss_mb()
     start = time.perf_counter()
@@ -216,7 +248,7 @@ def memory_child(db: str, port: str, mode: str) -> None:
 def bench_memory(broker: Mosquitto, count: int) -> dict[str, dict[str, float]]:
     with tempfile.TemporaryDirectory(dir="/dev/shm") as shm:
         db = Path(shm) / "backlog.db"
-        box = Outbox(db, "factory-1", "gate-1", "in", LIMITS)
+        box = new_outbox(db)
         fill(box, count)
         box.close()
         results = {}
@@ -279,6 +311,21 @@ def report(folder: Path, broker: Mosquitto, args: argparse.Namespace) -> None:
     print(
         f"| outbox append, p99 (max {worst:.2f} ms) | {p99:.2f} ms | bare {b99:.2f} ms "
         f"| {p99 / b99:.2f} | ≤ 5 ms |"
+    )
+    signing = bench_signing(folder, args.appends)
+    (s50, s99, _), (u50, u99, _) = signing["signed"], signing["unsigned"]
+    print(
+        f"| outbox append, median, signed (Ed25519) vs not | {s50:.2f} ms | unsigned {u50:.2f} ms "
+        f"| {s50 / u50:.2f} | |"
+    )
+    print(
+        f"| outbox append, p99, signed vs not | {s99:.2f} ms | unsigned {u99:.2f} ms "
+        f"| {s99 / u99:.2f} | ≤ 5 ms |"
+    )
+    sign50, sign99, _ = signing["sign"]
+    print(
+        f"| signing one event alone, median (p99) | {sign50 * 1000:.0f} µs "
+        f"({sign99 * 1000:.0f} µs) | unsigned append {u50:.2f} ms | {sign50 / u50:.3f} | |"
     )
     busy = bench_append_while_draining(folder, broker, args.appends)
     print(

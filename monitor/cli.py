@@ -6,6 +6,7 @@ import logging
 import re
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -86,6 +87,26 @@ def db_option(func: F) -> F:
     default=None,
     help="Delete events older than this many days (checked hourly; default: keep all).",
 )
+@click.option(
+    "--enrolled-only",
+    is_flag=True,
+    help="Set aside the events of gates with no enrolled key (qrgate gates enroll), "
+    "instead of storing them as not authenticated.",
+)
+@click.option(
+    "--keep-rejects",
+    type=click.IntRange(1, 10_000_000),
+    default=10_000,
+    show_default=True,
+    help="Messages set aside that the store keeps (the newest).",
+)
+@click.option(
+    "--rejects-days",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Days a message set aside is kept.",
+)
 @http_options
 def monitor(
     *,
@@ -101,6 +122,9 @@ def monitor(
     key_file: Path | None,
     username: str | None,
     password_file: Path | None,
+    enrolled_only: bool,
+    keep_rejects: int,
+    rejects_days: float,
     http: str | None,
     retain_days: float | None,
     **dashboard: Any,
@@ -113,7 +137,7 @@ def monitor(
     """
     from monitor.retention import Upkeep, UpkeepPolicy
     from monitor.state import LiveState
-    from monitor.store import Store
+    from monitor.store import RejectLimits, Store
     from monitor.subscriber import Broker, Settings, Subscriber
 
     if (cert_file is None) != (key_file is None):
@@ -139,9 +163,11 @@ def monitor(
         prefix=prefix,
         shared_group=shared_group,
         session_expiry_s=session_expiry,
+        enrolled_only=enrolled_only,
     )
     web = dashboard_settings(http, dashboard)
-    store = Store(db)
+    rejects = RejectLimits(max_rows=keep_rejects, max_age_ms=round(rejects_days * 86_400_000))
+    store = Store(db, rejects=rejects)
     with ExitStack() as running:
         state = running.enter_context(served(web, db, endpoint, prefix)) if web else LiveState()
         state.seed(store.gates(), store.recent_events(15))
@@ -210,6 +236,13 @@ def wait_quietly(state: Any, stopping: threading.Event) -> None:
     while not stopping.wait(STATS_EVERY_S):
         snapshot = state.snapshot()
         log.info("%s; broker %s", snapshot.counters, "connected" if snapshot.connected else "down")
+        unenrolled = [
+            f"{gate.site}/{gate.gate}"
+            for gate in snapshot.gates
+            if (gate.site, gate.gate) not in snapshot.enrolled
+        ]
+        if unenrolled:
+            log.warning("not enrolled, events not authenticated: %s", ", ".join(unenrolled))
 
 
 def show_live(state: Any, stopping: threading.Event) -> None:
@@ -341,14 +374,28 @@ def gaps(site: str | None, db: str, form: str, zone: tzinfo) -> None:
 
 
 @contextmanager
-def opened(db: str) -> Iterator[Any]:
+def opened(db: str, create: bool = False) -> Iterator[Any]:
+    """The store for one command; a report's reader learns, on stderr, what in the store
+    nothing vouches for (events of gates not enrolled, seq jumps)."""
     from monitor.store import Store
 
-    store = Store(db, create=False)
+    store = Store(db, create=create)
     try:
         yield store
+        note_what_is_not_vouched_for(store)
     finally:
         store.close()
+
+
+def note_what_is_not_vouched_for(store: Any) -> None:
+    from monitor.output import trust_notes
+
+    enrolled = {(key.site, key.gate) for key in store.enrolled_keys()}
+    rows = [
+        (row.site, row.gate, row.unauthenticated, row.flagged, (row.site, row.gate) in enrolled)
+        for row in store.gates()
+    ]
+    trust_notes(rows, sys.stderr)
 
 
 def show(found: Any, form: str, zone: tzinfo) -> None:

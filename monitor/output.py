@@ -3,6 +3,9 @@
 Times are ISO 8601 with milliseconds: UTC (`...Z`) unless a time zone is asked for,
 then with that zone's offset (`...+07:00`). Durations are seconds in CSV and JSON,
 H:MM:SS in the table. Intervals are ISO 8601 `start/end` pairs.
+
+Names and subjects come from scanned cards: a CSV cell that a spreadsheet would run as a
+formula is escaped, and the table shows no control characters (see monitor.text).
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ import io
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from monitor.reports import Column, Interval, Report, format_hms
+from monitor.text import csv_cell, printable
 
 FORMATS = ("table", "csv", "json")
 
@@ -64,7 +69,7 @@ def shown(value: Any, column: Column, zone: tzinfo) -> str:
         case "intervals":
             return "\n".join(interval_text(interval, zone) for interval in value)
         case _:
-            return str(value)
+            return printable(str(value))
 
 
 def as_json(report: Report, zone: tzinfo = UTC) -> str:
@@ -93,16 +98,20 @@ def csv_value(value: Any, column: Column, zone: tzinfo) -> Any:
         return " ".join(interval_text(interval, zone) for interval in value)
     if column.kind == "flag":
         return "true" if value else "false"
-    return plain(value, column, zone)
+    flat = plain(value, column, zone)
+    return csv_cell(flat) if isinstance(flat, str) else flat
 
 
 def as_table(report: Report, zone: tzinfo = UTC) -> Table:
-    table = Table(title=report.title, title_justify="left")
+    # Cells are Text, never markup: a name like "[link=...]" is shown as written.
+    table = Table(title=Text(printable(report.title)), title_justify="left")
     for column in report.columns:
         numeric = column.kind in ("duration", "count")
         table.add_column(column.header, justify="right" if numeric else "left", overflow="fold")
     for row in report.rows:
-        table.add_row(*(shown(getattr(row, column.key), column, zone) for column in report.columns))
+        table.add_row(
+            *(Text(shown(getattr(row, column.key), column, zone)) for column in report.columns)
+        )
     return table
 
 
@@ -114,3 +123,19 @@ def render(report: Report, form: str, zone: tzinfo, console: Console) -> None:
     else:
         text = writers[form](report, zone)
         console.file.write(text if text.endswith("\n") else text + "\n")
+
+
+def trust_notes(rows: list[tuple[str, str, int, int, bool]], out: TextIO) -> None:
+    """What a report cannot vouch for: (site, gate, unauthenticated, seq jumps, enrolled)."""
+    for site, gate, unauthenticated, jumps, enrolled in rows:
+        if unauthenticated:
+            why = "stored before its key was enrolled" if enrolled else "its key is not enrolled"
+            out.write(
+                f"note: {unauthenticated} event(s) of {site}/{gate} are not authenticated"
+                f" ({why}; see `qrgate gates list`)\n"
+            )
+        if jumps:
+            out.write(
+                f"note: {jumps} event(s) of {site}/{gate} had a seq beyond belief: left out"
+                " of the gaps\n"
+            )

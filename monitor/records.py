@@ -36,6 +36,18 @@ class Gap:
 
 
 @dataclass(frozen=True)
+class SeqJump:
+    """An event whose seq was beyond belief when it arrived: stored, but left out of the
+    gaps and of its gate's highest seq (a forged `seq: 10**15` would otherwise make a
+    quadrillion events look missing)."""
+
+    site: str
+    gate: str
+    seq: int
+    received_ms: int
+
+
+@dataclass(frozen=True)
 class EventLine:
     """What the live view shows of one event."""
 
@@ -74,19 +86,21 @@ class GateRow:
     events: int = 0
     last_seq: int = 0
     last_event_ms: int = 0
+    flagged: int = 0  # events whose seq was not believed
+    unauthenticated: int = 0  # events stored while the gate was not enrolled
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> GateRow:
         site, gate, state, state_ts, version, state_ms, health, health_ms, *counts = row
         return cls(
             site, gate, state, state_ts, version, state_ms,
-            json.loads(health) if health else None, health_ms, *counts,
+            health_figures(health), health_ms, *counts,
         )  # fmt: skip
 
     @property
     def missing(self) -> int:
-        """Events not received, counted from seq 1 to the highest seq seen."""
-        return max(self.last_seq - self.events, 0)
+        """Events not received, counted from seq 1 to the highest believed seq seen."""
+        return max(self.last_seq - (self.events - self.flagged), 0)
 
 
 @dataclass(frozen=True)
@@ -132,3 +146,13 @@ class Person:
     subject: str
     name: str | None
     last_ms: int
+
+
+def health_figures(text: str | None) -> dict[str, Any] | None:
+    """Stored health as figures; whatever cannot be read (an older monitor stored it, a
+    hand-made row) is no health at all rather than a monitor that cannot start."""
+    try:
+        figures = json.loads(text) if text else None
+    except (ValueError, RecursionError):
+        return None
+    return figures if isinstance(figures, dict) else None

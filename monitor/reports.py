@@ -256,12 +256,17 @@ def contacts_at(store: Store, site: str, person: Presence) -> Iterable[ContactRo
 
 def gaps(store: Store, site: str | None = None) -> Report:
     """Missing seq ranges per gate: events a gate sent that the store does not have."""
-    return gaps_report(store.gaps(site))
+    jumps = store.seq_jumps(site)
+    return gaps_report(store.gaps(site), len(jumps))
 
 
-def gaps_report(found: list[Gap]) -> Report:
+def gaps_report(found: list[Gap], jumps: int = 0) -> Report:
+    """The gaps table; `jumps` events whose seq was beyond belief are named, not counted."""
+    title = f"Gaps: {sum(gap.missing for gap in found)} events missing in {len(found)} ranges"
+    if jumps:
+        title += f" (not counting {jumps} event(s) whose seq was beyond belief)"
     return Report(
-        f"Gaps: {sum(gap.missing for gap in found)} events missing in {len(found)} ranges",
+        title,
         (
             Column("site", "site"),
             Column("gate", "gate"),

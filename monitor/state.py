@@ -31,6 +31,7 @@ class Snapshot:
     counters: Counters
     connected: bool
     store_problem: str | None
+    enrolled: frozenset[tuple[str, str]] = frozenset()  # gates whose events are verified
 
 
 @dataclass
@@ -40,6 +41,7 @@ class LiveState:
     counters: Counters = field(default_factory=Counters)
     connected: bool = False
     store_problem: str | None = None
+    enrolled: frozenset[tuple[str, str]] = frozenset()
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def seed(self, gates: list[GateRow], recent: list[EventLine]) -> None:
@@ -51,6 +53,10 @@ class LiveState:
     def set_connected(self, connected: bool) -> None:
         with self._lock:
             self.connected = connected
+
+    def set_enrolled(self, gates: frozenset[tuple[str, str]]) -> None:
+        with self._lock:
+            self.enrolled = gates
 
     def set_store_problem(self, problem: str | None) -> None:
         with self._lock:
@@ -87,11 +93,14 @@ class LiveState:
     def _count(self, record: EventRecord) -> None:
         site, gate = record.gate_key
         known = self.gates.get(record.gate_key, GateRow(site, gate))
+        believed = record.seq_believed
         self._update(
             site,
             gate,
             events=known.events + 1,
-            last_seq=max(known.last_seq, record.event.seq),
+            last_seq=max(known.last_seq, record.event.seq) if believed else known.last_seq,
+            flagged=known.flagged + (not believed),
+            unauthenticated=known.unauthenticated + (not record.authenticated),
             last_event_ms=max(known.last_event_ms, record.ts_ms),
         )
         self.recent.append(EventLine.from_record(record))
@@ -109,4 +118,5 @@ class LiveState:
                 counters=self.counters,
                 connected=self.connected,
                 store_problem=self.store_problem,
+                enrolled=self.enrolled,
             )

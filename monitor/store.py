@@ -16,10 +16,11 @@ import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from monitor.enrollment import EnrolledKey
 from monitor.errors import StoreError, StoreRefusedError, StoreUnavailableError
 from monitor.ingest import (
     Cleared,
@@ -29,15 +30,25 @@ from monitor.ingest import (
     Rejected,
     StatusRecord,
 )
-from monitor.records import EventFilter, EventLine, EventRow, Gap, GateRow, Person, Scan
+from monitor.records import (
+    EventFilter,
+    EventLine,
+    EventRow,
+    Gap,
+    GateRow,
+    Person,
+    Scan,
+    SeqJump,
+)
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+FIRST_SCHEMA_VERSION = 1  # SCHEMA below; MIGRATIONS take it from there
 EVENT_COLUMNS = (
     "id", "site", "gate", "seq", "ts_ms", "direction", "type", "result", "reason",
     "credential", "subject", "name", "code_sha256", "latency_ms", "detail", "ts_trusted",
-    "extra", "received_ms",
+    "extra", "received_ms", "kid", "seq_believed",
 )  # fmt: skip
 # Rows per INSERT statement: under SQLite's and PostgreSQL's bound-parameter limits.
 INSERT_CHUNK = 500
@@ -90,17 +101,55 @@ CREATE TABLE IF NOT EXISTS rejects (
 );
 """
 
+# From version N to N + 1 (SCHEMA above is version 1). Version 2: events' signatures
+# (`kid`: the enrolled key that verified it, NULL when its gate was not enrolled), seq
+# jumps not believed, the gates' enrolled keys, and the index that bounds `rejects`.
+MIGRATIONS = {
+    1: (
+        "ALTER TABLE events ADD COLUMN kid TEXT",
+        "ALTER TABLE events ADD COLUMN seq_believed BOOLEAN NOT NULL DEFAULT TRUE",
+        "ALTER TABLE gates ADD COLUMN flagged BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE gates ADD COLUMN unauthenticated BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE gates ADD COLUMN last_seq_received_ms BIGINT",
+        "UPDATE gates SET unauthenticated = events",
+        """CREATE TABLE gate_keys (
+            site TEXT NOT NULL,
+            gate TEXT NOT NULL,
+            kid TEXT NOT NULL,
+            public_key TEXT NOT NULL,
+            enrolled_ms BIGINT NOT NULL,
+            PRIMARY KEY (site, gate, kid)
+        )""",
+        "CREATE INDEX rejects_time ON rejects (received_ms)",
+    ),
+}
+
 LINE_COLUMNS = "ts_ms, site, gate, seq, direction, type, result, reason, subject, name"
 
+# `last_seq` moves with believed events only (see `seq_bound`); every SET reads the old row.
 COUNT_NEW = """
-INSERT INTO gates (site, gate, events, last_seq, last_event_ms) VALUES (?, ?, ?, ?, ?)
+INSERT INTO gates (site, gate, events, flagged, unauthenticated, last_seq,
+    last_seq_received_ms, last_event_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (site, gate) DO UPDATE SET
     events = gates.events + excluded.events,
+    flagged = gates.flagged + excluded.flagged,
+    unauthenticated = gates.unauthenticated + excluded.unauthenticated,
     last_seq = CASE WHEN excluded.last_seq > gates.last_seq
                     THEN excluded.last_seq ELSE gates.last_seq END,
+    last_seq_received_ms = CASE WHEN excluded.last_seq > gates.last_seq
+                    THEN excluded.last_seq_received_ms ELSE gates.last_seq_received_ms END,
     last_event_ms = CASE WHEN excluded.last_event_ms > gates.last_event_ms
                          THEN excluded.last_event_ms ELSE gates.last_event_ms END
 """
+BASELINE = "SELECT last_seq, last_seq_received_ms FROM gates WHERE site = ? AND gate = ?"
+# A seq is believed up to what its gate could have made since its last believed event:
+# SEQ_RATE a second (beyond any camera's frame rate) plus SEQ_SLACK; a gate heard of for
+# the first time, up to FIRST_SEQ_MAX (a busy gate takes decades to get there).
+SEQ_RATE = 50
+SEQ_SLACK = 10_000
+FIRST_SEQ_MAX = 100_000_000
+PRUNE_EVERY_MS = 3600 * 1000
+SCHEMA_ROW = "SELECT value FROM meta WHERE key = 'schema'"
 SET_STATUS = """
 INSERT INTO gates (site, gate, state, state_ts, version, state_received_ms)
 VALUES (?, ?, ?, ?, ?, ?)
@@ -150,6 +199,18 @@ SELECT site, gate, previous + 1, seq - 1 FROM (
 WHERE seq > previous + 1
 ORDER BY site, gate, previous
 """
+SEQ_JUMPS = """
+SELECT site, gate, seq, received_ms FROM events WHERE NOT seq_believed {filters}
+ORDER BY site, gate, seq LIMIT ?
+"""
+PRUNE_REJECTS_OLD = "DELETE FROM rejects WHERE received_ms < ?"
+# The newest `max_rows` stay (rows received in the same millisecond as the last kept
+# one stay too: the bound holds to within one batch).
+PRUNE_REJECTS_MANY = """
+DELETE FROM rejects WHERE received_ms < (
+    SELECT received_ms FROM rejects ORDER BY received_ms DESC LIMIT 1 OFFSET ?
+)
+"""
 # Far beyond any event's time: "before the end of time" without a special case.
 END_OF_TIME_MS = 2**62
 ROW_COLUMNS = (
@@ -169,6 +230,14 @@ WHERE CAST(meta.value AS BIGINT) < CAST(excluded.value AS BIGINT)
 
 
 @dataclass(frozen=True)
+class RejectLimits:
+    """How much of what was set aside the store keeps: the newest rows, none too old."""
+
+    max_rows: int = 10_000
+    max_age_ms: int = 30 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
 class Dialect:
     name: str
     blob: str
@@ -177,6 +246,7 @@ class Dialect:
     refused: tuple[type[BaseException], ...]
     missing_table: tuple[type[BaseException], ...] = ()
     placeholder: str = "?"
+    lock: str = ""  # what makes a SELECT lock its rows until the transaction ends
 
     def sql(self, text: str) -> str:
         return text if self.placeholder == "?" else text.replace("?", self.placeholder)
@@ -188,7 +258,13 @@ SQLITE = Dialect(
     # IMMEDIATE takes the write lock up front: no deadlock between two writers upgrading.
     begin_write="BEGIN IMMEDIATE",
     transient=(sqlite3.OperationalError,),
-    refused=(sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError, OverflowError),
+    refused=(
+        sqlite3.IntegrityError,
+        sqlite3.DataError,
+        sqlite3.InterfaceError,
+        OverflowError,
+        UnicodeError,
+    ),
 )
 
 
@@ -199,23 +275,29 @@ def postgres_dialect() -> Dialect:
         name="postgresql",
         blob="BYTEA",
         begin_write="BEGIN",
-        transient=(psycopg.OperationalError,),
-        refused=(psycopg.DataError, psycopg.IntegrityError, OverflowError),
+        transient=(psycopg.OperationalError, psycopg.InterfaceError),
+        refused=(psycopg.DataError, psycopg.IntegrityError, OverflowError, UnicodeError),
         missing_table=(psycopg.errors.UndefinedTable,),
         placeholder="%s",
+        lock=" FOR UPDATE",
     )
 
 
 class Store:
     """The event store of one database; not shared between threads (open one per thread)."""
 
-    def __init__(self, url: str, *, create: bool = True) -> None:
+    def __init__(
+        self, url: str, *, create: bool = True, rejects: RejectLimits | None = None
+    ) -> None:
         self.url = url
         self.dialect, self._connect = resolve(url, create=create)
+        self.reject_limits = rejects or RejectLimits()
+        self._pruned_ms = 0
         self._connection: Any = None
         with self._unavailable_as_error():
             if create:
                 self._create_schema()
+            self._migrate()
             self._check_schema()
 
     # ---- writing -------------------------------------------------------------------
@@ -227,30 +309,71 @@ class Store:
         database cannot hold some value of the batch (nothing of the batch is stored).
         """
         with self._transaction(self.dialect.begin_write) as cursor:
-            new = self._insert_events(cursor, unique_events(records))
-            self._count_new(cursor, new)
+            events = unique_events(records)
+            believed = self._believed(cursor, events)
+            new = [
+                record if record.event.id in believed else replace(record, seq_believed=False)
+                for record in self._insert_events(cursor, events, believed)
+            ]
+            self._count_new(cursor, new, believed)
             for record in records:
                 self._apply(cursor, record)
+            self._prune_rejects(cursor, records)
         return new
 
-    def _insert_events(self, cursor: Any, events: list[EventRecord]) -> list[EventRecord]:
+    def _insert_events(
+        self, cursor: Any, events: list[EventRecord], believed: set[str]
+    ) -> list[EventRecord]:
         stored: set[str] = set()
         for start in range(0, len(events), INSERT_CHUNK):
             chunk = events[start : start + INSERT_CHUNK]
-            cursor.execute(self.dialect.sql(insert_events_sql(len(chunk))), event_params(chunk))
+            cursor.execute(
+                self.dialect.sql(insert_events_sql(len(chunk))), event_params(chunk, believed)
+            )
             stored.update(row[0] for row in cursor.fetchall())
         return [record for record in events if record.event.id in stored]
 
-    def _count_new(self, cursor: Any, new: list[EventRecord]) -> None:
+    def _believed(self, cursor: Any, events: list[EventRecord]) -> set[str]:
+        """The ids of the events whose seq is believable (see `seq_bound`), in batch order."""
+        baselines: dict[tuple[str, str], tuple[int, int | None]] = {}
+        believed: set[str] = set()
+        for record in events:
+            key = record.gate_key
+            if key not in baselines:
+                cursor.execute(self.dialect.sql(BASELINE), key)
+                row = cursor.fetchone()
+                baselines[key] = (int(row[0]), row[1]) if row else (0, None)
+            last, last_ms = baselines[key]
+            if record.event.seq <= seq_bound(last, last_ms, record.received_ms):
+                believed.add(record.event.id)
+                if record.event.seq > last:
+                    baselines[key] = (record.event.seq, record.received_ms)
+        return believed
+
+    def _count_new(self, cursor: Any, new: list[EventRecord], believed: set[str]) -> None:
         per_gate: dict[tuple[str, str], list[EventRecord]] = {}
         for record in new:
             per_gate.setdefault(record.gate_key, []).append(record)
         rows = [
-            (site, gate, len(items), max(r.event.seq for r in items), max(r.ts_ms for r in items))
-            for (site, gate), items in per_gate.items()
+            gate_counts(site, gate, items, believed) for (site, gate), items in per_gate.items()
         ]
         if rows:
             cursor.executemany(self.dialect.sql(COUNT_NEW), rows)
+
+    def _prune_rejects(self, cursor: Any, records: Sequence[Record]) -> None:
+        """Keep the rejects table bounded (junk can arrive faster than anyone reads it):
+        with every batch that adds to it, and now and then for age alone."""
+        now_ms = max(
+            (record.received_ms for record in records if not isinstance(record, Cleared)),
+            default=0,
+        )
+        adds = any(isinstance(record, Rejected) for record in records)
+        if not adds and now_ms - self._pruned_ms < PRUNE_EVERY_MS:
+            return
+        self._pruned_ms = now_ms
+        limits = self.reject_limits
+        cursor.execute(self.dialect.sql(PRUNE_REJECTS_OLD), (now_ms - limits.max_age_ms,))
+        cursor.execute(self.dialect.sql(PRUNE_REJECTS_MANY), (limits.max_rows - 1,))
 
     def _apply(self, cursor: Any, record: Record) -> None:
         """Status, health and rejects, in arrival order (a last will follows `online`)."""
@@ -270,7 +393,8 @@ class Store:
     def gates(self) -> list[GateRow]:
         rows = self._read(
             "SELECT site, gate, state, state_ts, version, state_received_ms, health,"
-            " health_received_ms, events, last_seq, last_event_ms FROM gates ORDER BY site, gate"
+            " health_received_ms, events, last_seq, last_event_ms, flagged, unauthenticated"
+            " FROM gates ORDER BY site, gate"
         )
         return [GateRow.from_row(row) for row in rows]
 
@@ -299,8 +423,10 @@ class Store:
 
     def gaps(self, site: str | None = None) -> list[Gap]:
         """Missing seq ranges per gate, from 1 (or above what the retention deleted) up to
-        the highest seq received."""
-        where, params = ("WHERE site = ?", (site,)) if site else ("", ())
+        the highest believed seq received."""
+        where, params = (
+            ("WHERE seq_believed AND site = ?", (site,)) if site else ("WHERE seq_believed", ())
+        )
         marks = self.pruned_marks()
         found = [
             above_mark(Gap(*row), marks.get((row[0], row[1]), 0))
@@ -314,7 +440,7 @@ class Store:
         found: list[Gap] = []
         marks = self.pruned_marks()
         for site, gate in sorted(set(gates)):
-            where = "WHERE site = ? AND gate = ?"
+            where = "WHERE seq_believed AND site = ? AND gate = ?"
             rows = self._read(GAPS.format(where=where), site, gate)
             found.extend(above_mark(Gap(*row), marks.get((site, gate), 0)) for row in rows)
         return [gap for gap in found if gap.first <= gap.last]
@@ -371,6 +497,13 @@ class Store:
     def sites(self) -> list[str]:
         return [row[0] for row in self._read("SELECT DISTINCT site FROM gates ORDER BY site")]
 
+    def seq_jumps(self, site: str | None = None, limit: int = 100) -> list[SeqJump]:
+        """Events whose seq was beyond belief when they arrived (left out of the gaps)."""
+        filters, params = subject_filters(site, None)
+        return [
+            SeqJump(*row) for row in self._read(SEQ_JUMPS.format(filters=filters), *params, limit)
+        ]
+
     def count_events(self) -> int:
         return int(self._read("SELECT COUNT(*) FROM events")[0][0])
 
@@ -412,6 +545,36 @@ class Store:
                 cursor = self._connected().cursor()
                 cursor.execute("PRAGMA analysis_limit = 1000")
                 cursor.execute("ANALYZE")
+
+    # ---- enrolled gate keys --------------------------------------------------------
+
+    def enroll(self, key: EnrolledKey) -> bool:
+        """Add a gate's public key; False if it was enrolled already."""
+        with self._transaction(self.dialect.begin_write) as cursor:
+            cursor.execute(
+                self.dialect.sql(
+                    "INSERT INTO gate_keys (site, gate, kid, public_key, enrolled_ms)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (site, gate, kid) DO NOTHING RETURNING kid"
+                ),
+                (key.site, key.gate, key.kid, key.public, key.enrolled_ms),
+            )
+            return cursor.fetchone() is not None
+
+    def unenroll(self, site: str, gate: str, kid: str | None = None) -> int:
+        """Remove one key of a gate (`kid`), or all of them; how many went."""
+        sql, params = "DELETE FROM gate_keys WHERE site = ? AND gate = ?", [site, gate]
+        if kid is not None:
+            sql, params = sql + " AND kid = ?", [*params, kid]
+        with self._transaction(self.dialect.begin_write) as cursor:
+            cursor.execute(self.dialect.sql(sql), params)
+            return int(cursor.rowcount)
+
+    def enrolled_keys(self) -> list[EnrolledKey]:
+        rows = self._read(
+            "SELECT site, gate, kid, public_key, enrolled_ms FROM gate_keys"
+            " ORDER BY site, gate, kid"
+        )
+        return [EnrolledKey(*row) for row in rows]
 
     def close(self) -> None:
         if self._connection is not None:
@@ -481,8 +644,35 @@ class Store:
             self.dialect.sql(
                 "INSERT INTO meta (key, value) VALUES ('schema', ?) ON CONFLICT (key) DO NOTHING"
             ),
-            (str(SCHEMA_VERSION),),
+            (str(FIRST_SCHEMA_VERSION),),
         )
+
+    def _migrate(self) -> None:
+        """Bring a store of an earlier version up to SCHEMA_VERSION, one step a transaction.
+        The version is read again under the write lock: of two processes opening an old
+        store at once, one upgrades it and the other finds it done."""
+        while self._schema_version() in MIGRATIONS:
+            with self._transaction(self.dialect.begin_write) as cursor:
+                cursor.execute(SCHEMA_ROW + self.dialect.lock)
+                version = int(cursor.fetchone()[0])
+                for statement in MIGRATIONS.get(version, ()):
+                    cursor.execute(statement)
+                cursor.execute(
+                    self.dialect.sql("UPDATE meta SET value = ? WHERE key = 'schema'"),
+                    (str(version + 1 if version in MIGRATIONS else version),),
+                )
+            log.info("monitor store %s at schema %d", redact(self.url), self._schema_version())
+
+    def _schema_version(self) -> int:
+        absent: tuple[type[BaseException], ...] = (
+            StoreUnavailableError,
+            *self.dialect.missing_table,
+        )
+        try:
+            rows = self._read("SELECT value FROM meta WHERE key = 'schema'")
+        except absent:
+            return 0  # no store here: _check_schema says so
+        return int(rows[0][0]) if rows else 0
 
     def _check_schema(self) -> None:
         missing: tuple[type[BaseException], ...] = (
@@ -519,7 +709,7 @@ def insert_events_sql(rows: int) -> str:
     )
 
 
-def event_params(records: Sequence[EventRecord]) -> list[object]:
+def event_params(records: Sequence[EventRecord], believed: set[str]) -> list[object]:
     params: list[object] = []
     for record in records:
         event = record.event
@@ -528,10 +718,37 @@ def event_params(records: Sequence[EventRecord]) -> list[object]:
                 event.id, event.site, event.gate, event.seq, record.ts_ms, event.direction,
                 event.type, event.result, event.reason, event.credential, event.subject,
                 event.name, event.code_sha256, event.latency_ms, event.detail,
-                event.ts_trusted, record.extra, record.received_ms,
+                event.ts_trusted, record.extra, record.received_ms, record.kid,
+                event.id in believed,
             )
         )  # fmt: skip
     return params
+
+
+def seq_bound(last_seq: int, last_received_ms: int | None, now_ms: int) -> int:
+    """The highest seq believable now from a gate whose last believed one was `last_seq`."""
+    if last_received_ms is None:
+        return max(last_seq + SEQ_SLACK, FIRST_SEQ_MAX)
+    elapsed_s = max(now_ms - last_received_ms, 0) // 1000
+    return last_seq + SEQ_SLACK + SEQ_RATE * elapsed_s
+
+
+def gate_counts(
+    site: str, gate: str, new: list[EventRecord], believed: set[str]
+) -> tuple[object, ...]:
+    """One gate's row for COUNT_NEW from its new events of a batch."""
+    trusted = [record for record in new if record.event.id in believed]
+    top = max(trusted, key=lambda record: record.event.seq, default=None)
+    return (
+        site,
+        gate,
+        len(new),
+        len(new) - len(trusted),
+        sum(not record.authenticated for record in new),
+        top.event.seq if top else 0,
+        top.received_ms if top else None,
+        max(record.ts_ms for record in new),
+    )
 
 
 def subject_filters(site: str | None, subject: str | None) -> tuple[str, list[str]]:

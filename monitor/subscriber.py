@@ -6,6 +6,10 @@ messages (paho's `manual_ack`): a PUBACK leaves for an event only once that even
 committed. If the monitor dies in between, the broker delivers the messages again when
 the session resumes and the store's unique `id` turns them into no-ops.
 
+A message that cannot be used (not an event, a forged signature, a value the database
+refuses: whatever the reason) is set aside as a reject and acknowledged with the rest;
+only a store outage holds acknowledgements back, since then nothing could be kept.
+
 The session is persistent (clean start off, a session expiry), so QoS 1 events published
 while the monitor is away wait in the broker for it. With `shared_group`, events come
 through an MQTT v5 shared subscription, split between the monitors of the group; status
@@ -31,6 +35,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from monitor.enrollment import Enrollment, GateKey
 from monitor.errors import StoreRefusedError, StoreUnavailableError
 from monitor.ingest import EventRecord, Record, Rejected, classify, reject
 from monitor.state import LiveState
@@ -43,6 +48,7 @@ DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 15.0
 QUEUE_POLL_S = 0.2
+REJECTS_LOGGED = 3  # per batch; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,9 @@ class Settings:
     # full batches, small enough to bound memory while the store is down.
     receive_maximum: int = 1000
     max_batch: int = 500
+    enrolled_only: bool = False  # set aside events of gates with no enrolled key
+    # Keys enrolled while the monitor runs (`qrgate gates enroll`) apply within this time.
+    enrollment_refresh_s: float = 5.0
 
     def __post_init__(self) -> None:
         if self.shared_group is not None:
@@ -133,6 +142,9 @@ class Subscriber:
         self._ack_lock = threading.Lock()
         self._stopping = threading.Event()
         self.subscribed = threading.Event()  # set once the broker granted our subscriptions
+        self.enrollment = Enrollment(required=settings.enrolled_only)
+        self._enrollment_read_at: float | None = None
+        self._unauthenticated_noticed: set[GateKey] = set()
         self._writer = threading.Thread(target=self._write_loop, name="monitor-writer")
 
     def start(self) -> None:
@@ -210,6 +222,7 @@ class Subscriber:
 
     def _write_loop(self) -> None:
         while True:
+            self._refresh_enrollment()
             batch = self._take_batch()
             if not batch and self._stopping.is_set():
                 return
@@ -232,18 +245,53 @@ class Subscriber:
                 break
         return batch
 
+    def _refresh_enrollment(self) -> None:
+        """Re-read the enrolled keys now and then: `qrgate gates enroll` writes the store."""
+        now = time.monotonic()
+        read_at = self._enrollment_read_at
+        if read_at is not None and now - read_at < self.settings.enrollment_refresh_s:
+            return
+        self._enrollment_read_at = now
+        try:
+            keys = self.store.enrolled_keys()
+        except StoreUnavailableError as error:
+            log.warning("enrolled keys not re-read: %s", error)
+            return
+        self.enrollment = Enrollment.of(keys, required=self.settings.enrolled_only)
+        self.state.set_enrolled(self.enrollment.gates)
+
     def _store(self, batch: list[Delivery]) -> None:
         if not batch:
             return
-        records = [classify(self.settings.prefix, *arrived(d)) for d in batch]
+        enrollment = self.enrollment
+        records = [classify(self.settings.prefix, *arrived(d), enrollment) for d in batch]
         new = self._write_until_stored(batch, records)
         if new is None:
             return
         self._ack(batch)
         self.state.stored(records, new)
-        for record in records:
-            if isinstance(record, Rejected):
-                log.warning("set aside a message on %s: %s", record.topic, record.reason)
+        log_rejects(records)
+        self._notice_unauthenticated(new)
+        log_seq_jumps(new)
+
+    def _notice_unauthenticated(self, new: list[EventRecord]) -> None:
+        """Once per gate and run: its events are stored, but nothing proves they are its."""
+        for record in new:
+            key = record.gate_key
+            if record.authenticated or key in self._unauthenticated_noticed:
+                continue
+            self._unauthenticated_noticed.add(key)
+            site, gate = key
+            signs = (
+                f"it signs with key {record.event.kid}"
+                if record.event.kid
+                else "its events are unsigned (a gate older than signed events)"
+            )
+            log.warning(
+                "events of %s/%s are NOT authenticated: no key is enrolled for it (%s); run "
+                "`qrgate event-key` on the gate, then `qrgate gates enroll %s/%s KEY` here",
+                site, gate, signs, site, gate,
+            )  # fmt: skip
 
     def _write_until_stored(
         self, batch: Sequence[Delivery], records: list[Record]
@@ -264,21 +312,35 @@ class Subscriber:
             return new
 
     def _write(self, batch: Sequence[Delivery], records: list[Record]) -> list[EventRecord]:
-        """One transaction. If the store refuses a value, find the message that holds it
-        and keep that one as a reject instead (`records` is updated to say so)."""
+        """One transaction. If the store refuses something in it, halve the batch until
+        the message at fault is alone and keep that one as a reject instead (`records` is
+        updated to say so). A store outage (StoreUnavailableError) passes up."""
         try:
             return self.store.write(records)
-        except StoreRefusedError as error:
+        except StoreUnavailableError:
+            raise
+        except Exception as error:  # noqa: BLE001 - a refusal, whatever the driver calls it
             if len(records) == 1:
-                first = batch[0]
-                records[0] = reject(first.topic, str(error), first.payload, first.received_ms)
-                return self.store.write(records)
-        new: list[EventRecord] = []
-        for index, delivery in enumerate(batch):
-            alone = records[index : index + 1]
-            new.extend(self._write([delivery], alone))
-            records[index] = alone[0]
+                return self._set_aside(batch[0], records, error)
+        middle = len(records) // 2
+        first, second = records[:middle], records[middle:]
+        new = self._write(batch[:middle], first) + self._write(batch[middle:], second)
+        records[:] = first + second
         return new
+
+    def _set_aside(
+        self, delivery: Delivery, records: list[Record], error: Exception
+    ) -> list[EventRecord]:
+        """Keep one message the store would not take as a reject (its payload is bytes,
+        which any store takes); if even that fails, the store is at fault, not the message."""
+        if isinstance(records[0], Rejected):
+            raise StoreUnavailableError(f"the store cannot keep a reject: {error}") from error
+        if not isinstance(error, StoreRefusedError):
+            log.error("unexpected error storing a message on %s", delivery.topic, exc_info=error)
+        records[0] = reject(
+            delivery.topic, f"the store refused it: {error}", delivery.payload, delivery.received_ms
+        )
+        return self._write([delivery], records)
 
     def _ack(self, batch: list[Delivery]) -> None:
         with self._ack_lock:
@@ -289,6 +351,26 @@ class Subscriber:
 
 def arrived(delivery: Delivery) -> tuple[str, bytes, int]:
     return delivery.topic, delivery.payload, delivery.received_ms
+
+
+def log_rejects(records: list[Record]) -> None:
+    """One line per batch: a flood of junk must not flood the journal too."""
+    rejected = [record for record in records if isinstance(record, Rejected)]
+    if not rejected:
+        return
+    shown = "; ".join(f"{record.topic}: {record.reason}" for record in rejected[:REJECTS_LOGGED])
+    more = f" (and {len(rejected) - REJECTS_LOGGED} more)" if len(rejected) > REJECTS_LOGGED else ""
+    log.warning("set aside %d message(s): %s%s", len(rejected), shown, more)
+
+
+def log_seq_jumps(new: list[EventRecord]) -> None:
+    jumps = [record for record in new if not record.seq_believed]
+    for record in jumps[:REJECTS_LOGGED]:
+        site, gate = record.gate_key
+        log.warning(
+            "%s/%s: seq %d is beyond what the gate can have made since its last event: "
+            "stored, flagged, and left out of the gaps", site, gate, record.event.seq,
+        )  # fmt: skip
 
 
 def make_client(settings: Settings) -> paho.Client:

@@ -3,11 +3,14 @@
 `render(snapshot, now_ms)` is pure: the CLI redraws it with rich's Live, tests render
 it to text. Health payloads are read leniently: a figure may sit at the top level or
 one level down (`outbox_depth` or `{"outbox": {"depth": ...}}`), and anything missing
-or unexpected shows as blank, never as an error.
+or unexpected (a string where a number belongs, a number no float holds, a time that
+is no time) shows as blank, never as an error. Text from gates (names, subjects) is
+shown without its control characters: a terminal would obey them.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +20,10 @@ from rich.text import Text
 
 from monitor.records import EventLine, GateRow
 from monitor.state import Snapshot
+from monitor.text import printable
 
+MAX_FIGURE_CHARS = 12
+MAX_TIME_CHARS = 40
 STATE_STYLES = {"online": "bold green", "offline": "bold red", "stopped": "yellow"}
 RESULT_STYLES = {"granted": "green", "denied": "red"}
 # Where a figure may be found in a gate's health payload, first match wins.
@@ -31,24 +37,28 @@ HEALTH_FIGURES = {
 
 def render(snapshot: Snapshot, now_ms: int) -> RenderableType:
     return Group(
-        gates_table(snapshot.gates, now_ms), events_table(snapshot.recent), footer(snapshot)
+        gates_table(snapshot.gates, now_ms, snapshot.enrolled),
+        events_table(snapshot.recent),
+        footer(snapshot),
     )
 
 
-def gates_table(gates: tuple[GateRow, ...], now_ms: int) -> Table:
+def gates_table(
+    gates: tuple[GateRow, ...], now_ms: int, enrolled: frozenset[tuple[str, str]] = frozenset()
+) -> Table:
     table = Table(title=f"Gates ({len(gates)})", title_justify="left", expand=True)
-    for header in ("site", "gate", "state", "for", "last event", "events", "missing"):
+    for header in ("site", "gate", "state", "for", "last event", "events", "missing", "key"):
         table.add_column(header, justify="right" if header in ("events", "missing") else "left")
     for header in ("outbox", "fps", "decode ms", "last scan", "health age"):
         table.add_column(header, justify="right")
     for gate in gates:
-        table.add_row(*gate_cells(gate, now_ms))
+        table.add_row(*gate_cells(gate, now_ms, (gate.site, gate.gate) in enrolled))
     return table
 
 
-def gate_cells(gate: GateRow, now_ms: int) -> list[RenderableType]:
-    health = gate.health or {}
-    state = gate.state or "unknown"
+def gate_cells(gate: GateRow, now_ms: int, enrolled: bool = False) -> list[RenderableType]:
+    health = gate.health if isinstance(gate.health, dict) else {}
+    state = gate.state if gate.state in STATE_STYLES else "unknown"
     return [
         gate.site,
         gate.gate,
@@ -57,6 +67,7 @@ def gate_cells(gate: GateRow, now_ms: int) -> list[RenderableType]:
         age(gate.last_event_ms or None, now_ms),
         str(gate.events),
         Text(str(gate.missing), style="bold red" if gate.missing else ""),
+        key_cell(enrolled),
         number(figure(health, "outbox"), "{:.0f}"),
         number(figure(health, "fps"), "{:.1f}"),
         number(figure(health, "decode"), "{:.1f}"),
@@ -80,11 +91,16 @@ def events_table(recent: tuple[EventLine, ...]) -> Table:
             line.direction,
             line.type,
             Text(line.result or "", style=RESULT_STYLES.get(line.result or "", "")),
-            line.reason or "",
-            line.subject or "",
-            line.name or "",
+            Text(printable(line.reason or "")),
+            Text(printable(line.subject or "")),
+            Text(printable(line.name or "")),
         )
     return table
+
+
+def key_cell(enrolled: bool) -> Text:
+    """Whether the gate's events are verified by its enrolled key, or taken on trust."""
+    return Text("enrolled", style="green") if enrolled else Text("NOT ENROLLED", style="bold red")
 
 
 def footer(snapshot: Snapshot) -> Text:
@@ -98,8 +114,17 @@ def footer(snapshot: Snapshot) -> Text:
         f"   received {counters.received}, stored {counters.stored},"
         f" duplicates {counters.duplicates}, rejected {counters.rejected}"
     )
+    unenrolled = [
+        gate for gate in snapshot.gates if (gate.site, gate.gate) not in snapshot.enrolled
+    ]
+    if unenrolled:
+        text.append(
+            f"\n{len(unenrolled)} gate(s) not enrolled: their events are not authenticated"
+            " (qrgate gates enroll)",
+            style="bold red",
+        )
     if snapshot.store_problem:
-        text.append(f"\nstore: {snapshot.store_problem}", style="bold red")
+        text.append(f"\nstore: {printable(snapshot.store_problem)}", style="bold red")
     return text
 
 
@@ -115,20 +140,27 @@ def figure(health: dict[str, Any], name: str) -> Any:
 
 
 def number(value: Any, pattern: str) -> str:
+    """A figure as `pattern` shows it; blank for anything but a finite number that fits."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        return "" if value is None else str(value)[:12]
-    return pattern.format(value)
+        return ""
+    try:
+        if not math.isfinite(value):
+            return ""
+        shown = pattern.format(value)
+    except (OverflowError, ValueError):  # an int no float holds: 400 digits in a JSON health
+        return ""
+    return shown if len(shown) <= MAX_FIGURE_CHARS else ""
 
 
 def short_time(value: Any) -> str:
-    """A health timestamp (ISO 8601 text or epoch seconds) as HH:MM:SS UTC."""
+    """A health timestamp (ISO 8601 text or epoch seconds) as HH:MM:SS UTC; else blank."""
     try:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return datetime.fromtimestamp(value, tz=UTC).strftime("%H:%M:%S")
-        if isinstance(value, str):
+        if isinstance(value, str) and len(value) <= MAX_TIME_CHARS:
             return datetime.fromisoformat(value).astimezone(UTC).strftime("%H:%M:%S")
     except (ValueError, OverflowError, OSError):
-        return str(value)[:19]
+        return ""
     return ""
 
 

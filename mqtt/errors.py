@@ -13,6 +13,10 @@ class StoreError(MqttError):
     """The gate's database cannot be opened, migrated or written (disk full, read-only...)."""
 
 
+class EventKeyError(StoreError):
+    """The gate's event signing key, in its state directory, cannot be made or read."""
+
+
 class OutboxFullError(StoreError):
     """The outbox holds its configured maximum: the event was NOT recorded.
 

@@ -20,6 +20,9 @@ Level = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Token = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 Timestamp = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")]
 
+KeyId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{43}$")]
+Signature = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{86}$")]
+
 SCAN_REQUIRES = ("result", "reason", "credential", "code_sha256")
 # The reasons gates give (scanner.decision.verdict.REASONS, kept equal by a test); consumers
 # must accept others, since a newer gate may give new ones.
@@ -83,7 +86,9 @@ class Event(BaseModel):
             r"[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
         ),
     ] = Field(description="UUID4, unique per event: consumers deduplicate on it")
-    seq: int = Field(ge=1, description="Per gate, from 1, +1 per event, survives restarts")
+    seq: int = Field(
+        ge=1, le=2**63 - 1, description="Per gate, from 1, +1 per event, survives restarts"
+    )
     ts: Timestamp = Field(description="Gate's wall clock, UTC, milliseconds")
     site: Level
     gate: Level
@@ -99,7 +104,9 @@ class Event(BaseModel):
     code_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = Field(
         None, description="SHA-256 of the scanned payload; the payload itself is never sent"
     )
-    latency_ms: float | None = Field(None, ge=0, description="Frame capture to decision")
+    latency_ms: float | None = Field(
+        None, ge=0, allow_inf_nan=False, description="Frame capture to decision"
+    )
     detail: Annotated[str, StringConstraints(max_length=512)] | None = Field(
         None, description="Human-readable detail of mode and fault events"
     )
@@ -112,6 +119,14 @@ class Event(BaseModel):
     ts_trusted: bool = Field(
         True, description="False when the gate's clock was not synchronised or jumped"
     )
+    kid: KeyId | None = Field(
+        None, description="RFC 7638 thumbprint of the gate's Ed25519 event key (signed events)"
+    )
+    sig: Signature | None = Field(
+        None,
+        description="Ed25519 signature of the bytes before it, always the last member "
+        "(docs/mqtt.md, Signed events); never part of what is signed",
+    )
 
     @model_validator(mode="after")
     def _scan_is_complete(self) -> Event:
@@ -121,9 +136,9 @@ class Event(BaseModel):
         return self
 
     def to_json(self) -> bytes:
-        """Compact UTF-8 JSON with every field, as published."""
+        """Compact UTF-8 JSON with every field but `sig`: what a gate publishes, or signs."""
         return json.dumps(
-            self.model_dump(mode="json"), ensure_ascii=False, separators=(",", ":")
+            self.model_dump(mode="json", exclude={"sig"}), ensure_ascii=False, separators=(",", ":")
         ).encode()
 
 

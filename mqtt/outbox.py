@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from mqtt import db
 from mqtt.errors import InvalidEventError, OutboxFullError, StoreError
 from mqtt.events import EVENT_VERSION, Event, EventType, format_ts
+from mqtt.signing import EventSigner
 
 T = TypeVar("T")
 BACKSTOP_CHECKPOINT_PAGES = 10_000
@@ -153,8 +154,11 @@ class Outbox:
         limits: OutboxLimits | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        signer: EventSigner | None = None,
     ) -> None:
         self.path = path
+        # Events are signed once, here, and the signed bytes kept: every resend is identical.
+        self.signer = signer
         self.site, self.gate, self.direction = site, gate, direction
         self.limits = limits or OutboxLimits()
         self._clock = clock
@@ -186,7 +190,7 @@ class Outbox:
             try:
                 with db.transaction(self._writer) as conn:
                     event = self._event(type, ts, self._next_seq(conn), fields)
-                    payload = event.to_json()
+                    payload = self._payload(event)
                     self._check_room(conn, len(payload))
                     conn.execute(
                         "INSERT INTO outbox (site, gate, seq, id, created, payload) "
@@ -217,10 +221,15 @@ class Outbox:
                 gate=self.gate,
                 direction=self.direction,
                 type=type,
+                kid=self.signer.kid if self.signer else None,
                 **fields,
             )
         except (ValidationError, ValueError, OverflowError, OSError) as error:
             raise InvalidEventError(f"not a valid event: {describe(error)}") from None
+
+    def _payload(self, event: Event) -> bytes:
+        body = event.to_json()
+        return self.signer.sign(body) if self.signer else body
 
     def _check_room(self, conn: sqlite3.Connection, size: int) -> None:
         rows, used = conn.execute("SELECT rows, bytes FROM outbox_depth").fetchone()

@@ -17,11 +17,13 @@ from mqtt.commands import (
 )
 from mqtt.outbox import Outbox, OutboxLimits
 from mqtt.settings import BrokerSettings, PublisherSettings, TlsSettings
+from mqtt.signing import EventSigner
 from mqtt.topics import GateTopics
 from scanner.config import Config, require_file
 from scanner.errors import ConfigError
 
 MB = 1024 * 1024
+EVENT_KEY_NAME = "event-key.pem"
 
 
 def gate_topics(config: Config) -> GateTopics:
@@ -86,9 +88,19 @@ def outbox_limits(config: Config) -> OutboxLimits:
 
 
 def open_outbox(config: Config) -> Outbox:
-    """The gate's outbox, in the database at store.path."""
+    """The gate's outbox, in the database at store.path, signing with the gate's event key
+    (made there on first start)."""
     gate = config.gate
-    return Outbox(config.store.path, gate.site, gate.id, gate.direction, outbox_limits(config))
+    signer = EventSigner.load_or_create(event_key_path(config.store.path))
+    return Outbox(
+        config.store.path, gate.site, gate.id, gate.direction, outbox_limits(config), signer=signer
+    )
+
+
+def event_key_path(store_path: Path) -> Path:
+    """The gate's private event key: in the state directory, beside the store; it never
+    leaves the gate (the centre enrolls its public half)."""
+    return store_path.parent / EVENT_KEY_NAME
 
 
 def command_intake(config: Config, handlers: Mapping[str, Handler]) -> CommandIntake | None:

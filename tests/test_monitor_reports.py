@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -183,3 +184,33 @@ def test_overlap_of_interval_lists() -> None:
         Interval(40, 45),
     ]
     assert overlap(ours, [Interval(10, 20)]) == []
+
+
+def test_a_seq_beyond_belief_is_flagged_not_counted(store_url: str) -> None:
+    store = Store(store_url)
+    hour_ms = 3_600_000
+    received = 1_772_442_000_000
+
+    def arrive(seq: int, at_ms: int, gate: str = "in-1") -> None:
+        event = record(gate_event(seq, "2026-03-02T08:00", gate=gate))
+        store.write([dataclasses.replace(event, received_ms=at_ms)])
+
+    for seq in (1, 2, 3):
+        arrive(seq, received)
+    arrive(10**15, received + 1000)  # forged: a quadrillion events in a second
+    arrive(4, received + 2000)
+    arrive(4 + 100_000, received + 2000)  # a hundred thousand missing in two seconds
+    arrive(4 + 100_000, received + hour_ms, gate="in-2")  # a gate first heard of: believed
+    arrive(4 + 180_000, received + hour_ms)  # an hour on, under 50 a second: believable
+    assert store.gaps("f1") == [
+        Gap("f1", "in-1", 5, 180_003),
+        Gap("f1", "in-2", 1, 100_003),
+    ]
+    rows = {row.gate: row for row in store.gates()}
+    assert (rows["in-1"].last_seq, rows["in-1"].flagged, rows["in-1"].events) == (180_004, 2, 7)
+    assert rows["in-1"].missing == 179_999
+    assert [jump.seq for jump in store.seq_jumps()] == [100_004, 10**15]
+    title = reports.gaps(store).title
+    assert title.startswith("Gaps: 280002 events missing in 2 ranges")
+    assert "not counting 2 event(s) whose seq was beyond belief" in title
+    store.close()

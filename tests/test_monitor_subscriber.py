@@ -6,18 +6,19 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 
+from monitor.enrollment import EnrolledKey
 from monitor.records import Gap
-from monitor.state import LiveState
 from monitor.store import Store
-from monitor.subscriber import Broker, Settings, Subscriber
+from monitor.subscriber import Subscriber
+from mqtt.outbox import Outbox
+from mqtt.signing import EventSigner, public_text
 from tests.support.broker import Mosquitto
+from tests.support.central import gate_client, running_monitor
 from tests.support.monitor_events import gate_event, payload, topic
 from tests.support.postgres import Postgres
 
@@ -29,33 +30,6 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
-
-
-@contextmanager
-def running_monitor(broker: Mosquitto, store_url: str, **options: Any) -> Iterator[Subscriber]:
-    options.setdefault("client_id", "monitor-test")
-    settings = Settings(Broker("127.0.0.1", broker.port), **options)
-    store = Store(store_url)
-    subscriber = Subscriber(settings, store, LiveState())
-    subscriber.start()
-    try:
-        assert subscriber.subscribed.wait(10)
-        yield subscriber
-    finally:
-        subscriber.stop()
-        store.close()
-
-
-@contextmanager
-def gate_client(broker: Mosquitto) -> Iterator[paho.Client]:
-    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-    client.connect("127.0.0.1", broker.port)
-    client.loop_start()
-    try:
-        yield client
-    finally:
-        client.disconnect()
-        client.loop_stop()
 
 
 def publish(client: paho.Client, message_topic: str, body: bytes, retain: bool = False) -> None:
@@ -211,3 +185,35 @@ def test_store_connection_lost_then_regained(mosquitto: Mosquitto, postgres: Pos
     store = Store(url, create=False)
     assert store.count_events() == 2
     store.close()
+
+
+def test_a_gate_is_trusted_once_enrolled_and_said_not_to_be_until_then(
+    mosquitto: Mosquitto, tmp_path: Any, caplog: Any
+) -> None:
+    url = f"sqlite:///{tmp_path}/monitor.db"
+    signer = EventSigner.load_or_create(tmp_path / "gate" / "event-key.pem")
+    outbox = Outbox(tmp_path / "gate" / "q.db", "f1", "in-1", "in", signer=signer)
+    for subject in ("A", "B", "C"):
+        outbox.append("exit_request", ts=1.77e9, subject=subject)
+    first, second, third = (row.payload for row in outbox.pending())
+    outbox.close()
+    with (
+        running_monitor(mosquitto, url, enrollment_refresh_s=0.1) as monitor,
+        gate_client(mosquitto) as gate,
+    ):
+        publish(gate, "qrgate/f1/in-1/events", first)
+        publish(gate, "qrgate/f1/in-1/events", second[:-96] + b"}")  # unsigned, not enrolled
+        wait_for(lambda: monitor.state.snapshot().counters.stored == 2)
+        enrolling = Store(url)
+        enrolling.enroll(EnrolledKey.make("f1", "in-1", public_text(signer.public), 0))
+        enrolling.close()
+        wait_for(lambda: monitor.state.snapshot().enrolled == {("f1", "in-1")})
+        publish(gate, "qrgate/f1/in-1/events", third)
+        publish(gate, "qrgate/f1/in-1/events", third[:-96] + b"}")  # unsigned: now refused
+        wait_for(lambda: counted(monitor) == 4)
+        snapshot = monitor.state.snapshot()
+    assert (snapshot.counters.stored, snapshot.counters.rejected) == (3, 1)
+    (row,) = snapshot.gates
+    assert row.unauthenticated == 2
+    warnings = [r.message for r in caplog.records if "NOT authenticated" in r.getMessage()]
+    assert len(warnings) == 1  # once per gate, not once per event

@@ -53,6 +53,7 @@ def test_gates_events_and_counters_are_shown() -> None:
         "1 min",
         "2",
         "1",
+        "NOT ENROLLED",
         "4",
         "30.0",
         "1.2",
@@ -83,4 +84,22 @@ def test_health_read_leniently() -> None:
     state.stored([HealthRecord("f1", "g", odd, NOW_MS)], [])
     line = next(line for line in screen(state).splitlines() if " g " in line)
     cells = [cell.strip() for cell in line.split("│")[1:-1]]
-    assert cells[7:11] == ["lots", "True", "", "08:59:30"]
+    assert cells[8:12] == ["", "", "", "08:59:30"]  # what is not a number shows blank
+
+
+def test_figures_no_view_can_show_are_blank() -> None:
+    state = LiveState()
+    huge = int("9" * 400)
+    odd = {
+        "outbox_depth": huge,
+        "camera_fps": float("inf"),
+        "decode_ms": 1e300,
+        "last_scan": "\ud800" * 50,
+    }
+    stored = GateRow.from_row(("f1", "g", None, None, None, None, "{not json", None, 0, 0, 0))
+    state.seed([stored], [])
+    state.stored([HealthRecord("f1", "h", odd, NOW_MS)], [])
+    text = screen(state)
+    line = next(line for line in text.splitlines() if " h " in line)
+    assert [cell.strip() for cell in line.split("│")[1:-1]][8:12] == ["", "", "", ""]
+    assert next(line for line in text.splitlines() if " g " in line)  # unreadable health: none

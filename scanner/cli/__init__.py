@@ -29,6 +29,8 @@ COMMANDS: dict[str, str] = {
     "monitor": "monitor.cli:monitor",
     "report": "monitor.cli:report",
     "dashboard": "monitor.dashboard.cli:dashboard",
+    "gates": "monitor.gates_cli:gates",
+    "event-key": "scanner.cli.eventkey_cmd:event_key",
     "cmd": "scanner.cli.cmd_cmd:cmd",
     "outbox": "scanner.cli.outbox_cmd:outbox",
     "doctor": "scanner.cli.doctor_cmd:doctor",

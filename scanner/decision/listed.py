@@ -37,4 +37,4 @@ def listed_verdict(
     reason: Reason = entry.window_reason(now) or "ok"
     if reason == "ok" and store.revocations.is_revoked(jti=None, subject=subject, now=now):
         reason = "revoked"
-    return Verdict(reason, kind, subject, name or entry.name)
+    return Verdict(reason, kind, subject, entry.name or name)
