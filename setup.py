@@ -63,7 +63,8 @@ setup(
         # no wheels of zxing-cpp, pillow or cffi 2 for Python 3.11 (docs/install.md).
         "pi": ["RPi.GPIO>=0.7; platform_machine=='aarch64'"],
         "webcam": OPENCV,
-        "central": ["psycopg[binary]>=3.1"],
+        # The monitor's store on PostgreSQL, and its Prometheus metrics endpoint.
+        "central": ["psycopg[binary]>=3.1", "prometheus-client>=0.17"],
         "dev": [
             "pytest>=8",
             "pytest-timeout>=2.2",
@@ -73,6 +74,9 @@ setup(
             "ruff>=0.6",
             "mypy>=1.10",
             "psycopg[binary]>=3.1",
+            "prometheus-client>=0.17",
+            "pyyaml>=6",  # the docs' Prometheus alert rules are checked as YAML
+            "types-PyYAML>=6",
             *OPENCV,
             "py-spy>=0.3",  # bench.gate: which of the daemon's threads uses the CPU
         ],

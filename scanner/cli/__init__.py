@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "decode": "scanner.cli.decode_cmd:decode",
     "monitor": "monitor.cli:monitor",
     "report": "monitor.cli:report",
+    "fleet": "monitor.fleet_cli:fleet",
     "cmd": "scanner.cli.cmd_cmd:cmd",
     "outbox": "scanner.cli.outbox_cmd:outbox",
     "doctor": "scanner.cli.doctor_cmd:doctor",
