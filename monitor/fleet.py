@@ -18,8 +18,8 @@ are the operator's own entries: copied first, never changed. `central/acl.local`
 created once with the centre's roles (monitor, centre, Home Assistant).
 
 A gate's user name is `SITE/GATE`, a bridge's `bridge.SITE` (no site or gate name holds
-a `.`, so the two never meet). The brokers replace a client's id with its user name, so
-a gate cannot take over another gate's session.
+a `.`, so the two never meet). A site broker replaces a client's id with its user name,
+so a gate cannot take over another gate's session.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from monitor.errors import MonitorError
@@ -193,9 +194,7 @@ per_listener_settings false
 allow_anonymous false
 password_file {passwd}
 acl_file {acl}
-# A client's id is its user name: nobody takes over another's session.
-use_username_as_clientid true
-# QoS 1 messages for a client (a monitor, the bridge to the centre) that is away wait
+{identity}# QoS 1 messages for a client (a monitor, the bridge to the centre) that is away wait
 # here, up to these limits; beyond them the broker drops them (they show as gaps).
 max_queued_messages 1000000
 max_queued_bytes 536870912
@@ -234,8 +233,18 @@ topic {prefix}/{site}/+/cmd/+ in 1
 """
 
 
-def broker_conf(role: str, passwd: Path | str, acl: Path | str) -> str:
-    return BROKER_CONF.format(role=role, passwd=passwd, acl=acl)
+# On a site broker a gate's client id is its user name: no gate can take over another's
+# session. Not at the centre, where one monitor may hold two connections (its events and
+# Home Assistant) under one user, and a bridge's reach is its ACL.
+GATE_IDENTITY = """\
+# A client's id is its user name: no gate takes over another gate's session.
+use_username_as_clientid true
+"""
+
+
+def broker_conf(role: Literal["site", "central"], passwd: Path | str, acl: Path | str) -> str:
+    identity = GATE_IDENTITY if role == "site" else ""
+    return BROKER_CONF.format(role=role, passwd=passwd, acl=acl, identity=identity)
 
 
 @dataclass(frozen=True)
