@@ -64,7 +64,7 @@ setup(
         "pi": ["RPi.GPIO>=0.7; platform_machine=='aarch64'"],
         "webcam": OPENCV,
         # The monitor's store on PostgreSQL, and its Prometheus metrics endpoint.
-        "central": ["psycopg[binary]>=3.1", "prometheus-client>=0.17"],
+        "central": ["psycopg[binary]>=3.1", "prometheus-client>=0.20"],
         "dev": [
             "pytest>=8",
             "pytest-timeout>=2.2",
@@ -74,7 +74,7 @@ setup(
             "ruff>=0.6",
             "mypy>=1.10",
             "psycopg[binary]>=3.1",
-            "prometheus-client>=0.17",
+            "prometheus-client>=0.20",
             "pyyaml>=6",  # the docs' Prometheus alert rules are checked as YAML
             "types-PyYAML>=6",
             *OPENCV,

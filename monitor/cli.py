@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
 from types import FrameType
@@ -72,6 +72,13 @@ def db_option(func: F) -> F:
 @click.option("--key-file", type=ExistingFile, help="Client certificate's private key (TLS).")
 @click.option("--username", default=None, help="MQTT user name.")
 @click.option("--password-file", type=ExistingFile, help="File holding the MQTT password.")
+@click.option(
+    "--metrics",
+    "metrics_address",
+    default=None,
+    metavar="[HOST:]PORT",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (HOST: 127.0.0.1 if omitted).",
+)
 def monitor(
     *,
     broker: str,
@@ -86,6 +93,7 @@ def monitor(
     key_file: Path | None,
     username: str | None,
     password_file: Path | None,
+    metrics_address: str | None,
 ) -> None:
     """Subscribe to every gate's events, status and health; store events once each.
 
@@ -124,15 +132,31 @@ def monitor(
     store = Store(db)
     state = LiveState()
     state.seed(store.gates(), store.recent_events(15))
-    subscriber = Subscriber(settings, store, state)
+    with ExitStack() as extras:
+        observers = [serve_metrics(metrics_address, state, extras)] if metrics_address else []
+        subscriber = Subscriber(settings, store, state, observers=observers)
+        try:
+            with stop_on_sigterm() as stopping:
+                subscriber.start()
+                (wait_quietly if quiet else show_live)(state, stopping)
+        finally:
+            subscriber.stop()
+            store.close()
+            log.info("stopped; %s", state.snapshot().counters)
+
+
+def serve_metrics(address: str, state: Any, extras: ExitStack) -> Callable[..., None]:
+    """Start the Prometheus endpoint (closed with `extras`); its observer of new events."""
+    from monitor.metrics import Metrics, MetricsError, parse_address
+
     try:
-        with stop_on_sigterm() as stopping:
-            subscriber.start()
-            (wait_quietly if quiet else show_live)(state, stopping)
-    finally:
-        subscriber.stop()
-        store.close()
-        log.info("stopped; %s", state.snapshot().counters)
+        host, port = parse_address(address)
+    except MetricsError as error:
+        raise click.BadParameter(str(error), param_hint="--metrics") from None
+    metrics = Metrics(state)
+    metrics.serve(host, port)
+    extras.callback(metrics.close)
+    return metrics.observe
 
 
 def read_secret(path: Path | None) -> str | None:

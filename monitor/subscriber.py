@@ -43,6 +43,8 @@ DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 15.0
 QUEUE_POLL_S = 0.2
+# Told of every committed batch: all its records, and its events that were new.
+Observer = Callable[[Sequence[Record], Sequence[EventRecord]], None]
 
 
 @dataclass(frozen=True)
@@ -116,11 +118,13 @@ class Subscriber:
         store: Store,
         state: LiveState,
         clock: Callable[[], float] = time.time,
+        observers: Sequence[Observer] = (),
     ) -> None:
         self.settings = settings
         self.store = store
         self.state = state
         self.clock = clock
+        self.observers = tuple(observers)
         self.client = make_client(settings)
         self.client.on_connect = guarded(self._on_connect)
         self.client.on_disconnect = guarded(self._on_disconnect)
@@ -241,6 +245,7 @@ class Subscriber:
             return
         self._ack(batch)
         self.state.stored(records, new)
+        self._tell_observers(records, new)
         for record in records:
             if isinstance(record, Rejected):
                 log.warning("set aside a message on %s: %s", record.topic, record.reason)
@@ -279,6 +284,15 @@ class Subscriber:
             new.extend(self._write([delivery], alone))
             records[index] = alone[0]
         return new
+
+    def _tell_observers(self, records: list[Record], new: list[EventRecord]) -> None:
+        """Hand a committed batch to each observer (metrics, Home Assistant); one that
+        fails is logged, never allowed to stop the writer."""
+        for observer in self.observers:
+            try:
+                observer(records, new)
+            except Exception:  # logged: storing must go on
+                log.exception("observer %r failed", observer)
 
     def _ack(self, batch: list[Delivery]) -> None:
         with self._ack_lock:
