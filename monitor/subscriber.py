@@ -306,13 +306,17 @@ def arrived(delivery: Delivery) -> tuple[str, bytes, int]:
 
 
 def make_client(settings: Settings) -> paho.Client:
+    return make_client_for(settings.broker, settings.client_id, manual_ack=True)
+
+
+def make_client_for(broker: Broker, client_id: str, *, manual_ack: bool) -> paho.Client:
+    """An MQTT v5 client for `broker`: TLS and login as configured, backing off 1-30 s."""
     client = paho.Client(
         CallbackAPIVersion.VERSION2,
-        client_id=settings.client_id,
+        client_id=client_id,
         protocol=paho.MQTTv5,
-        manual_ack=True,
+        manual_ack=manual_ack,
     )
-    broker = settings.broker
     if broker.tls:
         client.tls_set(
             ca_certs=str(broker.ca_file) if broker.ca_file else None,
