@@ -339,11 +339,24 @@ class Provisioned:
 class Fleet:
     """The fleet folder: per-gate secrets are the truth, the brokers' files follow."""
 
-    def __init__(self, folder: Path, prefix: str = "qrgate", ha_base: str | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        prefix: str = "qrgate",
+        ha_base: str | None = None,
+        broker_dir: Path | None = None,
+    ) -> None:
+        """`broker_dir`: where a broker will find its passwd and acl (broker.conf names
+        them); None: right here, in the fleet folder."""
         checked(prefix)
         self.folder = folder
         self.prefix = prefix
         self.ha_base = ha_base or f"{prefix}-ha"
+        self.broker_dir = broker_dir
+
+    def broker_conf(self, role: Literal["site", "central"], folder: Path) -> str:
+        where = self.broker_dir or folder.resolve()
+        return broker_conf(role, where / "passwd", where / "acl")
 
     # -- gates --
 
@@ -406,7 +419,7 @@ class Fleet:
         write_private(folder / "passwd", local(folder / "passwd.local") + joined(lines.values()))
         acl = [line for account, _ in gates for line in [*account.acl(), ""]]
         write_text(folder / "acl", local(folder / "acl.local") + joined(acl))
-        write_text(folder / "broker.conf", broker_conf("site", folder / "passwd", folder / "acl"))
+        write_text(folder / "broker.conf", self.broker_conf("site", folder))
         return lines
 
     # -- bridges --
@@ -434,9 +447,7 @@ class Fleet:
         write_private(folder / "passwd", local(folder / "passwd.local") + joined(lines.values()))
         acl = [line for account, _ in bridges for line in [*account.acl(), ""]]
         write_text(folder / "acl", local(roles) + "\n" + joined(acl))
-        write_text(
-            folder / "broker.conf", broker_conf("central", folder / "passwd", folder / "acl")
-        )
+        write_text(folder / "broker.conf", self.broker_conf("central", folder))
 
     def bridges(self) -> list[tuple[BridgeAccount, str]]:
         root = self.folder / "sites"

@@ -23,6 +23,13 @@ def fleet_options(func: F) -> F:
         envvar="QRGATE_FLEET_DIR",
         help="The fleet folder (also $QRGATE_FLEET_DIR).",
     )(func)
+    func = click.option(
+        "--broker-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("/etc/mosquitto/qrgate"),
+        show_default=True,
+        help="Where each broker will find its passwd and acl (named in broker.conf).",
+    )(func)
     return click.option(
         "--prefix", default="qrgate", show_default=True, help="The gates' topic prefix."
     )(func)
@@ -66,12 +73,12 @@ def fleet() -> None:
 @click.option("--quiet", is_flag=True, help="Write the files only; print nothing.")
 def add(
     *, site: str, gate: str, broker: str, ca_file: str, password_file: str, folder: Path,
-    prefix: str, quiet: bool,
+    prefix: str, broker_dir: Path, quiet: bool,
 ) -> None:  # fmt: skip
     """Give gate SITE/GATE a broker account; print its credentials, the site broker's
     password-file line and ACL entries, and the gate's config."""
     settings = GateSettings(endpoint(broker), ca_file, password_file)
-    made = Fleet(folder, prefix).add_gate(site, gate, settings)
+    made = Fleet(folder, prefix, broker_dir=broker_dir).add_gate(site, gate, settings)
     if not quiet:
         click.echo(describe(made, folder))
 
@@ -81,8 +88,9 @@ def add(
 @gate_options
 @fleet_options
 def import_csv(
-    *, csv_file: Any, broker: str, ca_file: str, password_file: str, folder: Path, prefix: str
-) -> None:
+    *, csv_file: Any, broker: str, ca_file: str, password_file: str, folder: Path, prefix: str,
+    broker_dir: Path,
+) -> None:  # fmt: skip
     """Provision every gate of CSV_FILE (`site,gate[,broker]` per line, `-` for stdin).
 
     Prints one line per gate: site, gate, `new` or `kept`.
@@ -94,7 +102,7 @@ def import_csv(
         except FleetError as error:
             raise FleetError(f"line {number}: {error}") from None
         rows.append((site, gate, settings))
-    for made in Fleet(folder, prefix).add_gates(rows):
+    for made in Fleet(folder, prefix, broker_dir=broker_dir).add_gates(rows):
         account = made.account
         click.echo(f"{account.site},{account.gate},{'new' if made.created else 'kept'}")
 
@@ -103,9 +111,9 @@ def import_csv(
 @click.argument("site")
 @click.argument("gate")
 @fleet_options
-def retire(site: str, gate: str, folder: Path, prefix: str) -> None:
+def retire(site: str, gate: str, folder: Path, prefix: str, broker_dir: Path) -> None:
     """Remove gate SITE/GATE's account from its site broker's files."""
-    if not Fleet(folder, prefix).retire_gate(site, gate):
+    if not Fleet(folder, prefix, broker_dir=broker_dir).retire_gate(site, gate):
         raise FleetError(f"no gate {site}/{gate} in {folder}")
     click.echo(f"retired {site}/{gate}: reload the site broker (SIGHUP)")
 
@@ -120,10 +128,14 @@ def retire(site: str, gate: str, folder: Path, prefix: str) -> None:
     help="Path, on the site broker, of the CA that signed the central broker's certificate.",
 )
 @fleet_options
-def bridge(site: str, centre: str, ca_file: str, folder: Path, prefix: str) -> None:
+def bridge(
+    *, site: str, centre: str, ca_file: str, folder: Path, prefix: str, broker_dir: Path
+) -> None:
     """Give site SITE's broker a bridge to the centre: its account in central/ and
     sites/SITE/bridge.conf."""
-    conf = Fleet(folder, prefix).add_bridge(site, endpoint(centre, "--centre"), ca_file)
+    conf = Fleet(folder, prefix, broker_dir=broker_dir).add_bridge(
+        site, endpoint(centre, "--centre"), ca_file
+    )
     click.echo(f"wrote {conf} and {folder / 'central'}/passwd, acl")
 
 
