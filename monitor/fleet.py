@@ -148,9 +148,9 @@ def central_roles(prefix: str, ha_base: str) -> list[str]:
     gates = f"{prefix}/+/+"
     return [
         "# The centre's own users. Edit freely: qrgate fleet never changes this file.",
-        "# One `user` block per monitor (each logs in with its own name).",
+        "# Monitors (each with its own --client-id), and Home Assistant discovery.",
         "user monitor",
-        *(f"topic read {gates}/{stream}" for stream in PUBLISHED),
+        *(f"topic read {gates}/{stream}" for stream in ("events", "status", "health")),
         f"topic read {prefix}/+/bridge/state",
         f"topic write {gates}/cmd/+",
         f"topic write {HA_DISCOVERY}/#",

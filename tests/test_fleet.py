@@ -3,6 +3,7 @@ idempotently for many gates; the gate's config snippet is a valid gate config.""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import tomllib
 from collections.abc import Callable, Iterator
@@ -12,10 +13,16 @@ import pytest
 from click.testing import CliRunner
 
 from monitor.fleet import (
+    BridgeAccount,
     Endpoint,
     Fleet,
     FleetError,
+    GateAccount,
     GateSettings,
+    bridge_conf,
+    broker_conf,
+    central_roles,
+    gate_config,
     hash_password,
     password_matches,
     read_gate_csv,
@@ -23,6 +30,7 @@ from monitor.fleet import (
 from scanner.cli import cli
 from scanner.config import parse_config
 from tests.support.broker import Mosquitto
+from tests.support.cli import ROOT
 from tests.support.probe import Probe
 
 SITE_BROKER = GateSettings(Endpoint.parse("mqtt://127.0.0.1:1883"))
@@ -238,3 +246,32 @@ def test_names_that_are_no_topic_level_are_refused(tmp_path: Path, site: str, ga
 def test_a_bridge_needs_tls_to_the_centre(tmp_path: Path) -> None:
     with pytest.raises(FleetError, match="mqtts://"):
         Fleet(tmp_path).add_bridge("factory-1", Endpoint.parse("mqtt://centre"), "/ca.pem")
+
+
+def fenced_blocks(markdown: str) -> list[str]:
+    return re.findall(r"^```\w*\n(.*?)^```$", markdown, flags=re.MULTILINE | re.DOTALL)
+
+
+def test_the_docs_show_exactly_what_fleet_writes() -> None:
+    """docs/monitor.md shows the brokers' config and ACLs as `qrgate fleet` renders them
+    (and the bridge test runs them): neither can drift from the other."""
+    blocks = fenced_blocks((ROOT / "docs" / "monitor.md").read_text())
+    gate = GateAccount("qrgate", "factory-1", "gate-1")
+    site_broker = GateSettings(
+        Endpoint.parse("mqtts://broker.factory-1.example"), "/etc/qrgate/broker-ca.pem"
+    )
+    centre = Endpoint.parse("mqtts://centre.example:8883")
+    secret = "(generated: in sites/factory-1/bridge-password)"
+    bridge = BridgeAccount("qrgate", "factory-1")
+    expected = {
+        "site broker.conf": broker_conf(
+            "site", "/etc/mosquitto/qrgate/passwd", "/etc/mosquitto/qrgate/acl"
+        ),
+        "bridge.conf": bridge_conf(bridge, centre, secret, "/etc/mosquitto/certs/centre-ca.pem"),
+        "gate ACL": "\n".join(gate.acl()) + "\n",
+        "bridge ACL": "\n".join(bridge.acl()) + "\n",
+        "central roles": "\n".join(central_roles("qrgate", "qrgate-ha")) + "\n",
+        "gate config": gate_config(gate, site_broker),
+    }
+    missing = [name for name, text in expected.items() if text not in blocks]
+    assert missing == []
