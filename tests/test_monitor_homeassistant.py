@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -149,13 +150,15 @@ def key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
 
 
-@pytest.fixture
-def centre(mosquitto: Mosquitto, key: Ed25519PrivateKey, tmp_path: Path) -> Iterator[None]:
-    """A monitor with Home Assistant discovery and the centre's command key."""
-    settings = Settings(Broker("127.0.0.1", mosquitto.port), client_id="ha-monitor")
-    store = Store(f"sqlite:///{tmp_path / 'm.db'}")
+@contextmanager
+def monitor_with_ha(
+    broker: Mosquitto, folder: Path, client_id: str, key: CommandKey | None = None
+) -> Iterator[None]:
+    """A monitor with Home Assistant discovery (and, if given, the centre's command key)."""
+    settings = Settings(Broker("127.0.0.1", broker.port), client_id=client_id)
+    store = Store(f"sqlite:///{folder / f'{client_id}.db'}")
     link = HomeAssistant(
-        Discovery(commands=True), settings.broker, "ha-monitor-ha", CommandKey(key, "centre")
+        Discovery(commands=key is not None), settings.broker, f"{client_id}-ha", key
     )
     subscriber = Subscriber(settings, store, LiveState(), observers=[link.observe])
     link.start()
@@ -168,6 +171,12 @@ def centre(mosquitto: Mosquitto, key: Ed25519PrivateKey, tmp_path: Path) -> Iter
         subscriber.stop()
         link.stop()
         store.close()
+
+
+@pytest.fixture
+def centre(mosquitto: Mosquitto, key: Ed25519PrivateKey, tmp_path: Path) -> Iterator[None]:
+    with monitor_with_ha(mosquitto, tmp_path, "ha-monitor", CommandKey(key, "centre")):
+        yield
 
 
 def drain(probe: Probe, quiet_s: float = 0.5) -> list[Arrived]:
@@ -247,25 +256,13 @@ def test_without_the_command_key_home_assistant_can_only_watch(
     mosquitto: Mosquitto, clients: tuple[Probe, Probe, Probe], tmp_path: Path
 ) -> None:
     home, gate, commands = clients
-    settings = Settings(Broker("127.0.0.1", mosquitto.port), client_id="watch-only")
-    store = Store(f"sqlite:///{tmp_path / 'm.db'}")
-    link = HomeAssistant(Discovery(), settings.broker, "watch-only-ha")
-    subscriber = Subscriber(settings, store, LiveState(), observers=[link.observe])
-    link.start()
-    subscriber.start()
-    try:
-        assert subscriber.subscribed.wait(10)
-        assert link.connected.wait(10)
+    with monitor_with_ha(mosquitto, tmp_path, "watch-only"):
         gate.publish(f"qrgate/{SITE}/{GATE}/status", b'{"state": "online"}', retain=True)
         live = {t for t, b in configs(drain(home)).items() if b}
         assert f"homeassistant/sensor/qrgate_{SITE}_{GATE}/mode/config" in live
         assert not any("/select/" in t or "/button/" in t for t in live)
         home.publish(f"qrgate-ha/{SITE}/{GATE}/set/mode", b"lockdown")
         assert commands.take(1.0) is None
-    finally:
-        subscriber.stop()
-        link.stop()
-        store.close()
 
 
 def test_the_command_key_needs_home_assistant_and_its_kid(tmp_path: Path) -> None:
