@@ -173,3 +173,32 @@ def test_a_port_in_use_is_a_clear_error() -> None:
             Metrics(LiveState()).serve("127.0.0.1", first.port)
     finally:
         first.close()
+
+
+def test_an_observer_that_fails_never_stops_the_store(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    from monitor.store import Store
+    from monitor.subscriber import Broker, Settings, Subscriber
+
+    seen: list[int] = []
+
+    def broken(_records: object, new: list[object]) -> None:
+        seen.append(len(new))
+        raise RuntimeError("an observer's own bug")
+
+    settings = Settings(Broker("127.0.0.1", mosquitto.port), client_id="observed")
+    store = Store(f"sqlite:///{tmp_path / 'm.db'}")
+    subscriber = Subscriber(settings, store, LiveState(), observers=[broken])
+    subscriber.start()
+    gate = Probe(mosquitto.port)
+    try:
+        assert subscriber.subscribed.wait(10)
+        for seq in (1, 2):
+            event = gate_event(seq, "2026-03-02T08:00", site="f1", gate="in-1")
+            gate.publish(topic(event), payload(event))
+            assert wait_until(lambda n=seq: sum(seen) == n, 10)
+        assert subscriber.alive
+        assert store.count_events() == 2
+    finally:
+        gate.close()
+        subscriber.stop()
+        store.close()
