@@ -175,19 +175,23 @@ def test_a_port_in_use_is_a_clear_error() -> None:
         first.close()
 
 
-def test_an_observer_that_fails_never_stops_the_store(mosquitto: Mosquitto, tmp_path: Path) -> None:
+def test_an_observer_that_fails_stops_neither_the_store_nor_the_others(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
     from monitor.store import Store
     from monitor.subscriber import Broker, Settings, Subscriber
 
     seen: list[int] = []
 
-    def broken(_records: object, new: list[object]) -> None:
-        seen.append(len(new))
+    def broken(_records: object, _new: list[object]) -> None:
         raise RuntimeError("an observer's own bug")
+
+    def counting(_records: object, new: list[object]) -> None:
+        seen.append(len(new))
 
     settings = Settings(Broker("127.0.0.1", mosquitto.port), client_id="observed")
     store = Store(f"sqlite:///{tmp_path / 'm.db'}")
-    subscriber = Subscriber(settings, store, LiveState(), observers=[broken])
+    subscriber = Subscriber(settings, store, LiveState(), observers=[broken, counting])
     subscriber.start()
     gate = Probe(mosquitto.port)
     try:
