@@ -74,7 +74,8 @@ setup(
         # no wheels of zxing-cpp, pillow or cffi 2 for Python 3.11 (docs/install.md).
         "pi": ["RPi.GPIO>=0.7; platform_machine=='aarch64'"],
         "webcam": OPENCV,
-        "central": ["psycopg[binary]>=3.1"],
+        # The monitor's store on PostgreSQL, and its Prometheus metrics endpoint.
+        "central": ["psycopg[binary]>=3.1", "prometheus-client>=0.20"],
         # The monitor's web dashboard (`qrgate monitor --http`, `qrgate dashboard`).
         "dashboard": DASHBOARD,
         "dev": [
@@ -86,6 +87,9 @@ setup(
             "ruff>=0.6",
             "mypy>=1.10",
             "psycopg[binary]>=3.1",
+            "prometheus-client>=0.20",
+            "pyyaml>=6",  # the docs' Prometheus alert rules are checked as YAML
+            "types-PyYAML>=6",
             *OPENCV,
             "py-spy>=0.3",  # bench.gate: which of the daemon's threads uses the CPU
             *DASHBOARD,

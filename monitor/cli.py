@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
 from types import FrameType
@@ -107,6 +108,29 @@ def db_option(func: F) -> F:
     show_default=True,
     help="Days a message set aside is kept.",
 )
+@click.option(
+    "--metrics",
+    "metrics_address",
+    default=None,
+    metavar="[HOST:]PORT",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (HOST: 127.0.0.1 if omitted).",
+)
+@click.option(
+    "--homeassistant",
+    "ha_discovery",
+    is_flag=False,
+    flag_value="homeassistant",
+    default=None,
+    metavar="[PREFIX]",
+    help="Publish Home Assistant MQTT discovery for every gate (discovery prefix: "
+    "homeassistant unless given).",
+)
+@click.option(
+    "--homeassistant-personal",
+    "ha_personal",
+    is_flag=True,
+    help="Include the subject and name in the scans shown to Home Assistant.",
+)
 @http_options
 def monitor(
     *,
@@ -127,6 +151,9 @@ def monitor(
     rejects_days: float,
     http: str | None,
     retain_days: float | None,
+    metrics_address: str | None,
+    ha_discovery: str | None,
+    ha_personal: bool,
     **dashboard: Any,
 ) -> None:
     """Subscribe to every gate's events, status and health; store events once each.
@@ -157,6 +184,9 @@ def monitor(
         raise click.BadParameter(str(error), param_hint="--broker") from None
     if (ca_file or cert_file) and not endpoint.tls:
         raise click.UsageError("--ca-file/--cert-file need an mqtts:// broker URL")
+    command_key, command_kid = dashboard["command_key"], dashboard["command_kid"]
+    if (command_key is None) != (command_kid is None):
+        raise click.UsageError("--command-key and --command-kid go together")
     settings = Settings(
         endpoint,
         client_id=client_id or default_client_id(),
@@ -171,7 +201,11 @@ def monitor(
     with ExitStack() as running:
         state = running.enter_context(served(web, db, endpoint, prefix)) if web else LiveState()
         state.seed(store.gates(), store.recent_events(15))
-        subscriber = Subscriber(settings, store, state)
+        observers = [serve_metrics(metrics_address, state, running)] if metrics_address else []
+        if ha_discovery is not None:
+            options = HomeAssistantOptions(ha_discovery, ha_personal, command_key, command_kid)
+            observers.append(link_home_assistant(options, settings, running))
+        subscriber = Subscriber(settings, store, state, observers=observers)
         running.callback(Upkeep(db, UpkeepPolicy(retain_days)).start().stop)
         try:
             with stop_on_sigterm() as stopping:
@@ -204,6 +238,62 @@ def served(options: Any, db: str, broker: Any, prefix: str) -> Iterator[Any]:
         state = PublishingState(Feed(dash.hub, dash.people))
         dash.monitor_state = state
         yield state
+
+
+def serve_metrics(address: str, state: Any, extras: ExitStack) -> Callable[..., None]:
+    """Start the Prometheus endpoint (closed with `extras`); its observer of new events."""
+    from monitor.metrics import Metrics, MetricsError, parse_address
+
+    try:
+        host, port = parse_address(address)
+    except MetricsError as error:
+        raise click.BadParameter(str(error), param_hint="--metrics") from None
+    metrics = Metrics(state)
+    metrics.serve(host, port)
+    extras.callback(metrics.close)
+    return metrics.observe
+
+
+@dataclass(frozen=True)
+class HomeAssistantOptions:
+    discovery: str
+    personal: bool
+    command_key: Path | None
+    command_kid: str | None
+
+
+def link_home_assistant(
+    options: HomeAssistantOptions, settings: Any, extras: ExitStack
+) -> Callable[..., None]:
+    """Start the Home Assistant link (stopped with `extras`); its observer of batches."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from monitor.homeassistant import CommandKey, Discovery, HomeAssistant
+    from mqtt.errors import TopicError
+    from mqtt.remote import load_signing_key
+
+    key = None
+    if options.command_key is not None and options.command_kid is not None:
+        key = CommandKey(load_signing_key(options.command_key), options.command_kid)
+    try:
+        own_version = version("qrgate")
+    except PackageNotFoundError:
+        own_version = ""
+    try:
+        discovery = Discovery(
+            prefix=settings.prefix,
+            discovery=options.discovery,
+            base=f"{settings.prefix}-ha",
+            personal=options.personal,
+            commands=key is not None,
+            version=own_version,
+        )
+    except TopicError as error:
+        raise click.BadParameter(str(error), param_hint="--homeassistant") from None
+    link = HomeAssistant(discovery, settings.broker, f"{settings.client_id}-ha", key)
+    link.start()
+    extras.callback(link.stop)
+    return link.observe
 
 
 def read_secret(path: Path | None) -> str | None:

@@ -49,6 +49,8 @@ RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 15.0
 QUEUE_POLL_S = 0.2
 REJECTS_LOGGED = 3  # per batch; the rest are counted
+# Told of every committed batch: all its records, and its events that were new.
+Observer = Callable[[Sequence[Record], Sequence[EventRecord]], None]
 
 
 @dataclass(frozen=True)
@@ -125,11 +127,13 @@ class Subscriber:
         store: Store,
         state: LiveState,
         clock: Callable[[], float] = time.time,
+        observers: Sequence[Observer] = (),
     ) -> None:
         self.settings = settings
         self.store = store
         self.state = state
         self.clock = clock
+        self.observers = tuple(observers)
         self.client = make_client(settings)
         self.client.on_connect = guarded(self._on_connect)
         self.client.on_disconnect = guarded(self._on_disconnect)
@@ -270,6 +274,7 @@ class Subscriber:
             return
         self._ack(batch)
         self.state.stored(records, new)
+        self._tell_observers(records, new)
         log_rejects(records)
         self._notice_unauthenticated(new)
         log_seq_jumps(new)
@@ -342,6 +347,15 @@ class Subscriber:
         )
         return self._write([delivery], records)
 
+    def _tell_observers(self, records: list[Record], new: list[EventRecord]) -> None:
+        """Hand a committed batch to each observer (metrics, Home Assistant); one that
+        fails is logged, never allowed to stop the writer."""
+        for observer in self.observers:
+            try:
+                observer(records, new)
+            except Exception:  # logged: storing must go on
+                log.exception("observer %r failed", observer)
+
     def _ack(self, batch: list[Delivery]) -> None:
         with self._ack_lock:
             for delivery in batch:
@@ -374,13 +388,17 @@ def log_seq_jumps(new: list[EventRecord]) -> None:
 
 
 def make_client(settings: Settings) -> paho.Client:
+    return make_client_for(settings.broker, settings.client_id, manual_ack=True)
+
+
+def make_client_for(broker: Broker, client_id: str, *, manual_ack: bool) -> paho.Client:
+    """An MQTT v5 client for `broker`: TLS and login as configured, backing off 1-30 s."""
     client = paho.Client(
         CallbackAPIVersion.VERSION2,
-        client_id=settings.client_id,
+        client_id=client_id,
         protocol=paho.MQTTv5,
-        manual_ack=True,
+        manual_ack=manual_ack,
     )
-    broker = settings.broker
     if broker.tls:
         client.tls_set(
             ca_certs=str(broker.ca_file) if broker.ca_file else None,

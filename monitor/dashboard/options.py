@@ -53,7 +53,8 @@ def http_options(func: F) -> F:
         click.option(
             "--command-key",
             type=ExistingFile,
-            help="The centre's command signing key (PEM): enables Commands for admins.",
+            help="The centre's command signing key (PEM): enables Commands for admins, and "
+            "Home Assistant's requests with --homeassistant.",
         ),
         click.option("--command-kid", default=None, help="That key's id in the gates' key set."),
         click.option(

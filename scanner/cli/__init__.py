@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "dashboard": "monitor.dashboard.cli:dashboard",
     "gates": "monitor.gates_cli:gates",
     "event-key": "scanner.cli.eventkey_cmd:event_key",
+    "fleet": "monitor.fleet_cli:fleet",
     "cmd": "scanner.cli.cmd_cmd:cmd",
     "outbox": "scanner.cli.outbox_cmd:outbox",
     "doctor": "scanner.cli.doctor_cmd:doctor",
