@@ -187,6 +187,11 @@ def monitor(
     command_key, command_kid = dashboard["command_key"], dashboard["command_kid"]
     if (command_key is None) != (command_kid is None):
         raise click.UsageError("--command-key and --command-kid go together")
+    if command_key is not None and http is None and ha_discovery is None:
+        raise click.UsageError(
+            "--command-key signs the dashboard's and Home Assistant's commands: "
+            "add --http or --homeassistant"
+        )
     settings = Settings(
         endpoint,
         client_id=client_id or default_client_id(),

@@ -265,7 +265,7 @@ def test_without_the_command_key_home_assistant_can_only_watch(
         assert commands.take(1.0) is None
 
 
-def test_the_command_key_needs_home_assistant_and_its_kid(tmp_path: Path) -> None:
+def test_the_command_key_needs_its_kid_and_a_user_of_it(tmp_path: Path) -> None:
     pem = tmp_path / "centre.key.pem"
     pem.write_text("not read: the options are refused first")
     base = ["monitor", "--broker", "mqtt://127.0.0.1:1", "--quiet", "--command-key", str(pem)]
@@ -274,7 +274,7 @@ def test_the_command_key_needs_home_assistant_and_its_kid(tmp_path: Path) -> Non
     assert "--command-key and --command-kid go together" in alone.stderr
     without = qrgate(*base, "--command-kid", "centre")
     assert without.returncode == 2
-    assert "add --homeassistant" in without.stderr
+    assert "add --http or --homeassistant" in without.stderr
 
 
 def test_qrgate_monitor_with_home_assistant_as_deployed(
