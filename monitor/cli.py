@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_DB = "sqlite:///./qrgate-monitor.db"
+PERSISTENT_SESSION_S = 7 * 24 * 3600
 STATS_EVERY_S = 60.0
 REFRESH_S = 0.5
 
@@ -61,14 +62,16 @@ def db_option(func: F) -> F:
     "shared_group",
     default=None,
     help="Take events through the MQTT v5 shared subscription $share/GROUP/...: "
-    "monitors of one group split the events between them.",
+    "monitors of one group split the events between them. Clean sessions unless "
+    "--session-expiry says otherwise; what a dead member held comes back from the gates "
+    "(qrgate report gaps --resend).",
 )
 @click.option(
     "--session-expiry",
     type=click.IntRange(0, 2**32 - 1),
-    default=7 * 24 * 3600,
-    show_default=True,
-    help="Seconds the broker keeps our session (and queues events) while we are away.",
+    default=None,
+    help="Seconds the broker keeps our session (and queues events) while we are away "
+    "[default: 604800, a week; with --shared: 0, a clean session].",
 )
 @click.option("--quiet", is_flag=True, help="No live view: log only (for a service).")
 @click.option("--ca-file", type=ExistingFile, help="CA certificate(s) to verify the broker (TLS).")
@@ -139,7 +142,7 @@ def monitor(
     prefix: str,
     client_id: str | None,
     shared_group: str | None,
-    session_expiry: int,
+    session_expiry: int | None,
     quiet: bool,
     ca_file: Path | None,
     cert_file: Path | None,
@@ -197,7 +200,7 @@ def monitor(
         client_id=client_id or default_client_id(),
         prefix=prefix,
         shared_group=shared_group,
-        session_expiry_s=session_expiry,
+        session_expiry_s=session_expiry_for(shared_group, session_expiry),
         enrolled_only=enrolled_only,
     )
     web = dashboard_settings(http, dashboard)
@@ -299,6 +302,21 @@ def link_home_assistant(
     link.start()
     extras.callback(link.stop)
     return link.observe
+
+
+def session_expiry_for(shared_group: str | None, asked: int | None) -> int:
+    """A persistent session alone; a clean one in a shared group unless asked otherwise
+    (a dead member's persistent session keeps taking its share: docs/monitor.md)."""
+    if asked is not None:
+        if shared_group is not None and asked > 0:
+            log.warning(
+                "--shared with a persistent session (--session-expiry %d): while this "
+                "monitor is away the broker keeps queueing its share of the events for it; "
+                "watch qrgate_gate_missing_events",
+                asked,
+            )
+        return asked
+    return 0 if shared_group is not None else PERSISTENT_SESSION_S
 
 
 def read_secret(path: Path | None) -> str | None:
