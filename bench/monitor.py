@@ -40,10 +40,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from monitor import reports, seqranges
+from monitor import reports
 from monitor.enrollment import EnrolledKey, Enrollment
 from monitor.ingest import EventRecord, classify
-from monitor.schema import FILTER_INDEXES
+from monitor.schema import FILTER_INDEXES, FROM_EVENTS
 from monitor.state import LiveState
 from monitor.store import EVENT_COLUMNS, Store
 from monitor.subscriber import Broker, Settings, Subscriber
@@ -396,7 +396,8 @@ def fill_sqlite(url: str, people: int, days: int, analyze: bool = True) -> None:
     marks = ", ".join("?" * len(EVENT_COLUMNS))
     connection.execute("BEGIN")
     connection.executemany(f"INSERT INTO events VALUES ({marks})", generated(people, days))  # noqa: S608
-    connection.execute(seqranges.REBUILD)
+    for statement in FROM_EVENTS:
+        connection.execute(statement)
     connection.execute("COMMIT")
     if analyze:
         connection.execute("ANALYZE")
@@ -414,7 +415,8 @@ def fill_postgres(url: str, people: int, days: int) -> None:
         with cursor.copy(f"COPY events ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as copy:
             for row in generated(people, days):
                 copy.write_row(row)
-        cursor.execute(seqranges.REBUILD)
+        for statement in FROM_EVENTS:
+            cursor.execute(statement)
         connection.commit()
         connection.autocommit = True
         connection.execute("VACUUM ANALYZE")

@@ -50,6 +50,7 @@ def prune(store: Store, days: float, now_ms: int, batch: int = BATCH) -> int:
         deleted += count
         if count < batch:
             break
+    store.forget_people_before(cutoff_ms)
     if deleted:
         since = datetime.fromtimestamp(cutoff_ms / 1000, tz=UTC).isoformat(timespec="seconds")
         log.info("retention: deleted %d events older than %s", deleted, since)

@@ -33,6 +33,10 @@ FILTER_INDEXES = (
     "CREATE INDEX IF NOT EXISTS events_subject_time ON events (subject, ts_ms)",
 )
 FILTERED_COLUMNS = ("result", "reason", "credential", "subject")
+# The few events whose seq was beyond belief, found without reading the others.
+SEQ_JUMPS_INDEX = (
+    "CREATE INDEX IF NOT EXISTS events_seq_jumps ON events (site, gate, seq) WHERE NOT seq_believed"
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -82,6 +86,24 @@ CREATE TABLE IF NOT EXISTS rejects (
 );
 """
 
+PEOPLE = """
+CREATE TABLE people (
+    site TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    last_ms BIGINT NOT NULL,
+    PRIMARY KEY (site, subject)
+)
+"""
+# From the events themselves: each person's latest granted scan, per site.
+PEOPLE_FROM_EVENTS = """
+INSERT INTO people (site, subject, last_ms)
+SELECT site, subject, MAX(ts_ms) FROM events
+WHERE type = 'scan' AND result = 'granted' AND subject IS NOT NULL
+GROUP BY site, subject
+"""
+# What the tables kept as events arrive hold, made from the events themselves (for a store
+# of an earlier version, or events loaded in bulk).
+FROM_EVENTS = (seqranges.REBUILD, PEOPLE_FROM_EVENTS)
 SEQ_RANGES = """
 CREATE TABLE seq_ranges (
     site TEXT NOT NULL,
@@ -95,17 +117,20 @@ CREATE TABLE seq_ranges (
 
 def to_version_3(cursor: Any, dialect: str, now_ms: int) -> None:
     """Version 3: on PostgreSQL, events partitioned by month (monitor.partitions); on
-    both, the Events filters' indexes, and the per-gate seq ranges received, built once
-    from the events held (after this, kept as events arrive)."""
+    both, the Events filters' indexes, one for seq jumps, the per-gate seq ranges
+    received and the people seen (each person's latest granted scan per site), built
+    once from the events held (after this, kept as events arrive)."""
     if dialect == "postgresql":
         partitions.convert(cursor, now_ms)
         for statement in EVENT_INDEXES:
             cursor.execute(statement)
         partitions.ensure_months(cursor, now_ms)
-    for statement in FILTER_INDEXES:
+    for statement in (*FILTER_INDEXES, SEQ_JUMPS_INDEX):
         cursor.execute(statement)
     cursor.execute(SEQ_RANGES)
-    cursor.execute(seqranges.REBUILD)
+    cursor.execute(PEOPLE)
+    for statement in FROM_EVENTS:
+        cursor.execute(statement)
 
 
 Step = tuple[str, ...] | Callable[[Any, str, int], None]

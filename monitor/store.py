@@ -117,11 +117,10 @@ ON CONFLICT (site, gate) DO UPDATE SET health = excluded.health,
 KEEP_REJECT = "INSERT INTO rejects (received_ms, topic, reason, payload) VALUES (?, ?, ?, ?)"
 
 # Presence is made of granted scans with a subject: the queries below repeat the
-# condition of the partial index `events_presence` word for word, so SQLite uses it
-# (and INSIDE names it: the (result, ts_ms) index would otherwise look cheaper to
-# SQLite's planner for "every granted scan", and costs a walk over each of them).
-# Per person and site, one index seek for their latest granted scan (not a window over
-# every scan): fast on millions of events, on both databases.
+# condition of the partial index `events_presence` word for word, so that it is used.
+# The people to look at come from `people` (each person and site once, with the time of
+# their latest granted scan, kept as events arrive), not from a pass over every scan;
+# then one index seek per person for their latest granted scan before the moment asked.
 INSIDE = """
 SELECT site, subject, name, gate, direction, ts_ms FROM events
 WHERE id IN (
@@ -132,31 +131,44 @@ WHERE id IN (
             AND latest.subject IS NOT NULL AND latest.ts_ms < ?
         ORDER BY latest.ts_ms DESC, latest.seq DESC LIMIT 1
     )
-    FROM (
-        SELECT DISTINCT site, subject FROM events INDEXED BY events_presence
-        WHERE type = 'scan' AND result = 'granted' AND subject IS NOT NULL {filters}
-    ) AS people
+    FROM people WHERE TRUE {filters}
 ) AND direction = 'in'
 ORDER BY site, subject
 """
-# The same on PostgreSQL, whose events are keyed by (ts_ms, id): the latest scan of
-# each person is taken whole (LATERAL) rather than looked up again by its id.
-INSIDE_LATERAL = """
-SELECT latest.site, latest.subject, latest.name, latest.gate, latest.direction, latest.ts_ms
-FROM (
-    SELECT DISTINCT site, subject FROM events
-    WHERE type = 'scan' AND result = 'granted' AND subject IS NOT NULL {filters}
-) AS people
-CROSS JOIN LATERAL (
-    SELECT site, subject, name, gate, direction, ts_ms FROM events AS latest
+# The same on PostgreSQL, whose events are keyed by (ts_ms, id) and split by month: the
+# latest scan is taken whole (LATERAL), and from as few months as can hold it. Someone
+# whose latest scan of all is before the moment: that scan, by its time (one month's
+# partition, chosen as the query runs); else the month before the moment first, and
+# only if nothing is there, everything before it.
+LATEST_BEFORE = """
+    SELECT site, subject, name, gate, direction, ts_ms, seq FROM events AS latest
     WHERE latest.site = people.site AND latest.subject = people.subject
         AND latest.type = 'scan' AND latest.result = 'granted'
-        AND latest.subject IS NOT NULL AND latest.ts_ms < ?
+        AND latest.subject IS NOT NULL AND {when}
     ORDER BY latest.ts_ms DESC, latest.seq DESC LIMIT 1
-) AS latest
-WHERE latest.direction = 'in'
-ORDER BY latest.site, latest.subject
 """
+INSIDE_LATERAL = f"""
+SELECT latest.site, latest.subject, latest.name, latest.gate, latest.direction, latest.ts_ms
+FROM people
+CROSS JOIN LATERAL (
+    ({LATEST_BEFORE.format(when="latest.ts_ms = people.last_ms AND people.last_ms < ?")})
+    UNION ALL
+    ({LATEST_BEFORE.format(when="latest.ts_ms < ? AND latest.ts_ms >= ?")})
+    UNION ALL
+    ({LATEST_BEFORE.format(when="latest.ts_ms < ?")})
+    LIMIT 1
+) AS latest
+WHERE latest.direction = 'in' {{filters}}
+ORDER BY latest.site, latest.subject
+"""  # noqa: S608 - fixed text only
+RECENT_MS = 31 * 24 * 3600 * 1000  # "the month before the moment"
+# Per person and site, the latest granted scan's time (the write path keeps it).
+SEE_PEOPLE = """
+INSERT INTO people (site, subject, last_ms) VALUES (?, ?, ?)
+ON CONFLICT (site, subject) DO UPDATE SET last_ms = excluded.last_ms
+WHERE excluded.last_ms > people.last_ms
+"""
+FORGET_PEOPLE = "DELETE FROM people WHERE last_ms < ?"
 SCANS = """
 SELECT site, subject, name, gate, direction, ts_ms FROM events
 WHERE type = 'scan' AND result = 'granted' AND subject IS NOT NULL
@@ -302,6 +314,7 @@ class Store:
             ]
             self._count_new(cursor, new, believed)
             seqranges.record_new(cursor, self.dialect.sql, believed_seqs(new, believed))
+            self._see_people(cursor, new)
             for record in records:
                 self._apply(cursor, record)
             self._prune_rejects(cursor, records)
@@ -344,6 +357,18 @@ class Store:
         ]
         if rows:
             cursor.executemany(self.dialect.sql(COUNT_NEW), rows)
+
+    def _see_people(self, cursor: Any, new: list[EventRecord]) -> None:
+        """Per person and site, the time of their latest granted scan (`people`)."""
+        latest: dict[tuple[str, str], int] = {}
+        for record in new:
+            event = record.event
+            if event.type == "scan" and event.result == "granted" and event.subject is not None:
+                key = (event.site, event.subject)
+                latest[key] = max(record.ts_ms, latest.get(key, record.ts_ms))
+        if latest:
+            rows = [(site, subject, ms) for (site, subject), ms in sorted(latest.items())]
+            cursor.executemany(self.dialect.sql(SEE_PEOPLE), rows)
 
     def _prune_rejects(self, cursor: Any, records: Sequence[Record]) -> None:
         """Keep the rejects table bounded (junk can arrive faster than anyone reads it):
@@ -397,7 +422,9 @@ class Store:
         filters, params = subject_filters(site, subject)
         before = END_OF_TIME_MS if before_ms is None else before_ms
         if self.dialect.name == "postgresql":
-            rows = self._read(INSIDE_LATERAL.format(filters=filters), *params, before)
+            bounds = (before, before, before - RECENT_MS, before)
+            people = filters.replace(" site", " people.site").replace(" subject", " people.subject")
+            rows = self._read(INSIDE_LATERAL.format(filters=people), *bounds, *params)
         else:
             rows = self._read(INSIDE.format(filters=filters), before, *params)
         return [Scan(*row) for row in rows]
@@ -528,6 +555,13 @@ class Store:
                 marks_sql = ", ".join("?" * len(ids))
                 cursor.execute(sql(DELETE_OLDEST.format(ids=marks_sql)), [*span, *ids])
         return len(rows)
+
+    def forget_people_before(self, cutoff_ms: int) -> int:
+        """People whose latest granted scan is older than `cutoff_ms` (the retention
+        deleted it): no longer looked at by presence; returns how many."""
+        with self._transaction(self.dialect.begin_write) as cursor:
+            cursor.execute(self.dialect.sql(FORGET_PEOPLE), (cutoff_ms,))
+            return int(cursor.rowcount)
 
     def drop_partitions_before(self, cutoff_ms: int) -> int:
         """PostgreSQL: drop each month's partition whose every event is older than

@@ -126,6 +126,7 @@ def test_a_store_of_schema_2_is_upgraded_with_its_events_gaps_and_partitions(
     assert store.write([record(again), record(gate_event(4, "2026-03-14T08:00"))]) != []
     assert store.count_events() == 8
     assert store.gaps() == [Gap("f1", "in-1", 7, 8)]
+    assert [(scan.subject, scan.ts_ms) for scan in store.inside()] == [("A", rows[-1]["ts_ms"])]
     if store.dialect.name == "postgresql":
         names = [part.name for part in store.partitions()]
         assert names == ["events_before_m202604", "events_m202604", "events_default"]
@@ -151,6 +152,7 @@ def test_months_are_made_ahead_and_the_retention_drops_whole_ones(
     days = ["2026-01-05", "2026-01-20", "2026-02-03", "2026-02-25", "2026-03-01", "2026-03-12"]
     events = [gate_event(seq, f"{day}T08:00") for seq, day in enumerate(days, start=1)]
     events.append(gate_event(7, "1970-01-01T00:00"))  # a clock that was never set: seq 7
+    events.append(gate_event(8, "2026-01-06T08:00", subject="B"))  # seen in January only
     store.write([record(event) for event in events])
     placed = dict(store._read("SELECT seq, tableoid::regclass::text FROM events"))
     assert placed[1] == placed[4] == placed[7] == "events_default"  # no month of their own yet
@@ -167,15 +169,16 @@ def test_months_are_made_ahead_and_the_retention_drops_whole_ones(
     )
     with caplog.at_level(logging.INFO):
         deleted = prune(store, 5, ms("2026-03-06T00:00"))  # cutoff 2026-03-01
-    assert deleted == 5  # January and February whole, and 1970 from the default partition
-    assert "dropped partition events_m202601 (2 events)" in caplog.text
+    assert deleted == 6  # January and February whole, and 1970 from the default partition
+    assert "dropped partition events_m202601 (3 events)" in caplog.text
     assert "dropped partition events_m202602 (2 events)" in caplog.text
     assert store.partitions()[0].name == "events_m202603"
     assert sorted(row[0] for row in store._read("SELECT seq FROM events")) == [5, 6]
-    assert store.pruned_marks() == {("f1", "in-1"): 7}
+    assert store.pruned_marks() == {("f1", "in-1"): 8}
     assert store.gaps() == []
-    store.write([record(gate_event(9, "2026-03-14T09:00"))])
-    assert store.gaps() == [Gap("f1", "in-1", 8, 8)]
+    assert store._read("SELECT subject FROM people") == [("A",)]  # B is forgotten
+    store.write([record(gate_event(10, "2026-03-14T09:00"))])
+    assert store.gaps() == [Gap("f1", "in-1", 9, 9)]
     store.close()
 
 
