@@ -16,7 +16,7 @@ from scanner.clock import ManualClock
 from scanner.config import PolicySection, parse_config
 from scanner.credentials.passes import PassVerifier
 from scanner.decision.policy import DAEMON_REASONS, REASONS, Decision, Policy
-from scanner.decision.verdict import DCC_ONLY_REASONS
+from scanner.decision.verdict import DCC_ONLY_REASONS, PAIR_REASONS
 from scanner.errors import ConfigError
 from scanner.state.store import AllowEntry, Store, StoreError
 from tests.support.tokens import IssuerKey, hand_jws, pyjwt_token, write_jwks
@@ -88,6 +88,42 @@ def test_badges_and_cards_come_from_the_allowlist(policy: Policy) -> None:
     assert card.name == "Nguyễn Văn An"  # the card's own name, not HR's spelling
 
 
+PERSONAL_QR = "******029317|NGUYEN LE KHA HAN|1987-**-**|0|162979388586171100|<1<HS40101208"
+
+
+def test_record_only_admits_well_formed_identity_codes_of_its_kinds(
+    make_policy: MakePolicy, store: Store, clock: ManualClock
+) -> None:
+    kinds = ["pass", "badge", "cccd", "vnqr"]
+    stranger_card = CARD.replace("001099012345", "001099099999")
+    store.allowlist.add(AllowEntry("001099088888", valid_until=clock.now() - 1))
+    store.revocations.revoke(subject="162979388586171100")
+    policy = make_policy(accept=kinds, record_only=["cccd"])
+    recorded = decided(policy, stranger_card.encode())
+    assert (recorded.result, recorded.reason, recorded.subject, recorded.name) == (
+        "granted",
+        "recorded",
+        "001099099999",
+        "Nguyễn Văn An",
+    )
+    assert decided(policy, CARD.encode()).reason == "ok"  # allowlisted: says so
+    expired_card = CARD.replace("001099012345", "001099088888").encode()
+    assert decided(policy, expired_card).reason == "expired"  # the list's end still holds
+    assert decided(policy, b"W-2").reason == "not_allowed"  # badges are not record-only here
+    assert decided(policy, PERSONAL_QR.encode()).reason == "not_allowed"  # nor personal QRs
+    assert decided(policy, b"001099099999|broken").reason == "unknown_format"
+    everyone = make_policy(accept=kinds, record_only=["badge", "cccd", "vnqr"])
+    assert decided(everyone, b"W-2").reason == "recorded"
+    assert decided(everyone, PERSONAL_QR.encode()).reason == "revoked"
+    other_qr = PERSONAL_QR.replace("162979388586171100", "162979388586171101").encode()
+    assert (decided(everyone, other_qr).credential, decided(everyone, other_qr).reason) == (
+        "vnqr",
+        "recorded",
+    )
+    everyone.set_mode("lockdown")
+    assert decided(everyone, b"W-3").reason == "lockdown"
+
+
 def every_reason_case(
     policy: Policy, store: Store, clock: ManualClock, make_policy: MakePolicy
 ) -> dict[str, Decision]:
@@ -115,6 +151,7 @@ def every_reason_case(
         "lockdown": decided(lockdown, b"W-1"),
         "not_accepted": decided(narrow, b"W-1"),
         "emergency": decided(emergency, b"W-2"),
+        "recorded": decided(make_policy(record_only=["badge"]), b"W-2"),
     }
 
 
@@ -122,11 +159,12 @@ def test_every_reason_is_reached(
     policy: Policy, store: Store, clock: ManualClock, make_policy: MakePolicy
 ) -> None:
     cases = every_reason_case(policy, store, clock, make_policy)
-    # The daemon's: tests/test_gate.py; the health certificates': tests/test_dcc_decision.py
-    assert set(cases) == set(REASONS) - DAEMON_REASONS - DCC_ONLY_REASONS
+    # The daemon's: tests/test_gate.py; the health certificates': tests/test_dcc_decision.py;
+    # the pairs': tests/test_pairing.py
+    assert set(cases) == set(REASONS) - DAEMON_REASONS - DCC_ONLY_REASONS - PAIR_REASONS
     for reason, decision in cases.items():
         assert decision.reason == reason
-        assert decision.granted == (reason in ("ok", "emergency"))
+        assert decision.granted == (reason in ("ok", "emergency", "recorded"))
 
 
 @pytest.mark.parametrize(
