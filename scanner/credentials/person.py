@@ -126,3 +126,28 @@ class Person:
     def is_same(self, other: Person) -> bool:
         """The same name in an order either may be read in, and birth dates that agree."""
         return not self.spellings.isdisjoint(other.spellings) and self.birth.agrees(other.birth)
+
+
+@dataclass(frozen=True, slots=True)
+class Named:
+    """Whom a credential names, as it says it, kept as given: cheap to carry with every
+    decision, turned into a `Person` only where pairing compares it."""
+
+    name: str | None = None  # as written, for an identity code
+    birth: Birth | None = None
+    family: str | None = None  # a certificate's nam.fnt and nam.gnt, and its dob
+    given: str | None = None
+    dob: str | None = None
+
+    @classmethod
+    def written(cls, name: str | None, birth: Birth | None = None) -> Named:
+        return cls(name=name, birth=birth)
+
+    @classmethod
+    def certified(cls, family: str | None, given: str | None, dob: str) -> Named:
+        return cls(family=family, given=given, dob=dob)
+
+    def person(self) -> Person | None:
+        if self.dob is not None:
+            return Person.certified(self.family, self.given, self.dob)
+        return Person.named(self.name, self.birth)

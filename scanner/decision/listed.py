@@ -6,7 +6,7 @@ that kind, within the entry's validity, and not revoked; or, for a kind in
 from __future__ import annotations
 
 from scanner.credentials.cccd import parse_cccd
-from scanner.credentials.person import Birth, Person
+from scanner.credentials.person import Birth, Named
 from scanner.credentials.vnqr import parse_personal_qr
 from scanner.decision.verdict import Reason, Verdict
 from scanner.state.store import AllowKind, Store
@@ -83,9 +83,9 @@ def listed_verdict(
         reason: Reason = "recorded" if record_only else "not_allowed"
         if record_only and store.revocations.is_revoked(jti=None, subject=subject, now=now):
             reason = "revoked"
-        return Verdict(reason, kind, subject, name, person=Person.named(name, born))
+        return Verdict(reason, kind, subject, name, named=Named.written(name, born))
     reason = entry.window_reason(now) or "ok"
     if reason == "ok" and store.revocations.is_revoked(jti=None, subject=subject, now=now):
         reason = "revoked"
-    person = Person.named(name or entry.name, born or Birth.of(entry.birth_date))
-    return Verdict(reason, kind, subject, name or entry.name, person=person)
+    named = Named.written(name or entry.name, born or Birth.of(entry.birth_date))
+    return Verdict(reason, kind, subject, name or entry.name, named=named)

@@ -46,6 +46,10 @@ def role_of(verdict: Verdict) -> Role:
     return "certificate" if verdict.credential == "dcc" else "identity"
 
 
+def person_of(verdict: Verdict) -> Person | None:
+    return verdict.named.person() if verdict.named is not None else None
+
+
 @dataclass(frozen=True, slots=True)
 class Held:
     """A code waiting for its partner until `until` (monotonic seconds)."""
@@ -53,13 +57,14 @@ class Held:
     verdict: Verdict
     digest: str
     until: float
+    person: Person
 
     @property
     def role(self) -> Role:
         return role_of(self.verdict)
 
     def names(self, person: Person) -> bool:
-        return self.verdict.person is not None and self.verdict.person.is_same(person)
+        return self.person.is_same(person)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +100,7 @@ class Pairing:
     def offer(self, verdict: Verdict, digest: str, now: float) -> Completed | Held | None:
         """A code that passed its own checks: the passage's verdict when it completes a
         pair (or cannot), the hold when it waits, None when its person just passed."""
-        person = verdict.person
+        person = person_of(verdict)
         if person is None:  # names no one (a badge without a name): it can pair with no one
             return Completed(replace(verdict, reason="pair_mismatch"), digest)
         if self._just_passed(person, now):
@@ -103,15 +108,15 @@ class Pairing:
         others = [held for held in self._held if held.role != role_of(verdict)]
         partner = next((held for held in others if held.names(person)), None)
         if partner is not None:
-            return self._complete(verdict, digest, partner, now)
+            return self._complete(verdict, digest, person, partner, now)
         if others:
             return Completed(replace(verdict, reason="pair_mismatch"), digest)
-        return self._hold(verdict, digest, now)
+        return self._hold(verdict, digest, person, now)
 
     def end_attempt(self, verdict: Verdict, digest: str) -> Completed:
         """A code that failed its own checks: denied for its reason, together with a held
         code of the other role that names the same person."""
-        person = verdict.person
+        person = person_of(verdict)
         partner = None
         if person is not None:
             role = role_of(verdict)
@@ -135,18 +140,20 @@ class Pairing:
         """Until when some code waits for its partner (monotonic), or None."""
         return max((held.until for held in self._held), default=None)
 
-    def _hold(self, verdict: Verdict, digest: str, now: float) -> Held:
+    def _hold(self, verdict: Verdict, digest: str, person: Person, now: float) -> Held:
         """Hold a first code; shown again, its window starts again."""
         self._held = [held for held in self._held if held.digest != digest]
-        held = Held(verdict, digest, now + self.window_s)
+        held = Held(verdict, digest, now + self.window_s, person)
         self._held.append(held)
         if len(self._held) > self._capacity:
             self._held[0] = replace(self._held[0], until=now)  # times out at the next look
         return held
 
-    def _complete(self, verdict: Verdict, digest: str, partner: Held, now: float) -> Completed:
+    def _complete(
+        self, verdict: Verdict, digest: str, person: Person, partner: Held, now: float
+    ) -> Completed:
         done = joined(verdict, digest, partner, identity_of(verdict, partner).reason)
-        people = [code.person for code in (verdict, partner.verdict) if code.person is not None]
+        people = (person, partner.person)
         # The same person's other held codes (a second certificate, another ID) were part
         # of this passage too.
         self._held = [
@@ -180,6 +187,6 @@ def joined(verdict: Verdict, digest: str, partner: Held, reason: Reason) -> Comp
         identity.name,
         certificate.cert_type,
         certificate.cert_country,
-        person=identity.person,
+        named=identity.named,
     )
     return Completed(passage, shown)

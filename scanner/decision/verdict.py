@@ -11,7 +11,7 @@ from scanner.credentials.dcc.rules import HealthReason
 from scanner.credentials.kinds import Credential
 
 if TYPE_CHECKING:
-    from scanner.credentials.person import Person
+    from scanner.credentials.person import Named
 
 CommonReason = Literal[
     "ok",
@@ -67,7 +67,7 @@ NOT_AUTHENTIC: Final = frozenset(
 class Verdict:
     """What the credential's own checks concluded, before passback and the gate mode.
 
-    `person` is whom the credential names (for pairing a health certificate with an
+    `named` is whom the credential names (for pairing a health certificate with an
     identity code); it stays in memory and never reaches a Decision or an event.
     """
 
@@ -77,7 +77,7 @@ class Verdict:
     name: str | None = None
     cert_type: CertType | None = None
     cert_country: str | None = None
-    person: Person | None = field(default=None, repr=False, compare=False)
+    named: Named | None = field(default=None, repr=False, compare=False)
 
     @property
     def admitted(self) -> bool:
