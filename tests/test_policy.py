@@ -379,3 +379,10 @@ def test_any_bytes_give_a_decision_with_a_reason(policy: Policy, payload: bytes)
     assert decision.granted == (decision.reason == "ok")
     if decision.subject is not None:
         assert len(decision.subject) <= 256
+
+
+def test_every_reason_is_explained_in_the_credentials_guide() -> None:
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "credentials.md").read_text()
+    table = guide.split("## Reasons", 1)[1]
+    explained = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
+    assert explained == set(REASONS)
