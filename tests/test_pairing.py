@@ -1,7 +1,8 @@
 """Two codes, one person: a health certificate paired with an ID card, a personal QR or a
 badge, in either order, on a real store and real certificates; and at the gate, one
 event and one relay pulse per passage on gpiozero's mock pins, the "show the second
-code" pattern, and a timeout that fires with nothing more scanned."""
+code" pattern, and a timeout that fires with nothing more scanned. RELIABILITY.md fault
+20: another person's card, a forged certificate, two people interleaving their codes."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from firmware.patterns import AWAITING_BLINK
 from firmware.scheduler import ManualScheduler
 from mqtt.clock import ClockTrust
 from mqtt.outbox import Outbox
-from scanner.clock import ManualClock
+from scanner.clock import ManualClock, SystemClock
 from scanner.config import Config, parse_config
 from scanner.credentials.dcc import issue
 from scanner.daemon.gate import Gate
@@ -30,6 +31,7 @@ from scanner.decision.policy import Decision, Policy, Waiting
 from scanner.state.store import AllowEntry, Store
 from tests.support import dcc as data
 from tests.support.dcc import DAY, NOW
+from tests.support.gate import wait_until
 
 SIGNER = data.signer("VN", "ES256")
 FORGER = data.signer("VN", "ES256")
@@ -476,3 +478,25 @@ def test_a_mismatch_at_the_gate_is_denied_and_the_first_code_still_waits(rig: Ri
     rig.advance(WINDOW_S)
     assert [event["reason"] for event in rig.events()] == ["pair_mismatch", "pair_timeout"]
     assert rig.levels(RELAY) == [False]
+
+
+def test_the_timeout_fires_on_the_real_timer_thread(
+    tmp_path: Path, store: Store, mock_factory: MockFactory
+) -> None:
+    """As `qrgate run` wires it: the system clock, the outputs' and the pairing's timer
+    threads; nothing is scanned after the first code."""
+    config = make_config(tmp_path / "real", pair_window_s=0.3)
+    clock = SystemClock()
+    outbox = Outbox(config.store.path, "factory-1", "gate-1", "in")
+    trust = ClockTrust(wall=clock.now, monotonic=clock.monotonic, synced=lambda: None)
+    with open_outputs(config.gpio, mock_factory) as outputs:
+        gate = Gate(Policy.from_config(config, store, clock), outbox, outputs, clock, trust)
+        try:
+            assert isinstance(gate.scan(AN_CARD), Waiting)
+            assert wait_until(lambda: outbox.depth().rows == 1, timeout=5.0)
+            assert wait_until(lambda: outputs.snapshot().pattern == "denied", timeout=5.0)
+            (row,) = outbox.pending(limit=10)
+            assert json.loads(row.payload)["reason"] == "pair_timeout"
+        finally:
+            gate.close()
+            outbox.close()
