@@ -186,6 +186,17 @@ def cases(folder: Path) -> list[Case]:
         )
         return lambda: lookup.execute(sql, (subject,)).fetchone()
 
+    def pair_case(second_name: str, second: bytes, first: bytes) -> Case:
+        """The second code of a pair to its decision; the first taken just before."""
+        return Case(
+            f"pair: {second_name}",
+            lambda: paired.decide(second),
+            f"{second_name} alone",
+            lambda: policy.decide(second),
+            before=lambda: paired.decide(first),
+            baseline_before=lambda: policy.decide(first),
+        )
+
     def bare_hash(payload: bytes) -> Callable[[], object]:
         return lambda: hashlib.sha256(payload).hexdigest()
 
@@ -217,22 +228,8 @@ def cases(folder: Path) -> list[Case]:
         Case("badge", lambda: policy.decide(b"W-01042"), "SQLite lookup", bare_lookup("W-01042")),
         Case("cccd", lambda: policy.decide(card), "SQLite lookup", bare_lookup("001099012345")),
         Case("vnqr", lambda: policy.decide(personal), "SQLite lookup", bare_lookup(QID)),
-        Case(
-            "pair: card",
-            lambda: paired.decide(card),
-            "card alone",
-            lambda: policy.decide(card),
-            before=lambda: paired.decide(dcc_es),
-            baseline_before=lambda: policy.decide(dcc_es),
-        ),
-        Case(
-            "pair: dcc",
-            lambda: paired.decide(dcc_es),
-            "dcc alone",
-            lambda: policy.decide(dcc_es),
-            before=lambda: paired.decide(card),
-            baseline_before=lambda: policy.decide(card),
-        ),
+        pair_case("card", card, dcc_es),
+        pair_case("dcc", dcc_es, card),
         Case("unknown", lambda: policy.decide(unknown), "sha256", bare_hash(unknown)),
         Case("too_large", lambda: policy.decide(too_large), "sha256", bare_hash(too_large)),
     ]

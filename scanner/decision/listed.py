@@ -5,6 +5,9 @@ that kind, within the entry's validity, and not revoked; or, for a kind in
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 from scanner.credentials.cccd import parse_cccd
 from scanner.credentials.person import Birth, Named
 from scanner.credentials.vnqr import parse_personal_qr
@@ -12,72 +15,59 @@ from scanner.decision.verdict import Reason, Verdict
 from scanner.state.store import AllowKind, Store
 
 
-class BadgeJudge:
-    def __init__(self, store: Store, *, record_only: bool = False) -> None:
+class Shown(NamedTuple):
+    """What an identity code says: whom it stands for, and what it says of them."""
+
+    subject: str
+    name: str | None = None
+    birth: Birth | None = None
+
+
+def read_badge(payload: bytes) -> Shown:
+    return Shown(payload.decode("ascii"))  # its shape is ASCII (scanner.credentials.kinds)
+
+
+def read_card(payload: bytes) -> Shown | None:
+    card = parse_cccd(payload)
+    return None if card is None else Shown(card.number, card.name, Birth.of(card.birth_date))
+
+
+def read_personal_qr(payload: bytes) -> Shown | None:
+    code = parse_personal_qr(payload)
+    return None if code is None else Shown(code.qid, code.name, code.birth)
+
+
+READERS: dict[AllowKind, Callable[[bytes], Shown | None]] = {
+    "badge": read_badge,
+    "cccd": read_card,
+    "vnqr": read_personal_qr,
+}
+
+
+class ListedJudge:
+    """One identity kind: read strictly, then its allowlist entry or record-only."""
+
+    def __init__(self, store: Store, kind: AllowKind, *, record_only: bool = False) -> None:
         self._store = store
+        self._kind = kind
+        self._read = READERS[kind]
         self._record_only = record_only
 
     def judge(self, payload: bytes, now: float) -> Verdict:
-        subject = payload.decode("ascii")
-        return listed_verdict(
-            self._store, "badge", subject, None, now, record_only=self._record_only
-        )
-
-
-class CardJudge:
-    def __init__(self, store: Store, *, record_only: bool = False) -> None:
-        self._store = store
-        self._record_only = record_only
-
-    def judge(self, payload: bytes, now: float) -> Verdict:
-        card = parse_cccd(payload)
-        if card is None:
-            return Verdict("unknown_format", "cccd")
-        return listed_verdict(
-            self._store,
-            "cccd",
-            card.number,
-            card.name,
-            now,
-            record_only=self._record_only,
-            born=Birth.of(card.birth_date),
-        )
-
-
-class PersonalQrJudge:
-    def __init__(self, store: Store, *, record_only: bool = False) -> None:
-        self._store = store
-        self._record_only = record_only
-
-    def judge(self, payload: bytes, now: float) -> Verdict:
-        code = parse_personal_qr(payload)
-        if code is None:
-            return Verdict("unknown_format", "vnqr")
-        return listed_verdict(
-            self._store,
-            "vnqr",
-            code.qid,
-            code.name,
-            now,
-            record_only=self._record_only,
-            born=code.birth,
-        )
+        shown = self._read(payload)
+        if shown is None:
+            return Verdict("unknown_format", self._kind)
+        return listed_verdict(self._store, self._kind, shown, now, record_only=self._record_only)
 
 
 def listed_verdict(
-    store: Store,
-    kind: AllowKind,
-    subject: str,
-    name: str | None,
-    now: float,
-    *,
-    record_only: bool = False,
-    born: Birth | None = None,
+    store: Store, kind: AllowKind, shown: Shown, now: float, *, record_only: bool = False
 ) -> Verdict:
     """An identifier that proves nothing by itself: admitted when allowlisted for `kind`
     (`ok`), or when `record_only` (`recorded`). A listed entry's own validity holds in
     both cases; a revoked subject is denied in both. The person named is the code's, else
     the entry's (a badge names no one by itself)."""
+    subject, name, born = shown
     entry = store.allowlist.get(subject)
     if entry is None or kind not in entry.kinds:
         reason: Reason = "recorded" if record_only else "not_allowed"

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Literal
 from scanner.credentials.kinds import Credential, classify
 from scanner.credentials.passes import PassVerifier
 from scanner.decision.dcc import DccJudge
-from scanner.decision.listed import BadgeJudge, CardJudge, PersonalQrJudge
+from scanner.decision.listed import ListedJudge
 from scanner.decision.pairing import Held, Pairing
 from scanner.decision.passes import PassJudge
 from scanner.decision.verdict import (
@@ -51,7 +51,7 @@ from scanner.decision.verdict import (
     Waiting,
 )
 from scanner.errors import ConfigError
-from scanner.state.store import Mode, Store, StoreError
+from scanner.state.store import ALLOW_KINDS, Mode, Store, StoreError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -127,9 +127,9 @@ class Policy:
         recorded = set(rules.record_only)
         judges: dict[Credential, Judge | None] = {
             "pass": self._passes,
-            "badge": BadgeJudge(store, record_only="badge" in recorded),
-            "cccd": CardJudge(store, record_only="cccd" in recorded),
-            "vnqr": PersonalQrJudge(store, record_only="vnqr" in recorded),
+            **{
+                kind: ListedJudge(store, kind, record_only=kind in recorded) for kind in ALLOW_KINDS
+            },
             "dcc": dcc,
         }
         self._judges = {kind: judge for kind, judge in judges.items() if judge is not None}
