@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -21,6 +22,7 @@ from firmware.patterns import AWAITING_BLINK
 from firmware.scheduler import ManualScheduler
 from mqtt.clock import ClockTrust
 from mqtt.outbox import Outbox
+from scanner.cli import run
 from scanner.clock import ManualClock, SystemClock
 from scanner.config import Config, parse_config
 from scanner.credentials.dcc import issue
@@ -227,6 +229,30 @@ def test_vietnamese_names_with_every_diacritic_pair(
     shown = card("001080000009", written, "02091980")
     waits(policy, vaccination((family, given, "1980-09-02")))
     assert decided(policy, shown) == passage("001080000009", written, shown)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_vietnamese_certificate_from_qrgate_dcc_issue_pairs_with_the_card(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    signer = tmp_path / "signer"
+    issue_args = ["--signer", str(signer), "--alg", "PS256", "--family", "Đặng"]
+    assert run(["dcc", "issue", *issue_args, "--given", "Thị Ngọc Hân", "--dob", "1992"]) == 0
+    certificate = capsys.readouterr().out.strip().encode()
+    config = make_config(tmp_path / "gate")
+    trust = config.dcc.model_copy(update={"trust_list": signer / "trust-list.json"})
+    config = config.model_copy(update={"dcc": trust})
+    shown = card("001092000003", "Đặng Thị Ngọc Hân", "05111992")
+    with Store.open(config.store.path) as store:
+        store.allowlist.add(AllowEntry("001092000003", kinds=frozenset({"cccd"})))
+        policy = Policy.from_config(config, store, ManualClock(time.time()))
+        waits(policy, shown)
+        passage_ = decided(policy, certificate)
+    assert (passage_.result, passage_.subject, passage_.name) == (
+        "granted",
+        "001092000003",
+        "Đặng Thị Ngọc Hân",
+    )
 
 
 def test_a_forged_certificate_with_a_valid_card_is_denied_for_the_forgery(
