@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 # Codes held at once: a queue at one gate is a handful of people; beyond this the oldest
 # ends at once as timed out.
 PAIR_CAPACITY = 32
+PASSED_CAPACITY = 1_024  # people remembered for the repeat window
 Role = Literal["certificate", "identity"]
 
 
@@ -159,9 +160,9 @@ class Pairing:
         self._held = [
             held
             for held in self._held
-            if held is not partner and not all(held.names(person) for person in people)
+            if held is not partner and not all(held.names(who) for who in people)
         ]
-        self._passed.extend((person, now) for person in people)
+        self._passed = [*self._passed, *((who, now) for who in people)][-PASSED_CAPACITY:]
         return done
 
     def _just_passed(self, person: Person, now: float) -> bool:
