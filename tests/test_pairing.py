@@ -309,6 +309,26 @@ def test_two_people_interleaving_never_complete_each_others_pair(
     assert decided(policy, TUYET_CARD) == passage("001085000002", "Hồ Thị Ánh Tuyết", TUYET_CARD)
 
 
+def test_a_listed_card_is_matched_by_what_the_list_says(policy: Policy, store: Store) -> None:
+    # Tuyết's card number with An's name and birth date typed in: the list names Tuyết.
+    home_made = card("001085000002", "Nguyễn Văn An", "01011990")
+    waits(policy, vaccination())
+    assert decided(policy, home_made).reason == "pair_mismatch"
+    store.allowlist.add(
+        AllowEntry(
+            "001090000001", "Nguyễn Văn An", frozenset({"cccd"}), birth_date=date(1991, 1, 1)
+        )
+    )
+    assert decided(policy, AN_CARD).reason == "pair_mismatch"  # the list's birth date counts
+    store.allowlist.add(
+        AllowEntry(
+            "001090000001", "Nguyễn Văn An", frozenset({"cccd"}), birth_date=date(1990, 1, 1)
+        )
+    )
+    claims_other_day = card("001090000001", "Nguyễn Văn An", "02021991")
+    assert decided(policy, claims_other_day).granted
+
+
 def test_a_personal_qr_recorded_pairs_as_recorded(tmp_path: Path, clock: ManualClock) -> None:
     config = make_config(tmp_path, {"record_only": ["vnqr"]})
     with Store.open(config.store.path) as store:

@@ -86,7 +86,15 @@ def test_badges_and_cards_come_from_the_allowlist(policy: Policy) -> None:
     assert (badge.result, badge.subject, badge.name) == ("granted", "W-1", "Worker One")
     card = decided(policy, CARD.encode())
     assert (card.result, card.credential, card.subject) == ("granted", "cccd", "001099012345")
-    assert card.name == "Nguyễn Văn An"  # the card's own name, not HR's spelling
+    assert card.name == "HR name"  # the allowlist's, not what an unsigned card says
+
+
+def test_a_home_made_card_cannot_name_itself(policy: Policy, store: Store) -> None:
+    forged = CARD.replace("Nguyễn Văn An", '=HYPERLINK("http://x.invalid","A")').encode()
+    assert decided(policy, forged).name == "HR name"
+    store.allowlist.add(AllowEntry("079088001234", None, frozenset({"cccd"})))
+    unnamed = CARD.replace("001099012345", "079088001234").encode()
+    assert decided(policy, unnamed).name == "Nguyễn Văn An"  # no name listed: the card's
 
 
 PERSONAL_QR = "******029317|NGUYEN LE KHA HAN|1987-**-**|0|162979388586171100|<1<HS40101208"

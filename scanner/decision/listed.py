@@ -65,8 +65,9 @@ def listed_verdict(
 ) -> Verdict:
     """An identifier that proves nothing by itself: admitted when allowlisted for `kind`
     (`ok`), or when `record_only` (`recorded`). A listed entry's own validity holds in
-    both cases; a revoked subject is denied in both. The person named is the code's, else
-    the entry's (a badge names no one by itself)."""
+    both cases; a revoked subject is denied in both. A listed person's name and birth
+    date are the entry's where it has them (a badge names no one by itself, and an
+    unsigned code may claim anything), else the code's."""
     subject, name, born = shown
     entry = store.allowlist.get(subject)
     if entry is None or kind not in entry.kinds:
@@ -77,5 +78,7 @@ def listed_verdict(
     reason = entry.window_reason(now) or "ok"
     if reason == "ok" and store.revocations.is_revoked(jti=None, subject=subject, now=now):
         reason = "revoked"
-    named = Named.written(name or entry.name, born or Birth.of(entry.birth_date))
-    return Verdict(reason, kind, subject, name or entry.name, named=named)
+    # What the list says of a listed person outweighs what an unsigned code claims.
+    listed_birth = Birth.of(entry.birth_date) if entry.birth_date is not None else born
+    named = Named.written(entry.name or name, listed_birth)
+    return Verdict(reason, kind, subject, entry.name or name, named=named)
