@@ -97,42 +97,6 @@ def test_a_home_made_card_cannot_name_itself(policy: Policy, store: Store) -> No
     assert decided(policy, unnamed).name == "Nguyễn Văn An"  # no name listed: the card's
 
 
-PERSONAL_QR = "******029317|NGUYEN LE KHA HAN|1987-**-**|0|162979388586171100|<1<HS40101208"
-
-
-def test_record_only_admits_well_formed_identity_codes_of_its_kinds(
-    make_policy: MakePolicy, store: Store, clock: ManualClock
-) -> None:
-    kinds = ["pass", "badge", "cccd", "vnqr"]
-    stranger_card = CARD.replace("001099012345", "001099099999")
-    store.allowlist.add(AllowEntry("001099088888", valid_until=clock.now() - 1))
-    store.revocations.revoke(subject="162979388586171100")
-    policy = make_policy(accept=kinds, record_only=["cccd"])
-    recorded = decided(policy, stranger_card.encode())
-    assert (recorded.result, recorded.reason, recorded.subject, recorded.name) == (
-        "granted",
-        "recorded",
-        "001099099999",
-        "Nguyễn Văn An",
-    )
-    assert decided(policy, CARD.encode()).reason == "ok"  # allowlisted: says so
-    expired_card = CARD.replace("001099012345", "001099088888").encode()
-    assert decided(policy, expired_card).reason == "expired"  # the list's end still holds
-    assert decided(policy, b"W-2").reason == "not_allowed"  # badges are not record-only here
-    assert decided(policy, PERSONAL_QR.encode()).reason == "not_allowed"  # nor personal QRs
-    assert decided(policy, b"001099099999|broken").reason == "unknown_format"
-    everyone = make_policy(accept=kinds, record_only=["badge", "cccd", "vnqr"])
-    assert decided(everyone, b"W-2").reason == "recorded"
-    assert decided(everyone, PERSONAL_QR.encode()).reason == "revoked"
-    other_qr = PERSONAL_QR.replace("162979388586171100", "162979388586171101").encode()
-    assert (decided(everyone, other_qr).credential, decided(everyone, other_qr).reason) == (
-        "vnqr",
-        "recorded",
-    )
-    everyone.set_mode("lockdown")
-    assert decided(everyone, b"W-3").reason == "lockdown"
-
-
 def every_reason_case(
     policy: Policy, store: Store, clock: ManualClock, make_policy: MakePolicy
 ) -> dict[str, Decision]:
@@ -394,3 +358,39 @@ def test_every_reason_is_explained_in_the_credentials_guide() -> None:
     table = guide.split("## Reasons", 1)[1]
     explained = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
     assert explained == set(REASONS)
+
+
+PERSONAL_QR = "******029317|NGUYEN LE KHA HAN|1987-**-**|0|162979388586171100|<1<HS40101208"
+
+
+def test_record_only_admits_well_formed_identity_codes_of_its_kinds(
+    make_policy: MakePolicy, store: Store, clock: ManualClock
+) -> None:
+    kinds = ["pass", "badge", "cccd", "vnqr"]
+    stranger_card = CARD.replace("001099012345", "001099099999")
+    store.allowlist.add(AllowEntry("001099088888", valid_until=clock.now() - 1))
+    store.revocations.revoke(subject="162979388586171100")
+    policy = make_policy(accept=kinds, record_only=["cccd"])
+    recorded = decided(policy, stranger_card.encode())
+    assert (recorded.result, recorded.reason, recorded.subject, recorded.name) == (
+        "granted",
+        "recorded",
+        "001099099999",
+        "Nguyễn Văn An",
+    )
+    assert decided(policy, CARD.encode()).reason == "ok"  # allowlisted: says so
+    expired_card = CARD.replace("001099012345", "001099088888").encode()
+    assert decided(policy, expired_card).reason == "expired"  # the list's end still holds
+    assert decided(policy, b"W-2").reason == "not_allowed"  # badges are not record-only here
+    assert decided(policy, PERSONAL_QR.encode()).reason == "not_allowed"  # nor personal QRs
+    assert decided(policy, b"001099099999|broken").reason == "unknown_format"
+    everyone = make_policy(accept=kinds, record_only=["badge", "cccd", "vnqr"])
+    assert decided(everyone, b"W-2").reason == "recorded"
+    assert decided(everyone, PERSONAL_QR.encode()).reason == "revoked"
+    other_qr = PERSONAL_QR.replace("162979388586171100", "162979388586171101").encode()
+    assert (decided(everyone, other_qr).credential, decided(everyone, other_qr).reason) == (
+        "vnqr",
+        "recorded",
+    )
+    everyone.set_mode("lockdown")
+    assert decided(everyone, b"W-3").reason == "lockdown"
