@@ -84,7 +84,7 @@ class Entry(Args):
     """One allowlist entry; a bare string is a badge id."""
 
     subject: Ident
-    kind: Literal["badge", "cccd"] = "badge"
+    kind: Literal["badge", "cccd", "vnqr"] = "badge"
     name: Annotated[str, StringConstraints(max_length=256)] | None = None
 
     @model_validator(mode="before")

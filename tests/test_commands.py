@@ -232,6 +232,8 @@ def test_a_handler_may_reject_with_its_own_reason(intake: CommandIntake) -> None
     [
         ({"version": 3, "entries": ["W-1", {"subject": "079123456789", "kind": "cccd"}]}, True),
         ({"add": ["W-1"], "remove": ["W-2"]}, True),
+        ({"add": [{"subject": "162979388586171100", "kind": "vnqr"}]}, True),
+        ({"add": [{"subject": "W-1", "kind": "pass"}]}, False),
         ({"entries": ["W-1"]}, False),  # a snapshot without its version
         ({"version": 3, "entries": [], "add": ["W-1"]}, False),
         ({}, False),

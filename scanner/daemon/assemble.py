@@ -88,7 +88,8 @@ def build_parts(config: Config, options: Options) -> Parts:
         if input_pins(config.gpio).any_fitted:
             inputs = open_inputs(config.gpio, factory, outputs, gate.on_input)
         undo.pop_all()
-    return Parts(gate, loop, publisher, outbox, inputs, closers=[outbox.close, store.close])
+    closers = [outbox.close, store.close, gate.close]  # closed in reverse: the gate first
+    return Parts(gate, loop, publisher, outbox, inputs, closers=closers)
 
 
 def clock_trust(clock: Clock, options: Options) -> ClockTrust:

@@ -9,6 +9,10 @@ shows the fault pattern: a gate that cannot record who passed does not let anyon
 Inputs are the exception by design: the firmware opens for the exit button and the fire
 alarm by itself (a door must never wait for a disk), and the gate records afterwards.
 
+On a gate that pairs health certificates with identity codes, the first code of a pair
+makes no event: the LEDs ask for the second. A timer ends a first code left alone as
+denied (`pair_timeout`), recorded and shown, even when nothing more is scanned.
+
 `Gate` is called from several threads (the frame loop, input callbacks, the publisher's
 command handlers); one lock orders the clock reading and the append, so `ts` and `seq`
 agree.
@@ -24,11 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Unpack
 
+from firmware.scheduler import REAL_TIME, Scheduler
 from mqtt.clock import ClockTrust
 from mqtt.errors import StoreError as OutboxStoreError
 from mqtt.events import EventType, format_ts
 from mqtt.outbox import EventFields, Outbox
-from scanner.decision.policy import Decision, Policy
+from scanner.decision.policy import Decision, Policy, Waiting
 from scanner.state.store import Mode, StoreError
 
 if TYPE_CHECKING:
@@ -42,6 +47,7 @@ log = logging.getLogger(__name__)
 
 # Decisions that say "this is not a code we can read" get the third feedback pattern.
 UNREADABLE_REASONS = frozenset({"unknown_format", "too_large"})
+PAIR_TIMER_MIN_S = 0.001  # a timer deadline lies after now
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,7 @@ class Gate:
         trust: ClockTrust,
         *,
         wake: Callable[[], None] = lambda: None,
+        scheduler: Scheduler = REAL_TIME,
     ) -> None:
         self.policy = policy
         self.outputs = outputs
@@ -109,6 +116,14 @@ class Gate:
         self._counts: Counter[str] = Counter()
         self._last_scan: LastScan | None = None
         self._denied_while_full = 0
+        self._pairing_timer = (
+            scheduler.start(self._end_lone_codes, "qrgate-pairing") if policy.pairs else None
+        )
+
+    def close(self) -> None:
+        """Stop the pairing timer (the outputs and the outbox are their owners' to close)."""
+        if self._pairing_timer is not None:
+            self._pairing_timer.stop()
 
     # -- scans ------------------------------------------------------------------------
 
@@ -117,8 +132,9 @@ class Gate:
         for code in codes:
             self.scan(code.payload, captured=frame.captured)
 
-    def scan(self, payload: bytes, captured: float | None = None) -> Decision | None:
-        """Decide on one payload, persist its event, then act; None for a repeat."""
+    def scan(self, payload: bytes, captured: float | None = None) -> Decision | Waiting | None:
+        """Decide on one payload, persist its event, then act; None for a repeat, Waiting
+        (no event yet) for the first code of a pair."""
         try:
             decision = self.policy.decide(payload)
         except StoreError as error:
@@ -128,7 +144,13 @@ class Gate:
             self.clear_fault("store")
         if decision is None:
             return None
+        if isinstance(decision, Waiting):
+            self._await_second(decision)
+            return decision
         latency_ms = None if captured is None else (self._clock.monotonic() - captured) * 1000
+        return self._finish(decision, latency_ms)
+
+    def _finish(self, decision: Decision, latency_ms: float | None) -> Decision:
         if self._record_scan(decision, latency_ms):
             self._act(decision)
             # Last: a woken publisher takes the GIL from the frame thread, so waking it
@@ -160,6 +182,27 @@ class Gate:
             self.outputs.unreadable()
         else:
             self.outputs.denied()
+        if self._pairing_timer is not None:
+            self.outputs.awaiting(self.policy.awaiting_s())  # others may still wait
+
+    # -- pairs --------------------------------------------------------------------------
+
+    def _await_second(self, waiting: Waiting) -> None:
+        log.info("%s taken: waiting for the second code", waiting.credential)
+        self.outputs.awaiting(self.policy.awaiting_s(), prompt=True)
+        if self._pairing_timer is not None:
+            self._pairing_timer.wake()
+
+    def _end_lone_codes(self, now: float) -> float | None:
+        """The pairing timer: each first code whose partner did not come in time is
+        denied, recorded and shown; then when to look again."""
+        try:
+            for decision in self.policy.expire_pairs():
+                self._finish(decision, None)
+        except Exception:  # the timer must outlive any one failure
+            log.exception("cannot end a first code left without its partner")
+        due = self.policy.pairs_due_in()
+        return None if due is None else now + max(due, PAIR_TIMER_MIN_S)
 
     def _refuse_unrecorded(self, decision: Decision) -> Decision:
         self._denied_while_full += 1
