@@ -246,7 +246,14 @@ def test_allowlist_takes_a_snapshot_or_changes(
     )
     assert (reply.outcome == "ok") is accepted
     if accepted and "entries" in args:
-        assert gate.done[0].args["entries"][0] == {"subject": "W-1", "kind": "badge", "name": None}
+        assert gate.done[0].args["entries"][0] == {
+            "subject": "W-1",
+            "kind": "badge",
+            "kinds": None,
+            "name": None,
+            "valid_from": None,
+            "valid_until": None,
+        }
 
 
 def test_keys_accepts_public_keys_only(intake: CommandIntake) -> None:
