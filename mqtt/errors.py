@@ -13,6 +13,10 @@ class StoreError(MqttError):
     """The gate's database cannot be opened, migrated or written (disk full, read-only...)."""
 
 
+class StoreUnavailableError(StoreError):
+    """The database cannot take events at all: it could not be opened, or it is damaged."""
+
+
 class OutboxFullError(StoreError):
     """The outbox holds its configured maximum: the event was NOT recorded.
 
