@@ -30,6 +30,7 @@ from scanner.clock import Clock, SystemClock
 from scanner.config import Config
 from scanner.daemon.gate import Gate
 from scanner.daemon.hardware import input_pins, open_inputs, open_outputs
+from scanner.daemon.preflight import check_runnable
 from scanner.daemon.remote import Remote, load_pushed_keys, pushed_jwks_path
 from scanner.daemon.sdnotify import Notifier, Watchdog
 from scanner.daemon.service import Daemon, Parts, health_figures
@@ -108,6 +109,7 @@ def open_database(config: Config) -> tuple[Outbox, Store]:
 
 
 def build_parts(config: Config, options: Options) -> Parts:
+    check_runnable(config)  # before the store, the pins or the camera are touched
     clock = options.clock or SystemClock()
     with contextlib.ExitStack() as undo:
         state = open_state(config)
