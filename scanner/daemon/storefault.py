@@ -101,11 +101,45 @@ def truncation(path: Path) -> CorruptionError | None:
     )
 
 
-def read_only_filesystem(folder: Path) -> bool:
+MOUNTINFO = Path("/proc/self/mountinfo")
+
+
+def read_only_filesystem(folder: Path, mountinfo: Path = MOUNTINFO) -> bool:
+    """Whether the filesystem holding `folder` takes no writes: mounted read-only, or
+    turned read-only by the kernel after an error (ext4 `errors=remount-ro`, which newer
+    kernels show only as `emergency_ro` in the filesystem's own options)."""
     try:
-        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return True
+        mounts = mountinfo.read_text().splitlines()
+        folder = folder.resolve()
     except OSError:
         return False
+    return bool(read_only_options(mount_of(folder, mounts)))
+
+
+def mount_of(folder: Path, mounts: list[str]) -> list[str]:
+    """The fields of the mountinfo line of the mount that holds `folder` (the deepest)."""
+    holding = [
+        fields
+        for fields in (line.split() for line in mounts)
+        if len(fields) > 4 and folder.is_relative_to(unescape(fields[4]))
+    ]
+    return max(holding, key=lambda fields: len(unescape(fields[4]).parts), default=[])
+
+
+def read_only_options(fields: list[str]) -> set[str]:
+    """`ro` among the mount options, `ro` or `emergency_ro` among the filesystem's."""
+    if "-" not in fields:
+        return set()
+    options = set(fields[5].split(","))
+    super_options = set(fields[fields.index("-") + 3].split(",")) if len(fields) > 6 else set()
+    return (options & {"ro"}) | (super_options & {"ro", "emergency_ro"})
+
+
+def unescape(path: str) -> Path:
+    """A mountinfo path: spaces and the like are octal escapes there (\\040)."""
+    return Path(path.encode().decode("unicode_escape"))
 
 
 def causes(error: BaseException) -> list[BaseException]:

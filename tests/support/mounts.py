@@ -56,7 +56,7 @@ def ext4_image(where: Path, size_mb: int = 16) -> Iterator[Path]:
     if made.returncode != 0:
         pytest.skip(f"mkfs.ext4 failed: {made.stderr.strip()}")
     where.mkdir(parents=True, exist_ok=True)
-    mount_or_skip("mount", "-o", "loop", image, where)
+    mount_or_skip("mount", "-o", "loop,errors=remount-ro", image, where)
     try:
         yield where
     finally:
@@ -66,8 +66,19 @@ def ext4_image(where: Path, size_mb: int = 16) -> Iterator[Path]:
 
 
 def remount_readonly(where: Path) -> None:
+    """Read-only from now on, as after a clean `mount -o remount,ro` (no file open)."""
     done = run("mount", "-o", "remount,ro", where)
     assert done.returncode == 0, done.stderr
+
+
+def storage_error(where: Path) -> None:
+    """An error of the ext4 filesystem at `where`, as a failing card causes: mounted
+    with errors=remount-ro, the kernel turns it read-only at once, open files or not."""
+    device = Path(run("findmnt", "-n", "-o", "SOURCE", where).stdout.strip()).name
+    trigger = Path(f"/sys/fs/ext4/{device}/trigger_fs_error")
+    if not trigger.exists():
+        pytest.skip(f"this kernel cannot trigger an ext4 error ({trigger} is missing)")
+    trigger.write_text("a test of a failing SD card\n")
 
 
 @contextlib.contextmanager
