@@ -10,6 +10,7 @@ import click
 
 from scanner.cli.common import config_option, load
 from scanner.config import SECRET_KEYS, Config, referenced_files
+from scanner.errors import ConfigError
 
 
 @click.command("check-config")
@@ -18,16 +19,23 @@ from scanner.config import SECRET_KEYS, Config, referenced_files
 def check_config(ctx: click.Context, config_path: Path | None) -> None:
     """Validate the config and print it as the gate will use it (secrets redacted).
 
-    Exits 78 naming every bad key. Files the gate opens later (keys, certificates)
-    are only warned about here, so a config can be checked before they are installed.
+    Runs the checks `qrgate run` runs before it starts (key sets, secret and TLS files)
+    and exits 78 naming every problem, as `run` would; a file the gate does not need
+    with this config is only warned about.
     """
+    from scanner.daemon.preflight import check_runnable
+
     config, found = load(ctx, config_path)
     origin = str(found) if found else "built-in defaults (no config file found)"
     click.echo(f"# effective configuration from {origin}")
     click.echo(render_toml(config))
+    try:
+        check_runnable(config)
+    except ConfigError as error:
+        raise ConfigError(error.problems, str(found or "config")) from None
     for key, path in referenced_files(config).items():
         if not path.is_file():
-            click.echo(f"warning: {key}: {path} does not exist (yet)", err=True)
+            click.echo(f"warning: {key}: {path} does not exist (not needed to run)", err=True)
 
 
 def render_toml(config: Config) -> str:
