@@ -7,19 +7,17 @@ the gate's memory stays bounded (Maximum Packet Size).
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
 import jwt
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from mqtt.remote import sign_command
 from scanner.credentials.keys import create_signing_key, load_private_key
 from scanner.state.store import AllowEntry, Store
 from tests.support.broker import Mosquitto
+from tests.support.clients import publish
 from tests.support.gate import wait_until
 from tests.support.gateproc import GateProcess, write_config
 from tests.support.gatescene import badge_frames, scene_config
@@ -29,19 +27,6 @@ from tests.support.tokens import hand_jws
 pytestmark = pytest.mark.slow
 MB = 1024 * 1024
 SITE_OPEN, GATE_CMD = "qrgate/factory-1/cmd/open", "qrgate/factory-1/gate-1/cmd/"
-
-
-def publish(broker: Mosquitto, topic: str, payload: bytes, retain: bool = False) -> None:
-    """Publish with QoS 1 as anyone allowed on the topic could."""
-    sent = threading.Event()
-    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-    client.on_publish = lambda *_: sent.set()
-    client.connect("127.0.0.1", broker.port)
-    client.loop_start()
-    client.publish(topic, payload, qos=1, retain=retain)
-    assert sent.wait(30)
-    client.disconnect()
-    client.loop_stop()
 
 
 def peak_memory_mb(pid: int) -> float:
@@ -58,7 +43,7 @@ def unsigned(claims: dict[str, object]) -> bytes:
 def test_junk_on_the_command_topics_drops_nothing_and_holds_no_memory(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    publish(mosquitto, SITE_OPEN, b"x" * (100 * MB), retain=True)
+    publish(mosquitto, SITE_OPEN, b"x" * (100 * MB), retain=True, timeout_s=30)
     publish(mosquitto, GATE_CMD + "lockdown", unsigned({"jti": "\ud800"}), retain=True)
     (tmp_path / "keys").mkdir()
     key_path, jwks = create_signing_key(tmp_path / "keys", "centre", "EdDSA")

@@ -5,8 +5,6 @@ wall clock reset to 1970 (a fault in health until the clock is set).
 
 from __future__ import annotations
 
-import json
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +24,7 @@ from scanner.daemon.sdnotify import Notifier
 from scanner.daemon.service import Daemon
 from tests.support.broker import free_port
 from tests.support.gate import wait_until
+from tests.support.gateproc import outbox_events
 
 
 class CrashingSource:
@@ -78,10 +77,7 @@ def gate_config(folder: Path) -> Config:
 
 
 def events(config: Config) -> list[dict[str, Any]]:
-    uri = config.store.path.resolve().as_uri() + "?mode=ro"
-    with sqlite3.connect(uri, uri=True) as conn:
-        rows = conn.execute("SELECT payload FROM outbox ORDER BY seq").fetchall()
-    return [json.loads(payload) for (payload,) in rows]
+    return outbox_events(config.store.path)
 
 
 class WallClock:

@@ -149,10 +149,8 @@ def test_a_read_only_store_at_start_runs_the_fault_state_not_a_restart_loop(
         config = scene_config(badges, store, mosquitto.port)
         recorder = Recorder(mosquitto).start()
         with NotifySocket.abstract() as systemd:
-            gate = GateProcess(
-                write_config(config, tmp_path / "gate.toml"),
-                {"NOTIFY_SOCKET": systemd.env_value, "WATCHDOG_USEC": "1000000"},
-            )
+            config_path = write_config(config, tmp_path / "gate.toml")
+            gate = GateProcess.under_systemd(config_path, systemd.env_value, 1_000_000)
             try:
                 seen: list[bytes] = []
                 assert notified(systemd, b"READY=1", seen, 20), gate.log
@@ -326,10 +324,8 @@ def test_a_hung_sync_stops_the_watchdog_and_shows_in_health(
         config = scene_config(badges, store, mosquitto.port)
         recorder = Recorder(mosquitto).start()
         with NotifySocket.abstract() as systemd:
-            gate = GateProcess(
-                write_config(config, tmp_path / "gate.toml"),
-                {"NOTIFY_SOCKET": systemd.env_value, "WATCHDOG_USEC": "400000"},
-            )
+            config_path = write_config(config, tmp_path / "gate.toml")
+            gate = GateProcess.under_systemd(config_path, systemd.env_value, 400_000)
             try:
                 assert notified(systemd, b"READY=1", [], 20), gate.log
                 assert recorder.wait(lambda r: len(r.events()) >= 2, 15), gate.log
