@@ -127,3 +127,9 @@ def test_journal_lines_carry_priority(level: int, prefix: str) -> None:
     assert JournalFormatter("%(name)s: %(message)s").format(record) == (
         f"{prefix}scanner.x: a\n{prefix}b"
     )
+
+
+def test_check_config_syntax_only_leaves_the_files_for_later() -> None:
+    done = qrgate("check-config", "--syntax-only", "-c", "config.toml")
+    assert done.returncode == 0, done.stderr
+    assert "warning: commands.jwks: /etc/qrgate/command-keys.json does not exist" in done.stderr

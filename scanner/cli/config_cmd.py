@@ -15,13 +15,19 @@ from scanner.errors import ConfigError
 
 @click.command("check-config")
 @config_option
+@click.option(
+    "--syntax-only",
+    is_flag=True,
+    help="Only validate the file; do not check the key sets and files qrgate run needs "
+    "(for a config written before they are installed).",
+)
 @click.pass_context
-def check_config(ctx: click.Context, config_path: Path | None) -> None:
+def check_config(ctx: click.Context, config_path: Path | None, syntax_only: bool) -> None:
     """Validate the config and print it as the gate will use it (secrets redacted).
 
     Runs the checks `qrgate run` runs before it starts (key sets, secret and TLS files)
     and exits 78 naming every problem, as `run` would; a file the gate does not need
-    with this config is only warned about.
+    with this config is only warned about (with --syntax-only, every file is).
     """
     from scanner.daemon.preflight import check_runnable
 
@@ -30,12 +36,14 @@ def check_config(ctx: click.Context, config_path: Path | None) -> None:
     click.echo(f"# effective configuration from {origin}")
     click.echo(render_toml(config))
     try:
-        check_runnable(config)
+        if not syntax_only:
+            check_runnable(config)
     except ConfigError as error:
         raise ConfigError(error.problems, str(found or "config")) from None
+    unchecked = "not checked" if syntax_only else "not needed to run"
     for key, path in referenced_files(config).items():
         if not path.is_file():
-            click.echo(f"warning: {key}: {path} does not exist (not needed to run)", err=True)
+            click.echo(f"warning: {key}: {path} does not exist ({unchecked})", err=True)
 
 
 def render_toml(config: Config) -> str:
