@@ -28,7 +28,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from firmware.errors import FirmwareError
-from firmware.patterns import DENIED, FAULT, GRANTED, MODES, UNREADABLE, Mode, Pattern
+from firmware.patterns import (
+    DENIED,
+    FAULT,
+    GRANTED,
+    MODES,
+    SECOND_CODE,
+    UNREADABLE,
+    Mode,
+    Pattern,
+)
 from firmware.pins import ROLE_NAMES, OutputPins, passed_over
 from firmware.plan import Levels, OutputPlan
 from firmware.safe import safe_state
@@ -56,6 +65,7 @@ class OutputSnapshot:
     pattern: str | None
     fire_alarm: bool
     door_alarm: bool
+    awaiting: bool = False  # blinking for the second code of a pair
 
 
 class Outputs:
@@ -107,6 +117,20 @@ class Outputs:
         """Something is wrong with the gate: red flashes and two long beeps."""
         self._change(lambda now: self._play(FAULT, now))
 
+    def awaiting(self, seconds: float | None, *, prompt: bool = False) -> None:
+        """Blink "show the second code" for `seconds` from now (None: stop blinking);
+        `prompt`: a first code was just taken, so two quick beeps ask for the second."""
+
+        def update(now: float) -> None:
+            if not seconds:
+                self._plan.stop_awaiting()
+                return
+            self._plan.await_second(now, seconds, anew=prompt)
+            if prompt:
+                self._play(SECOND_CODE, now)
+
+        self._change(update)
+
     def pulse_relay(self, seconds: float | None = None) -> None:
         """Release the relay for one pulse, or for `seconds`, without feedback (remote open,
         exit button). Always timed: the relay goes off again by itself."""
@@ -149,6 +173,7 @@ class Outputs:
                 pattern=pattern.name if pattern else None,
                 fire_alarm=self._plan.fire_alarm,
                 door_alarm=self._plan.door_alarm,
+                awaiting=self._plan.awaiting(self._scheduler.now()),
             )
 
     def safe_state(self) -> None:

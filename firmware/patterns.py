@@ -10,8 +10,11 @@ told apart by light and by sound alone, so a technician can name them without a 
 | denied     | red, 1.5 s                              | three short beeps          |
 | unreadable | green and red alternating, 3 times      | one long beep              |
 | fault      | red flashing fast, 5 times              | two long beeps             |
+| second code| green blinking once a second, until the | two quick beeps when the   |
+|            | second code or the timeout (then denied)| first code is taken        |
 
 Modes show steadily between patterns: normal dark, lockdown red, emergency both LEDs.
+While a first code of a pair waits for its partner, normal mode blinks green instead.
 A door held open sounds the buzzer in a slow on/off rhythm until it is closed.
 """
 
@@ -113,6 +116,10 @@ UNREADABLE = Pattern(
     buzzer=steady(0.5),
 )
 FAULT = Pattern("fault", red=flashes(5, on_s=0.1, off_s=0.1), buzzer=flashes(2, 0.4, 0.2))
+# "Show the second code": the prompt when the first code of a pair is taken, then the
+# blink until the second comes or the wait ends (which then plays DENIED).
+SECOND_CODE = Pattern("second code", green=steady(0.25), buzzer=flashes(2, on_s=0.06, off_s=0.08))
+AWAITING_BLINK = Beat(on_s=0.25, off_s=0.75)
 
 MODE_DISPLAY: dict[Mode, Indicators] = {
     "normal": Indicators(),

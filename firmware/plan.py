@@ -6,7 +6,8 @@ the outputs should have, and when that next changes. It touches no pins and read
 clock, so every transition can be checked at exact times; `firmware.outputs` applies it.
 
 The relay is on only while a decision holds it: a pulse that has not yet run out, or
-emergency mode (commanded, or the fire alarm input).
+emergency mode (commanded, or the fire alarm input). Waiting for the second code of a
+pair moves only the green LED, between patterns.
 """
 
 from __future__ import annotations
@@ -14,7 +15,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from firmware.patterns import DOOR_ALARM, EPSILON_S, MODE_DISPLAY, Indicators, Mode, Pattern
+from firmware.patterns import (
+    AWAITING_BLINK,
+    DOOR_ALARM,
+    EPSILON_S,
+    MODE_DISPLAY,
+    Indicators,
+    Mode,
+    Pattern,
+)
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,8 @@ class OutputPlan:
     _pattern_start: float
     _relay_until: float
     _alarm_since: float | None
+    _awaiting_since: float | None
+    _awaiting_until: float
 
     def __init__(self, pulse_s: float) -> None:
         self.pulse_s = pulse_s
@@ -68,14 +79,29 @@ class OutputPlan:
         if active != self.door_alarm:
             self._alarm_since = now if active else None
 
+    def await_second(self, now: float, seconds: float, *, anew: bool) -> None:
+        """Blink for the second code of a pair until `seconds` from now; `anew` starts
+        the blink's rhythm again (a new first code), else it carries on."""
+        if anew or not self.awaiting(now):
+            self._awaiting_since = now
+        self._awaiting_until = now + seconds
+
+    def stop_awaiting(self) -> None:
+        self._awaiting_since = None
+
+    def awaiting(self, now: float) -> bool:
+        return self._awaiting_since is not None and now < self._awaiting_until
+
     def clear(self) -> None:
-        """Drop every decision: relay off, no pattern, no alarm, normal mode."""
+        """Drop every decision: relay off, no pattern, no alarm, no wait, normal mode."""
         self.commanded_mode = "normal"
         self.fire_alarm = False
         self._pattern = None
         self._pattern_start = 0.0
         self._relay_until = -math.inf
         self._alarm_since = None
+        self._awaiting_since = None
+        self._awaiting_until = -math.inf
 
     def released(self, now: float, grace_s: float = 0.0) -> bool:
         """Whether the gate is released now or was within the last `grace_s` seconds."""
@@ -105,10 +131,15 @@ class OutputPlan:
             moments.append(self._pattern_start + edge)
         if self._alarm_since is not None:
             moments.append(self._alarm_since + DOOR_ALARM.next_change(now - self._alarm_since))
+        if self._awaiting_since is not None and self.awaiting(now):
+            since = self._awaiting_since
+            moments += [self._awaiting_until, since + AWAITING_BLINK.next_change(now - since)]
         return min(moments, default=None)
 
     def _indicators_at(self, now: float) -> Indicators:
         pattern = self.pattern_at(now)
-        if pattern is None:
-            return MODE_DISPLAY[self.mode]
-        return pattern.at(now - self._pattern_start)
+        if pattern is not None:
+            return pattern.at(now - self._pattern_start)
+        if self._awaiting_since is not None and self.awaiting(now) and self.mode == "normal":
+            return Indicators(green=AWAITING_BLINK.at(now - self._awaiting_since))
+        return MODE_DISPLAY[self.mode]

@@ -44,6 +44,7 @@ from monitor.errors import StoreRefusedError, StoreUnavailableError
 from monitor.ingest import EventRecord, Record, Rejected, classify, reject
 from monitor.state import LiveState
 from monitor.store import Store
+from mqtt.settings import MAX_PACKET_BYTES
 from mqtt.topics import check_level, monitor_filters
 
 log = logging.getLogger(__name__)
@@ -420,6 +421,9 @@ def connect_properties(settings: Settings) -> Properties:
     properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho: unannotated
     properties.SessionExpiryInterval = settings.session_expiry_s
     properties.ReceiveMaximum = settings.receive_maximum
+    # The broker drops anything larger instead of sending it: one huge retained message
+    # on a gate's topic cannot take the monitor's memory.
+    properties.MaximumPacketSize = MAX_PACKET_BYTES
     return properties
 
 

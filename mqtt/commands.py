@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
@@ -80,12 +81,20 @@ class OpenArgs(Args):
     seconds: float | None = Field(None, gt=0, le=3600)
 
 
+Kind = Literal["badge", "cccd", "vnqr"]
+EpochSeconds = Annotated[float, Field(allow_inf_nan=False)]
+
+
 class Entry(Args):
-    """One allowlist entry; a bare string is a badge id."""
+    """One allowlist entry; a bare string is a badge id. `kinds` names every credential
+    kind the subject may use; `kind`, one of them (badge by default)."""
 
     subject: Ident
-    kind: Literal["badge", "cccd"] = "badge"
+    kind: Kind = "badge"
+    kinds: list[Kind] | None = Field(None, min_length=1)
     name: Annotated[str, StringConstraints(max_length=256)] | None = None
+    valid_from: EpochSeconds | None = None
+    valid_until: EpochSeconds | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -116,11 +125,13 @@ class AllowlistArgs(Args):
 
 class RevokeArgs(Args):
     """Revoke passes by token id (`jti`), everything of some subjects, and/or health
-    certificates by the hashes of the EU revocation lists (`dcc`)."""
+    certificates by the hashes of the EU revocation lists (`dcc`); for good or `until` a
+    time (epoch seconds)."""
 
     jti: list[TokenId] = Field(default_factory=list)
     subjects: list[Ident] = Field(default_factory=list)
     dcc: list[RevocationHash] = Field(default_factory=list)
+    until: EpochSeconds | None = None
 
     @model_validator(mode="after")
     def _something(self) -> RevokeArgs:
@@ -241,12 +252,17 @@ class ReplayGuard:
             raise StoreError(f"cannot prepare the command memory in {path}: {error}") from error
 
     def first_time(self, jti: str, expires: float, now: float) -> bool:
-        """Remember `jti`; False if it was already seen (a replay)."""
-        with db.transaction(self._conn) as conn:
-            conn.execute("DELETE FROM command_seen WHERE expires < ?", (now,))
-            added = conn.execute(
-                "INSERT OR IGNORE INTO command_seen (jti, expires) VALUES (?, ?)", (jti, expires)
-            ).rowcount
+        """Remember `jti`; False if it was already seen (a replay); StoreError when the
+        database cannot record it."""
+        try:
+            with db.transaction(self._conn) as conn:
+                conn.execute("DELETE FROM command_seen WHERE expires < ?", (now,))
+                added = conn.execute(
+                    "INSERT OR IGNORE INTO command_seen (jti, expires) VALUES (?, ?)",
+                    (jti, expires),
+                ).rowcount
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot remember the command id: {error}") from error
         return added == 1
 
     def close(self) -> None:
@@ -321,9 +337,18 @@ class CommandIntake:
                 raise CommandRejectedError("retained")
             command = self._accept(name, gate_scope, payload)
         except CommandRejectedError as rejected:
-            log.warning("command %s (id %s) rejected: %s", name, token_id, rejected.reason)
-            return self._reply(token_id, name, f"rejected: {rejected.reason}")
+            return self._rejected(name, token_id, rejected.reason)
+        except StoreError as error:
+            log.error("command %s (id %s): %s", escaped(name), token_id, error)
+            return self._rejected(name, token_id, "store_unavailable")
+        except Exception:  # hostile input must be answered, never raise into the link
+            log.exception("command %s (id %s) could not be read", escaped(name), token_id)
+            return self._rejected(name, token_id, "malformed")
         return self._run(command)
+
+    def _rejected(self, name: str, token_id: str | None, reason: str) -> Reply:
+        log.warning("command %s (id %s) rejected: %s", escaped(name), token_id, reason)
+        return self._reply(token_id, name, f"rejected: {reason}")
 
     def _route(self, topic: str) -> tuple[str, bool]:
         for head, gate_scope in (
@@ -344,17 +369,11 @@ class CommandIntake:
         self._check_times(claims, now)
         self._check_target(claims, name, gate_scope)
         args = check_args(name, claims.get("args"))
-        expires = float(claims["exp"]) + self._policy.clock_skew_s
-        if not self._replay.first_time(claims["jti"], expires, now):
+        issued, expires = float(claims["iat"]), float(claims["exp"])  # finite: checked
+        if not self._replay.first_time(claims["jti"], expires + self._policy.clock_skew_s, now):
             raise CommandRejectedError("replayed")
         return Command(
-            name,
-            args,
-            claims["jti"],
-            claims["site"],
-            claims.get("gate"),
-            float(claims["iat"]),
-            float(claims["exp"]),
+            name, args, claims["jti"], claims["site"], claims.get("gate"), issued, expires
         )
 
     def _verify(self, payload: bytes) -> dict[str, Any]:
@@ -378,15 +397,13 @@ class CommandIntake:
             raise CommandRejectedError("bad_signature") from None
         except jwt.PyJWTError:
             raise CommandRejectedError("malformed") from None
-        if not (isinstance(claims["jti"], str) and 0 < len(claims["jti"]) <= 128):
+        if not is_token_id(claims["jti"]):
             raise CommandRejectedError("malformed")
         return claims
 
     def _check_times(self, claims: Mapping[str, Any], now: float) -> None:
-        issued, expires = claims["iat"], claims["exp"]
-        if not all(
-            isinstance(t, int | float) and not isinstance(t, bool) for t in (issued, expires)
-        ):
+        issued, expires = seconds(claims["iat"]), seconds(claims["exp"])
+        if issued is None or expires is None:
             raise CommandRejectedError("malformed")
         skew = self._policy.clock_skew_s
         if now > expires + skew:
@@ -421,7 +438,8 @@ class CommandIntake:
     def _reply(
         self, token_id: str | None, name: str, outcome: str, detail: str | None = None
     ) -> Reply:
-        return Reply(token_id, name, outcome, detail, format_ts(self._clock()))
+        # `name` comes from the topic, unverified when the command was rejected.
+        return Reply(token_id, escaped(name), outcome, detail, format_ts(self._clock()))
 
 
 DECODE_OPTIONS: Any = {
@@ -434,10 +452,37 @@ DECODE_OPTIONS: Any = {
 
 
 def peek_id(payload: bytes) -> str | None:
-    """The token's `jti` without verifying it: only to echo it in a rejection."""
+    """The token's `jti` without verifying it, only to echo it in a rejection: escaped
+    (an unverified string may hold anything, a lone surrogate that no UTF-8 encoder
+    takes included), or None when there is none."""
     try:
         claims = jwt.decode(payload, options={"verify_signature": False})
-    except jwt.PyJWTError:
+    except (jwt.PyJWTError, ValueError, RecursionError):
         return None
     token_id = claims.get("jti") if isinstance(claims, dict) else None
-    return token_id if isinstance(token_id, str) and len(token_id) <= 128 else None
+    return escaped(token_id[:128]) if isinstance(token_id, str) and token_id else None
+
+
+def is_token_id(value: object) -> bool:
+    """A command id fit to be stored and echoed: 1 to 128 printable characters."""
+    return isinstance(value, str) and 0 < len(value) <= 128 and value.isprintable()
+
+
+def escaped(text: str) -> str:
+    """`text` as is when printable, else with every other character escaped (\\x1b,
+    \\ud800), so that a reply or a log line always encodes."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
+
+
+def seconds(value: object) -> float | None:
+    """A NumericDate claim as a finite float, None if it is anything else (a bool, a
+    string, NaN, or a number too large for a float such as 10^400)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None

@@ -23,10 +23,13 @@ def connect(path: Path, synchronous: Synchronous = "FULL") -> sqlite3.Connection
     """A connection in autocommit mode (transactions are explicit), WAL, with a busy timeout.
 
     `synchronous=FULL` syncs every commit: the row survives a power cut once commit returns.
+    A `path` starting with `file:` is an SQLite URI (e.g. a shared in-memory database).
     """
+    uri = str(path).startswith("file:")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        if not uri:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, uri=uri)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {synchronous}")

@@ -17,6 +17,10 @@ class EventKeyError(StoreError):
     """The gate's event signing key, in its state directory, cannot be made or read."""
 
 
+class StoreUnavailableError(StoreError):
+    """The database cannot take events at all: it could not be opened, or it is damaged."""
+
+
 class OutboxFullError(StoreError):
     """The outbox holds its configured maximum: the event was NOT recorded.
 

@@ -43,6 +43,9 @@ REASONS = (
     "emergency",
     "store_full",
     "store_error",
+    "recorded",
+    "pair_mismatch",
+    "pair_timeout",
     "wrong_key_usage",
     "schema_invalid",
     "type_not_accepted",
@@ -98,7 +101,7 @@ class Event(BaseModel):
     reason: Token | None = Field(
         None, description="Decision reason (docs/credentials.md)", examples=list(REASONS)
     )
-    credential: Token | None = Field(None, description="pass, badge, cccd, dcc or unknown")
+    credential: Token | None = Field(None, description="pass, badge, cccd, vnqr, dcc or unknown")
     subject: Annotated[str, StringConstraints(max_length=256)] | None = None
     name: Annotated[str, StringConstraints(max_length=256)] | None = None
     code_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = Field(
@@ -111,10 +114,14 @@ class Event(BaseModel):
         None, description="Human-readable detail of mode and fault events"
     )
     cert_type: Literal["vaccination", "test", "recovery"] | None = Field(
-        None, description="Health certificate (dcc) only: its type; nothing else of it is sent"
+        None,
+        description="Health certificate (dcc, or a passage paired with one) only: its type;"
+        " nothing else of it is sent",
     )
     cert_country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] | None = Field(
-        None, description="Health certificate (dcc) only: issuing country, ISO 3166-1 alpha-2"
+        None,
+        description="Health certificate (dcc, or a passage paired with one) only: issuing"
+        " country, ISO 3166-1 alpha-2",
     )
     ts_trusted: bool = Field(
         True, description="False when the gate's clock was not synchronised or jumped"

@@ -16,12 +16,19 @@ State = Literal["online", "offline", "stopped"]
 
 
 def compact_json(body: Mapping[str, Any]) -> bytes:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+    """UTF-8 JSON that always encodes: a character UTF-8 cannot carry (a lone surrogate
+    from some untrusted input) becomes `?` rather than an exception in the publisher."""
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str)
+    return text.encode("utf-8", "replace")
 
 
-def status_payload(state: State, ts: float, version: str) -> bytes:
-    """`{"state", "ts", "version"}` for the retained status topic."""
-    return compact_json({"state": state, "ts": format_ts(ts), "version": version})
+def status_payload(state: State, ts: float, version: str, fault: str | None = None) -> bytes:
+    """`{"state", "ts", "version"}` for the retained status topic, and `fault` when the
+    gate runs but cannot do its work (its store cannot be opened)."""
+    body = {"state": state, "ts": format_ts(ts), "version": version}
+    if fault is not None:
+        body["fault"] = fault
+    return compact_json(body)
 
 
 def cpu_temperature_c(path: Path = THERMAL_ZONE) -> float | None:
@@ -54,7 +61,7 @@ class HealthReport:
     ts: float
     version: str
     uptime_s: float
-    outbox: Depth
+    outbox: Depth | None  # None: the store cannot tell
     link: LinkStats
     gate: Mapping[str, Any]
     cpu_temp_c: float | None
@@ -66,7 +73,7 @@ class HealthReport:
                 "ts": format_ts(self.ts),
                 "version": self.version,
                 "uptime_s": round(self.uptime_s, 1),
-                "outbox": self.outbox.as_dict(),
+                "outbox": None if self.outbox is None else self.outbox.as_dict(),
                 "mqtt": self.link.as_dict(),
                 "cpu_temp_c": self.cpu_temp_c,
             }

@@ -2,10 +2,16 @@
 
 Each connection attempt gets a fresh paho client: paho's session lives in memory only
 and resends on its own after a reconnect, while the outbox is our session. Callbacks do
-nothing but put a small signal on a queue (an exception inside a paho callback would
-kill its network loop silently); the owning thread handles signals between calls to
+nothing but put a small signal on a queue, and each is guarded: an exception inside a
+paho callback would otherwise end the read step and drop the connection (or, in paho's
+own thread, kill its loop silently). The owning thread handles signals between calls to
 `pump`, which runs paho's read/write/keepalive steps around a select() that a `Waker`
 can interrupt.
+
+Size: with MQTT v5 the client sends Maximum Packet Size in CONNECT, and the broker must
+not send anything larger (mosquitto drops it). Should one come anyway (v3.1.1 cannot say
+so), it is refused as soon as its length is read (`BoundedClient`): the connection is
+closed rather than the packet read into memory.
 """
 
 from __future__ import annotations
@@ -16,20 +22,24 @@ import queue
 import select
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Concatenate, ParamSpec
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from mqtt.errors import MqttError
-from mqtt.settings import BrokerSettings, TlsSettings
+from mqtt.settings import MAX_PACKET_BYTES, BrokerSettings, TlsSettings
 
 log = logging.getLogger(__name__)
 
 FAILURE = 0x80  # reason codes from 0x80 up are failures (MQTT v5, 2.4)
+P = ParamSpec("P")
 
 
 class LinkError(MqttError):
@@ -82,6 +92,21 @@ Signal = Connected | Lost | Acked | Received | Subscribed
 class Will:
     topic: str
     payload: bytes
+
+
+def guarded(
+    callback: Callable[Concatenate[Link, P], None],
+) -> Callable[Concatenate[Link, P], None]:
+    """A paho callback that never raises: an exception is logged, and the read step it
+    came from goes on with the next packet."""
+
+    def call(link: Link, /, *args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            callback(link, *args, **kwargs)
+        except Exception:  # a single message must never drop the connection
+            log.exception("error in the MQTT callback %s", callback.__name__)
+
+    return call
 
 
 class Waker:
@@ -153,7 +178,13 @@ class Link:
         broker = self.broker
         try:
             if broker.protocol == "v5":
-                self.client.connect(broker.host, broker.port, broker.keepalive_s, clean_start=True)
+                self.client.connect(
+                    broker.host,
+                    broker.port,
+                    broker.keepalive_s,
+                    clean_start=True,
+                    properties=connect_properties(broker),
+                )
             else:
                 self.client.connect(broker.host, broker.port, broker.keepalive_s)
         except ssl.SSLError as error:
@@ -203,44 +234,76 @@ class Link:
     def _emit(self, signal: Signal) -> None:
         self._signals.put(signal)
 
+    @guarded
     def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: ReasonCode, props: Any) -> None:
         refused = str(reason) if reason.is_failure else None
         receive_maximum = getattr(props, "ReceiveMaximum", None)
         self._emit(Connected(self.number, refused, receive_maximum))
 
+    @guarded
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
         cause = f" ({self._socket_error})" if self._socket_error else ""
         self._emit(Lost(self.number, f"{reason}{cause}"))
 
+    @guarded
     def _on_log(self, _c: Any, _u: Any, level: int, text: str) -> None:
         if level == paho.MQTT_LOG_ERR:
             self._socket_error = text
 
+    @guarded
     def _on_publish(self, _c: Any, _u: Any, mid: int, reason: ReasonCode, _p: Any) -> None:
         self._emit(Acked(self.number, mid, reason.value, str(reason)))
 
+    @guarded
     def _on_subscribe(self, _c: Any, _u: Any, _m: int, codes: list[ReasonCode], _p: Any) -> None:
         self._emit(Subscribed(self.number, tuple(str(code) for code in codes if code.is_failure)))
 
+    @guarded
     def _on_message(self, _c: Any, _u: Any, message: paho.MQTTMessage) -> None:
         self._emit(
             Received(self.number, message.topic, bytes(message.payload), bool(message.retain))
         )
 
 
+class BoundedClient(paho.Client):
+    """A paho client that refuses a packet announced larger than `max_packet_bytes`
+    before reading its body: paho reads the fixed header (type and length) a byte at a
+    time, then asks for the whole body at once, so the check sits in front of that ask.
+    The refusal is an OSError, which paho reports as a lost connection."""
+
+    max_packet_bytes = MAX_PACKET_BYTES
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        incoming = self._in_packet  # paho's state of the packet being read
+        if incoming["have_remaining"] and incoming["remaining_length"] > self.max_packet_bytes:
+            raise ConnectionAbortedError(
+                f"the broker sent a packet of {incoming['remaining_length']} bytes, over the "
+                f"{self.max_packet_bytes} this client takes (docs/mqtt.md, message size)"
+            )
+        return super()._sock_recv(bufsize)
+
+
+def connect_properties(broker: BrokerSettings) -> Properties:
+    """CONNECT properties (MQTT v5): the largest packet this client takes."""
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho: unannotated
+    properties.MaximumPacketSize = broker.max_packet_bytes
+    return properties
+
+
 def new_client(broker: BrokerSettings) -> paho.Client:
     """A paho client configured from `broker`: protocol, clean session, TLS, login."""
     if broker.protocol == "v5":
-        client = paho.Client(
+        client = BoundedClient(
             CallbackAPIVersion.VERSION2, client_id=broker.client_id, protocol=paho.MQTTv5
         )
     else:
-        client = paho.Client(
+        client = BoundedClient(
             CallbackAPIVersion.VERSION2,
             client_id=broker.client_id,
             protocol=paho.MQTTv311,
             clean_session=True,
         )
+    client.max_packet_bytes = broker.max_packet_bytes
     client.connect_timeout = broker.connect_timeout_s
     if broker.tls is not None:
         client.tls_set_context(tls_context(broker.tls))

@@ -6,17 +6,25 @@ the row in one transaction with `synchronous=FULL`, so once it returns the event
 a crash or a power cut, and a `seq` is never handed out twice. Rows leave only through
 `ack` (the broker accepted them). The outbox is bounded: when full, `append` refuses
 (`OutboxFullError`) rather than drop an older event. A row the broker keeps refusing while it
-accepts others is *parked*: kept and counted, no longer sent, until an operator releases it.
+accepts others is *parked*: kept and counted, no longer sent, until it is released.
+
+Failing storage: a reserve file beside the database (`mqtt.reserve`) is given up when a
+write of the drain side finds the disk full, so that acknowledged rows can always leave.
+A database found damaged (SQLite says "malformed", and `PRAGMA quick_check` agrees) makes
+the outbox `unusable`: from then on `append` refuses, since what it would record could
+not be read back and sent. `Outbox.unusable_store` is an empty outbox in memory that
+refuses every append from the start, for a gate whose database cannot be opened at all.
 
 Thread safety: appends (frame thread) and the drain side (publisher thread: `pending`,
-`ack`, `refuse`, `depth`, `checkpoint`) use separate connections, each behind its own
-lock, so a slow drain never holds an append back beyond SQLite's own write lock; the
-publisher also folds the write-ahead log into the database (`checkpoint`), so that an
-append pays for one sync and never for a checkpoint.
+`ack`, `refuse`, `depth`) use separate connections, each behind its own lock, so a slow
+drain never holds an append back beyond SQLite's own write lock; the write-ahead log is
+folded into the database by `mqtt.checkpointer`, so that an append pays for one sync and
+never for a checkpoint.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -29,10 +37,12 @@ from typing import Any, Literal, TypedDict, TypeVar, Unpack
 from pydantic import ValidationError
 
 from mqtt import db
-from mqtt.errors import InvalidEventError, OutboxFullError, StoreError
+from mqtt.errors import InvalidEventError, OutboxFullError, StoreError, StoreUnavailableError
 from mqtt.events import EVENT_VERSION, Event, EventType, format_ts
+from mqtt.reserve import RESERVE_BYTES, Reserve, reserve_path
 from mqtt.signing import EventSigner
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 BACKSTOP_CHECKPOINT_PAGES = 10_000
 COMPONENT = "outbox"
@@ -84,6 +94,7 @@ class OutboxLimits:
     max_rows: int = 500_000
     max_bytes: int = 256 * 1024 * 1024
     max_refusals: int = 5
+    reserve_bytes: int = RESERVE_BYTES  # kept free for the drain side; 0: no reserve
 
 
 class EventFields(TypedDict, total=False):
@@ -163,21 +174,38 @@ class Outbox:
         self.limits = limits or OutboxLimits()
         self._clock = clock
         self._writer = db.connect(path, "FULL")
-        # Checkpoints sync the database file: the publisher runs them (`checkpoint`), off the
-        # frame path; appends checkpoint only if the WAL grows past ~40 MB regardless.
+        # Checkpoints sync the database file: `mqtt.checkpointer` runs them, off the frame
+        # path; appends checkpoint only if the WAL grows past ~40 MB regardless.
         self._writer.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_CHECKPOINT_PAGES}")
         # Acks need no sync: an acked row that reappears after a power cut is sent again,
         # a duplicate that consumers drop by id. Never a loss.
         self._drain = db.connect(path, "NORMAL")
+        # Nor the drain side: a checkpoint's sync, if it hung, would hang the publisher.
+        self._drain.execute("PRAGMA wal_autocheckpoint = 0")
         self._write_lock = threading.Lock()
         self._drain_lock = threading.Lock()
         # The publisher checkpoints when this grows; it is bumped and reset under different
         # locks, so it is approximate, which only ever moves a checkpoint a little.
         self.appended_since_checkpoint = 0
+        self.unusable: str | None = None  # why nothing can be recorded (a damaged file)
         try:
             db.migrate(self._writer, COMPONENT, MIGRATIONS)
         except sqlite3.Error as error:
             raise StoreError(f"cannot prepare the outbox in {path}: {error}") from error
+        self.reserve = Reserve(reserve_path(path), self.limits.reserve_bytes)
+        self.reserve.ensure()
+
+    @classmethod
+    def unusable_store(
+        cls, site: str, gate: str, direction: Literal["in", "out"], reason: str
+    ) -> Outbox:
+        """An empty outbox in memory that records nothing (every append refuses with
+        `reason`): for a gate whose database cannot be opened, which must still run and
+        say so in its status and health rather than exit and be restarted for ever."""
+        memory = Path(f"file:qrgate-{uuid.uuid4().hex}?mode=memory&cache=shared")
+        outbox = cls(memory, site, gate, direction, OutboxLimits(reserve_bytes=0))
+        outbox.unusable = reason
+        return outbox
 
     def append(self, type: EventType, *, ts: float, **fields: Unpack[EventFields]) -> Event:
         """Record one event durably and return it (with its id and seq).
@@ -187,6 +215,7 @@ class Outbox:
         the disk refuses; in every case nothing was recorded and no seq was used.
         """
         with self._write_lock:
+            self._refuse_if_unusable()
             try:
                 with db.transaction(self._writer) as conn:
                     event = self._event(type, ts, self._next_seq(conn), fields)
@@ -199,7 +228,11 @@ class Outbox:
                     )
                 self.appended_since_checkpoint += 1
             except sqlite3.Error as error:
-                raise StoreError(f"cannot record the event in {self.path}: {error}") from error
+                self._note_failure(error)
+                failure = StoreUnavailableError if self.unusable else StoreError
+                raise failure(f"cannot record the event in {self.path}: {error}") from error
+            except UnicodeError as error:  # text no UTF-8 encoder takes (a lone surrogate)
+                raise InvalidEventError(f"not a valid event: {error}") from None
         return event
 
     def _next_seq(self, conn: sqlite3.Connection) -> int:
@@ -257,6 +290,8 @@ class Outbox:
                     "DELETE FROM outbox WHERE entry = ?", [(entry,) for entry in entries]
                 )
             )
+            # Deletes grow the write-ahead log too: they count towards the next checkpoint.
+            self.appended_since_checkpoint += len(entries)
 
     def refuse(self, entry: int, reason: str, *, singled_out: bool) -> bool:
         """Count a refusal of one row; return True when the row is now parked.
@@ -282,30 +317,26 @@ class Outbox:
             with self._drain_lock:
                 return read_depth(self._drain, self.limits, self._clock())
         except sqlite3.Error as error:
+            self._note_failure(error)
             raise StoreError(f"cannot read the outbox in {self.path}: {error}") from error
 
     def parked(self) -> list[Parked]:
         """Every parked row, oldest first."""
         return [Parked(*row) for row in self._read(PARKED_ROWS)]
 
-    def release(self) -> int:
-        """Operator action: send the parked rows again (refusals forgotten); return how many."""
+    def release(self, reason_prefix: str = "") -> int:
+        """Send parked rows again (refusals forgotten), those whose last error starts
+        with `reason_prefix` (all by default: an operator's `qrgate outbox retry`);
+        return how many."""
 
         def update(conn: sqlite3.Connection) -> int:
             return conn.execute(
-                "UPDATE outbox SET parked = 0, attempts = 0 WHERE parked = 1"
+                "UPDATE outbox SET parked = 0, attempts = 0 WHERE parked = 1 "
+                "AND substr(coalesce(last_error, ''), 1, ?) = ?",
+                (len(reason_prefix), reason_prefix),
             ).rowcount
 
         return self._write_drain(update)
-
-    def checkpoint(self) -> None:
-        """Copy the write-ahead log into the database file; never blocks appends."""
-        try:
-            with self._drain_lock:
-                self.appended_since_checkpoint = 0
-                self._drain.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.Error as error:
-            raise StoreError(f"cannot checkpoint the outbox in {self.path}: {error}") from error
 
     def close(self) -> None:
         with self._write_lock, self._drain_lock:
@@ -317,14 +348,39 @@ class Outbox:
             with self._drain_lock:
                 return self._drain.execute(sql, params).fetchall()
         except sqlite3.Error as error:
+            self._note_failure(error)
             raise StoreError(f"cannot read the outbox in {self.path}: {error}") from error
 
     def _write_drain(self, change: Callable[[sqlite3.Connection], T]) -> T:
+        """One transaction of the drain side; on a full disk, once more after giving up
+        the reserve."""
         try:
-            with self._drain_lock, db.transaction(self._drain) as conn:
-                return change(conn)
+            try:
+                return self._drain_transaction(change)
+            except sqlite3.Error as error:
+                if not (is_disk_full(error) and self.reserve.release()):
+                    raise
+                return self._drain_transaction(change)
         except sqlite3.Error as error:
+            self._note_failure(error)
             raise StoreError(f"cannot update the outbox in {self.path}: {error}") from error
+
+    def _drain_transaction(self, change: Callable[[sqlite3.Connection], T]) -> T:
+        with self._drain_lock, db.transaction(self._drain) as conn:
+            return change(conn)
+
+    def _refuse_if_unusable(self) -> None:
+        if self.unusable is not None:
+            raise StoreUnavailableError(f"{self.unusable}: nothing can be recorded")
+
+    def _note_failure(self, error: sqlite3.Error) -> None:
+        """After an error SQLite calls corruption, check the whole file (quick_check)
+        and remember what it found."""
+        if self.unusable is not None or not is_corruption(error):
+            return
+        finding = integrity_problem(self.path) or str(error)
+        self.unusable = f"the database {self.path} is damaged ({finding.splitlines()[-1]})"
+        log.error("%s", self.unusable)
 
 
 PARKED_ROWS = (
@@ -348,6 +404,39 @@ def read_depth(conn: sqlite3.Connection, limits: OutboxLimits, now: float) -> De
     age = max(0.0, now - oldest[0]) if oldest else None
     fill = max(rows / limits.max_rows, used / limits.max_bytes)
     return Depth(rows, used, parked, age, round(fill, 6))
+
+
+# SQLite's primary result codes (the low byte of an extended code).
+SQLITE_CORRUPT, SQLITE_FULL, SQLITE_NOTADB = 11, 13, 26
+
+
+def primary_code(error: sqlite3.Error) -> int | None:
+    code = getattr(error, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
+
+
+def is_disk_full(error: sqlite3.Error) -> bool:
+    return primary_code(error) == SQLITE_FULL
+
+
+def is_corruption(error: sqlite3.Error) -> bool:
+    return primary_code(error) in (SQLITE_CORRUPT, SQLITE_NOTADB)
+
+
+def integrity_problem(path: Path) -> str | None:
+    """What `PRAGMA quick_check` finds wrong in the database at `path` (its first
+    finding), or None when it finds it sound. Read-only; a file that cannot even be
+    opened counts as damaged."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            rows = conn.execute("PRAGMA quick_check(1)").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as error:
+        return str(error)
+    finding = str(rows[0][0]) if rows else "no answer"
+    return None if finding == "ok" else finding
 
 
 def describe(error: Exception) -> str:

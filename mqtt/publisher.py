@@ -8,6 +8,13 @@ backoff, and on `stop()` announces `stopped` and disconnects cleanly.
 
 Nothing on the frame path waits for it: the daemon appends to the outbox and calls
 `wake()`. The daemon pings the systemd watchdog only while `alive` holds.
+
+No single message and no failing disk may take the connection down or spin the thread:
+a command is answered whatever it holds; acknowledged rows that cannot be deleted keep
+the connection up and are deleted as soon as the disk allows (see `mqtt.window`); an
+unexpected error backs off before the next try, and repeated failures are logged now
+and then, not once per try. Events parked after lost connections are sent again once the
+link has stayed up for `settings.release_parked_after_s`.
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from mqtt.checkpointer import Checkpointer
 from mqtt.commands import CommandIntake
+from mqtt.errors import StoreError
 from mqtt.events import format_ts
 from mqtt.health import HealthReport, LinkStats, State, cpu_temperature_c, status_payload
 from mqtt.link import (
@@ -35,10 +44,11 @@ from mqtt.link import (
     Waker,
     Will,
 )
-from mqtt.outbox import Outbox, Pending
+from mqtt.outbox import Depth, Outbox, Pending
 from mqtt.settings import PublisherSettings
+from mqtt.throttle import Throttle
 from mqtt.topics import GateTopics
-from mqtt.window import Round, Window
+from mqtt.window import LOST, Round, Window
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +56,16 @@ POLL_S = 1.0  # the longest nap: keepalive, heartbeats, rows appended by another
 STOP_WAIT_S = 3.0  # how long `stop()` waits for the broker to take the `stopped` status
 WEDGED_AFTER_S = 20.0  # a loop not come round for this long (beyond a connect) is stuck
 MIN_ACK_TIMEOUT_S = 10.0
-# The outbox's write-ahead log is folded into the database by this thread, in small steps
-# (after this many appends, or this long after one), so that appends never wait for it.
+# The outbox's write-ahead log is folded into the database in small steps (after this many
+# changes, or this long after one), so that appends never wait for it; the checkpoints
+# run on a thread of their own (`mqtt.checkpointer`), since a hung sync must not hang this one.
 CHECKPOINT_EVERY = 64
 CHECKPOINT_S = 2.0
+# Unexpected errors back off from the first retry delay up to this, and the backoff
+# starts over once the loop has run this long without one.
+ERROR_BACKOFF_MAX_S = 30.0
+ERROR_QUIET_S = 60.0
+RELEASE_BACKOFF_MAX_S = 3600.0  # parked events released again at most this far apart
 
 
 class Backoff:
@@ -64,6 +80,10 @@ class Backoff:
         delay = self._delay
         self._delay = min(self._high, delay * 2)
         return min(self._high, delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
+
+    def peek(self) -> float:
+        """The next delay, without jitter and without moving on."""
+        return self._delay
 
     def reset(self) -> None:
         self._delay = self._low
@@ -82,6 +102,7 @@ class Publisher:
         *,
         version: str,
         clock: Callable[[], float] = time.time,
+        fault: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.topics = topics
@@ -90,9 +111,12 @@ class Publisher:
         self._commands = commands
         self._version = version
         self._clock = clock
+        self._fault = fault  # a fault that keeps the gate from working, told in its status
+        self._announced_fault: str | None = None
         self._signals: queue.Queue[Signal] = queue.Queue()
         self._waker = Waker()
         self._window = Window(outbox, settings.window)
+        self._checkpointer = Checkpointer(outbox)
         self._link: Link | None = None
         self._links = 0
         self._online = False
@@ -102,6 +126,13 @@ class Publisher:
         self._refusal_backoff = Backoff(settings.retry_min_s, settings.retry_max_s)
         self._retry_at = self._resume_at = self._connect_deadline = self._next_health = 0.0
         self._next_checkpoint = 0.0
+        self._error_backoff = Backoff(settings.retry_min_s, ERROR_BACKOFF_MAX_S)
+        self._last_error_at = 0.0
+        self._throttle = Throttle()
+        self._blocked: str | None = None  # why acknowledged rows cannot leave, as logged
+        self._connected_at = 0.0
+        self._release = Backoff(settings.release_parked_after_s, RELEASE_BACKOFF_MAX_S)
+        self._release_at = 0.0
         self._started = self._beat = time.monotonic()
         self._stopping = threading.Event()
         self._final_state: State = "stopped"
@@ -109,6 +140,7 @@ class Publisher:
 
     def start(self) -> None:
         self._started = self._beat = time.monotonic()
+        self._checkpointer.start()
         self._thread.start()
 
     def stop(self, state: State = "stopped", timeout_s: float | None = None) -> None:
@@ -141,21 +173,18 @@ class Publisher:
             self._beat = time.monotonic()
             try:
                 self._step(self._beat)
-            except Exception:  # nothing may end this thread: log, start over
-                log.exception("unexpected error in the publisher; reconnecting")
-                self._recover()
+            except Exception as error:  # noqa: BLE001 - nothing may end this thread: _recover logs
+                self._recover(error)
         try:
             self._shutdown()
         except Exception:  # stopping anyway; the will says offline
             log.exception("error while stopping the publisher")
+        self._checkpointer.stop()
         self._waker.close()
 
     def _step(self, now: float) -> None:
         self._handle_signals()
-        appended = self.outbox.appended_since_checkpoint
-        if appended >= CHECKPOINT_EVERY or (appended and now >= self._next_checkpoint):
-            self._next_checkpoint = now + CHECKPOINT_S
-            self.outbox.checkpoint()
+        self._checkpoint_due(now)
         if self._link is None:
             if now >= self._retry_at:
                 self._connect(now)
@@ -164,6 +193,12 @@ class Publisher:
         elif now > self._connect_deadline:
             self._fail("no answer (CONNACK) from the broker")
         self._pump(now)
+
+    def _checkpoint_due(self, now: float) -> None:
+        appended = self.outbox.appended_since_checkpoint
+        if appended >= CHECKPOINT_EVERY or (appended and now >= self._next_checkpoint):
+            self._next_checkpoint = now + CHECKPOINT_S
+            self._checkpointer.request()
 
     def _pump(self, now: float) -> None:
         """Wait for the network, a wake-up or the next deadline, whichever comes first."""
@@ -192,6 +227,7 @@ class Publisher:
 
     def _publish_due(self, now: float) -> None:
         assert self._link is not None
+        self._release_parked_when_stable(now)
         if now >= self._resume_at:
             for row in self._window.due():
                 mid = self._link.publish(self._events_topic(row), row.payload)
@@ -213,16 +249,34 @@ class Publisher:
     def _publish_health(self, now: float) -> None:
         assert self._link is not None
         self._next_health = now + self.settings.heartbeat_s
+        self._publish_status_on_change()
         report = HealthReport(
             ts=self._clock(),
             version=self._version,
             uptime_s=now - self._started,
-            outbox=self.outbox.depth(),
+            outbox=self._depth(),
             link=self.stats,
             gate=self._gate_figures(),
             cpu_temp_c=cpu_temperature_c(),
         )
         self._link.publish(self.topics.health, report.to_json(), retain=True)
+
+    def _publish_status_on_change(self) -> None:
+        """A fault that came (or went) since the status was published: say it there too."""
+        assert self._link is not None
+        fault = self._fault()
+        if fault != self._announced_fault:
+            self._announced_fault = fault
+            status = status_payload("online", self._clock(), self._version, fault)
+            self._link.publish(self.topics.status, status, retain=True)
+
+    def _depth(self) -> Depth | None:
+        """The outbox's depth, or None when the store cannot tell (health goes out anyway)."""
+        try:
+            return self.outbox.depth()
+        except StoreError as error:
+            self._log_repeating("depth", "%s", error)
+            return None
 
     def _gate_figures(self) -> Mapping[str, Any]:
         try:
@@ -240,8 +294,21 @@ class Publisher:
             if signal.link == self._links:  # others belong to abandoned connections
                 self._handle(signal)
         finished = self._window.settle()
+        self._note_blocked()
         if finished is not None:
             self._pause_after(finished)
+
+    def _note_blocked(self) -> None:
+        """Log when acknowledged rows start and stop being stuck in the outbox."""
+        blocked = self._window.blocked
+        if blocked == self._blocked:
+            return
+        if blocked is not None:
+            self.stats.last_error = f"acknowledged events cannot leave the outbox: {blocked}"
+            log.error("%s; sending paused, trying again every step", self.stats.last_error)
+        else:
+            log.warning("acknowledged events leave the outbox again; sending resumes")
+        self._blocked = blocked
 
     def _handle(self, signal: Signal) -> None:
         match signal:
@@ -266,17 +333,20 @@ class Publisher:
         self._connect_backoff.reset()
         self.stats.connects += 1
         self.stats.connected_since = format_ts(self._clock())
+        self._connected_at = time.monotonic()
+        self._release_at = max(self._release_at, self._connected_at + self._release.peek())
         self._window.restart(signal.receive_maximum)
-        self._link.publish(
-            self.topics.status, status_payload("online", self._clock(), self._version), retain=True
-        )
+        self._announced_fault = self._fault()
+        status = status_payload("online", self._clock(), self._version, self._announced_fault)
+        self._link.publish(self.topics.status, status, retain=True)
         if self._commands is not None:
             self._link.subscribe(self.topics.command_filters)
         self._next_health = time.monotonic()
+        depth = self._depth()
         log.info(
-            "connected to %s; %d events waiting",
+            "connected to %s; %s events waiting",
             self.settings.broker.address,
-            self.outbox.depth().rows,
+            "unknown" if depth is None else depth.rows,
         )
 
     def _acked(self, signal: Acked) -> None:
@@ -305,8 +375,31 @@ class Publisher:
     def _command(self, signal: Received) -> None:
         if self._commands is None or self._link is None:
             return
-        reply = self._commands.handle(signal.topic, signal.payload, retained=signal.retain)
-        self._link.publish(self.topics.reply, reply.to_json())
+        try:
+            reply = self._commands.handle(signal.topic, signal.payload, retained=signal.retain)
+            payload = reply.to_json()
+        except Exception:  # one message must never take the connection down
+            log.exception("a message on %r could not be answered", signal.topic)
+            return
+        self._link.publish(self.topics.reply, payload)
+
+    def _release_parked_when_stable(self, now: float) -> None:
+        """Parking is for what the broker refuses: events parked because connections
+        kept dropping while they were sent alone go out again once the link has stayed
+        up for a while (then after twice as long, if they were parked again)."""
+        if now < self._release_at or now - self._connected_at < self._release.peek():
+            return
+        try:
+            released = self.outbox.release(reason_prefix=LOST)
+        except StoreError as error:
+            self._log_repeating("release", "%s", error)
+            return
+        if released:
+            log.warning("sending %d event(s) parked after lost connections again", released)
+            self._release_at = now + self._release.next()
+        else:
+            self._release.reset()
+            self._release_at = now + self._release.peek()
 
     def _fail(self, reason: str) -> None:
         """The connection failed or ended: spool on, and try again after a backoff."""
@@ -318,11 +411,33 @@ class Publisher:
         self._window.lost(reason)
         self._retry_at = time.monotonic() + self._connect_backoff.next()
 
-    def _recover(self) -> None:
-        """After an unexpected error: forget the connection, keep every row, retry later."""
+    def _recover(self, error: Exception) -> None:
+        """After an unexpected error: forget the connection, keep every row, and wait
+        (longer each time the error comes back soon) before trying again."""
+        now = time.monotonic()
+        if now - self._last_error_at > ERROR_QUIET_S:
+            self._error_backoff.reset()
+        self._last_error_at = now
+        self.stats.last_error = f"{type(error).__name__}: {error}"
+        delay = self._error_backoff.next()
+        held = self._throttle.due(f"unexpected {type(error).__name__}")
+        if held is not None:
+            log.error(
+                "unexpected error in the publisher (%d like it not logged); reconnecting in %.1f s",
+                held,
+                delay,
+                exc_info=error,
+            )
         self._drop_link()
         self._window.restart()
-        self._retry_at = time.monotonic() + self._connect_backoff.next()
+        self._retry_at = now + delay
+        self._waker.wait(delay)
+
+    def _log_repeating(self, kind: str, message: str, *args: object) -> None:
+        held = self._throttle.due(kind)
+        if held is not None:
+            suffix = f" ({held} more like it not logged)" if held else ""
+            log.error(message + suffix, *args)
 
     def _drop_link(self) -> None:
         link, self._link = self._link, None

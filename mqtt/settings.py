@@ -6,6 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+# The largest packet a gate takes from its broker: the largest command (4 MiB, an allowlist
+# snapshot of ~50,000 entries) with room for its topic and properties. Sent as Maximum
+# Packet Size in CONNECT, so that an MQTT v5 broker drops anything larger instead of
+# sending it (the gate never holds it in memory).
+MAX_PACKET_BYTES = 4 * 1024 * 1024 + 64 * 1024
+
 
 @dataclass(frozen=True)
 class TlsSettings:
@@ -29,6 +35,7 @@ class BrokerSettings:
     tls: TlsSettings | None = None
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    max_packet_bytes: int = MAX_PACKET_BYTES
 
     @property
     def address(self) -> str:
@@ -42,7 +49,8 @@ class PublisherSettings:
 
     `window`: events in flight at once (further capped by the broker's Receive Maximum);
     `retry_min_s`..`retry_max_s`: the backoff between connection attempts and after a
-    refused publish, doubling per failure.
+    refused publish, doubling per failure; `release_parked_after_s`: how long a
+    connection must stay up before events parked after lost connections are sent again.
     """
 
     broker: BrokerSettings
@@ -50,6 +58,7 @@ class PublisherSettings:
     window: int = 64
     retry_min_s: float = 1.0
     retry_max_s: float = 60.0
+    release_parked_after_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.window < 2:

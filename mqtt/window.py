@@ -7,6 +7,10 @@ new is sent until every answer is in; then each refusal is counted against its r
 the next round starts again from the oldest row after a pause. A row refused while others
 in its round were accepted is singled out, and is parked after enough refusals.
 
+When accepted rows cannot be deleted (the disk is full, even after the outbox gave up
+its reserve), the window is *blocked*: nothing new is sent, and the deletion is tried
+again at every step of the publisher until it succeeds; the connection stays up.
+
 Some refusals never arrive as one: mosquitto answers an oversized event with reason
 0x95, which paho cannot decode, so the connection drops instead. After a connection is
 lost with events in flight, the next connection *probes*: it sends the oldest event
@@ -18,9 +22,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from mqtt.errors import StoreError
 from mqtt.outbox import Outbox, Pending
 
 log = logging.getLogger(__name__)
+
+LOST = "connection lost"  # how a row's last error starts when a lost connection parked it
 
 
 @dataclass
@@ -50,6 +57,7 @@ class Window:
         self._round = Round()
         self._halted = False
         self.probing = False
+        self.blocked: str | None = None  # why accepted rows cannot leave the outbox
 
     @property
     def inflight(self) -> int:
@@ -65,7 +73,7 @@ class Window:
 
     def due(self) -> list[Pending]:
         """Rows to send now: as many as the window has room for, oldest first."""
-        if self._halted:
+        if self._halted or self.blocked is not None:
             return []
         if not self._inflight and not self._accepted:
             self._cursor = 0  # all answered: from the oldest again (rows released from parking)
@@ -93,9 +101,7 @@ class Window:
     def settle(self) -> Round | None:
         """Delete accepted rows; when a round with refusals is complete, count them and
         return it (the caller pauses before the next round), else None."""
-        self._outbox.ack(self._accepted)
-        self._accepted.clear()
-        if not self._halted or self._inflight:
+        if not self._delete_accepted() or not self._halted or self._inflight:
             return None
         finished = self._round
         for entry, reason in finished.refused.items():
@@ -105,12 +111,12 @@ class Window:
 
     def lost(self, reason: str) -> None:
         """The connection ended; what was in flight is sent again on the next one."""
-        self._outbox.ack(self._accepted)
-        self._accepted.clear()
+        self._delete_accepted()
         if self._inflight:
             if self.probing:
                 (flight,) = self._inflight.values()
-                self._refuse(flight.row.entry, f"connection lost ({reason})", singled_out=True)
+                cause = reason if reason.startswith(LOST) else f"{LOST} ({reason})"
+                self._refuse(flight.row.entry, cause, singled_out=True)
             self.probing = True
         self._inflight.clear()
 
@@ -119,11 +125,34 @@ class Window:
         oldest = min(self._inflight.values(), key=lambda flight: flight.sent_at, default=None)
         return oldest.row if oldest and now - oldest.sent_at > timeout else None
 
+    def _delete_accepted(self) -> bool:
+        """Let accepted rows leave the outbox; False (and `blocked` says why) when they
+        cannot, and are kept for the next try."""
+        try:
+            self._outbox.ack(self._accepted)
+        except StoreError as error:
+            self.blocked = str(error)
+            return False
+        self._accepted.clear()
+        self.blocked = None
+        return True
+
     def _refuse(self, entry: int, reason: str, *, singled_out: bool) -> None:
-        if self._outbox.refuse(entry, reason, singled_out=singled_out):
+        try:
+            parked = self._outbox.refuse(entry, reason, singled_out=singled_out)
+        except StoreError as error:  # the row stays, and is sent again: nothing is lost
+            log.warning("cannot count a refusal of outbox entry %d: %s", entry, error)
+            return
+        if parked:
+            again = (
+                "sent again once the link has been stable for a while"
+                if reason.startswith(LOST)
+                else "released with `qrgate outbox retry`"
+            )
             log.error(
                 "event (outbox entry %d) parked after repeated refusals (%s): it stays in "
-                "the outbox, visible in health, until released with `qrgate outbox retry`",
+                "the outbox, visible in health, until %s",
                 entry,
                 reason,
+                again,
             )

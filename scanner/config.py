@@ -36,7 +36,9 @@ ID_RULE = "1 to 64 of A-Z a-z 0-9 _ -"
 Ident = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 BcmPin = Annotated[int, Field(ge=0, le=27, description="BCM GPIO number")]
 Seconds = Annotated[float, Field(ge=0)]
-CredentialKind = Literal["pass", "badge", "cccd", "dcc"]
+CredentialKind = Literal["pass", "badge", "cccd", "vnqr", "dcc"]
+# Kinds that name a person and prove nothing: record-only admission, pairing.
+IdentityKind = Literal["badge", "cccd", "vnqr"]
 CertificateType = Literal["vaccination", "test", "recovery"]
 ContactState = Literal["closed", "open"]
 PassAlgorithm = Literal["EdDSA", "ES256"]
@@ -121,6 +123,7 @@ class PolicySection(Section):
     accept: list[CredentialKind] = Field(
         default_factory=lambda: list[CredentialKind](["pass", "badge"]), min_length=1
     )
+    record_only: list[IdentityKind] = Field(default_factory=list)
     repeat_window_s: Seconds = 5.0
     anti_passback_s: Seconds = 0.0
     max_payload_bytes: int = Field(2048, ge=16, le=65_536)
@@ -169,6 +172,8 @@ class DccSection(Section):
     vaccination_max_days: Days = 0
     test_naat_max_h: Hours = 72.0
     test_rat_max_h: Hours = 24.0
+    pair_with: list[IdentityKind] = Field(default_factory=list)
+    pair_window_s: float = Field(20.0, gt=0, le=600)
 
 
 class StoreSection(Section):
@@ -298,7 +303,7 @@ def parse_config(
         problems += [describe_error(detail) for detail in error.errors()]
         raise ConfigError(problems, source) from None
     config = resolve_paths(config, base_dir or Path.cwd())
-    problems += missing_secret_problems(config)
+    problems += kind_problems(config) + missing_secret_problems(config)
     if problems:
         raise ConfigError(problems, source)
     return config
@@ -388,6 +393,25 @@ def resolve_paths(config: Config, base_dir: Path) -> Config:
             ),
         }
     )
+
+
+def kind_problems(config: Config) -> list[ConfigProblem]:
+    """Kinds named for record-only admission or pairing must be accepted, and pairing
+    needs health certificates accepted."""
+    accepted = set(config.policy.accept)
+    problems = []
+    for key, kinds in (
+        ("policy.record_only", config.policy.record_only),
+        ("dcc.pair_with", config.dcc.pair_with),
+    ):
+        missing = [kind for kind in kinds if kind not in accepted]
+        if missing:
+            message = f"{', '.join(missing)} not in policy.accept"
+            problems.append(ConfigProblem(key, message, kinds, has_value=True))
+    if config.dcc.pair_with and "dcc" not in accepted:
+        message, kinds = "pairing needs dcc in policy.accept", config.dcc.pair_with
+        problems.append(ConfigProblem("dcc.pair_with", message, kinds, has_value=True))
+    return problems
 
 
 def missing_secret_problems(config: Config) -> list[ConfigProblem]:

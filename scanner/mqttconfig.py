@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from jwt import PyJWK
+
 from mqtt.commands import (
     CommandIntake,
     CommandKeyError,
@@ -103,15 +105,23 @@ def event_key_path(store_path: Path) -> Path:
     return store_path.parent / EVENT_KEY_NAME
 
 
+def command_keys(config: Config) -> dict[str, PyJWK] | None:
+    """The keys trusted to sign commands, or None when commands are disabled; a
+    ConfigError naming commands.jwks when they cannot be used."""
+    if not config.commands.enabled:
+        return None
+    try:
+        return load_command_keys(require_file("commands.jwks", config.commands.jwks))
+    except CommandKeyError as error:
+        raise ConfigError.single("commands.jwks", str(error)) from None
+
+
 def command_intake(config: Config, handlers: Mapping[str, Handler]) -> CommandIntake | None:
     """The command intake with the gate's handlers, or None when commands are disabled."""
     commands = config.commands
-    if not commands.enabled:
+    keys = command_keys(config)
+    if keys is None:
         return None
-    try:
-        keys = load_command_keys(require_file("commands.jwks", commands.jwks))
-    except CommandKeyError as error:
-        raise ConfigError.single("commands.jwks", str(error)) from None
     policy = CommandPolicy(
         algorithms=tuple(commands.algorithms),
         max_lifetime_s=commands.max_lifetime_s,

@@ -13,12 +13,42 @@ from scanner.cli import cli, run
 from scanner.logs import JournalFormatter, configure_logging
 from tests.support.cli import heavy_imports, qrgate
 
+# Badges only and no commands: a config `qrgate run` takes without any key file.
+RUNNABLE = '[policy]\naccept = ["badge"]\n\n[commands]\nenabled = false\n'
 
-def test_check_config_passes_on_the_shipped_config() -> None:
+
+def test_check_config_on_the_shipped_config_names_the_files_to_install() -> None:
     done = qrgate("check-config", "-c", "config.toml")
-    assert done.returncode == 0, done.stderr
-    assert 'site = "factory-1"' in done.stdout
     assert done.stdout.startswith("# effective configuration from config.toml")
+    assert 'site = "factory-1"' in done.stdout
+    if Path("/etc/qrgate/jwks.json").is_file():
+        pytest.skip("this machine has a gate's key sets installed")
+    assert done.returncode == 78  # as qrgate run: the key sets are not installed here
+    assert "passes.jwks = '/etc/qrgate/jwks.json': file not found" in done.stderr
+    assert "commands.jwks = '/etc/qrgate/command-keys.json': file not found" in done.stderr
+
+
+def test_check_config_refuses_what_run_refuses_with_the_same_code(tmp_path: Path) -> None:
+    config = tmp_path / "gate.toml"
+    config.write_text(
+        f'{RUNNABLE}\n[gpio]\npin_factory = "mock"\n'.replace(
+            "enabled = false", 'enabled = true\njwks = "missing-keys.json"'
+        )
+    )
+    checked = qrgate("check-config", "-c", config)
+    ran = qrgate("run", "-c", config)
+    assert (checked.returncode, ran.returncode) == (78, 78)
+    for done in (checked, ran):
+        assert f"commands.jwks = '{tmp_path}/missing-keys.json': file not found" in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_check_config_only_warns_of_a_file_run_does_not_need(tmp_path: Path) -> None:
+    config = tmp_path / "gate.toml"
+    config.write_text(RUNNABLE)  # passes.jwks is missing, but no pass is accepted
+    done = qrgate("check-config", "-c", config)
+    assert done.returncode == 0, done.stderr
+    assert "warning: passes.jwks: /etc/qrgate/jwks.json does not exist" in done.stderr
 
 
 def test_typo_exits_78_naming_the_key(tmp_path: Path) -> None:
@@ -43,7 +73,7 @@ def test_two_errors_both_reported_without_traceback(tmp_path: Path) -> None:
 
 def test_config_from_environment(tmp_path: Path) -> None:
     path = tmp_path / "env.toml"
-    path.write_text('[gate]\nid = "from-env"\n')
+    path.write_text('[gate]\nid = "from-env"\n' + RUNNABLE)
     done = qrgate("check-config", env={"QRGATE_CONFIG": str(path)})
     assert done.returncode == 0, done.stderr
     assert 'id = "from-env"' in done.stdout
@@ -52,7 +82,7 @@ def test_config_from_environment(tmp_path: Path) -> None:
 def test_secret_contents_never_printed(tmp_path: Path) -> None:
     (tmp_path / "pw").write_text("hunter2")
     path = tmp_path / "c.toml"
-    path.write_text('[mqtt]\nusername = "gate"\npassword_file = "pw"\n')
+    path.write_text('[mqtt]\nusername = "gate"\npassword_file = "pw"\n' + RUNNABLE)
     done = qrgate("check-config", "-c", str(path))
     assert done.returncode == 0, done.stderr
     assert "hunter2" not in done.stdout + done.stderr
@@ -97,3 +127,9 @@ def test_journal_lines_carry_priority(level: int, prefix: str) -> None:
     assert JournalFormatter("%(name)s: %(message)s").format(record) == (
         f"{prefix}scanner.x: a\n{prefix}b"
     )
+
+
+def test_check_config_syntax_only_leaves_the_files_for_later() -> None:
+    done = qrgate("check-config", "--syntax-only", "-c", "config.toml")
+    assert done.returncode == 0, done.stderr
+    assert "warning: commands.jwks: /etc/qrgate/command-keys.json does not exist" in done.stderr

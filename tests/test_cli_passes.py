@@ -42,7 +42,7 @@ def gate(tmp_path: Path) -> Path:
     config = tmp_path / "config.toml"
     config.write_text(
         '[gate]\nsite = "factory-1"\n'
-        '[policy]\naccept = ["pass", "badge", "cccd"]\nanti_passback_s = 60\n'
+        '[policy]\naccept = ["pass", "badge", "cccd", "vnqr"]\nanti_passback_s = 60\n'
         '[passes]\njwks = "jwks.json"\n[store]\npath = "state/qrgate.db"\n'
     )
     (tmp_path / "state").mkdir()
@@ -235,6 +235,13 @@ def test_badges_and_cards_are_checked_against_the_store(gate: Path) -> None:
         },
     )  # fmt: skip
     assert check(gate, card)[1]["subject"] == "001099012345"
+    personal = "******029317|NGUYEN LE KHA HAN|1987-**-**|0|162979388586171100|<1<HS4010120878821"
+    assert check(gate, personal)[1]["reason"] == "not_allowed"
+    assert qrgate("allow", "add", "162979388586171100", "--kind", "vnqr", "-c", gate)[0] == 0
+    assert check(gate, personal)[1] | {"code_sha256": None} == {
+        "result": "granted", "reason": "ok", "credential": "vnqr",
+        "subject": "162979388586171100", "name": "NGUYEN LE KHA HAN", "code_sha256": None,
+    }  # fmt: skip
 
 
 def test_check_changes_nothing(gate: Path, tmp_path: Path) -> None:
@@ -291,18 +298,24 @@ def test_allow_commands_are_idempotent(gate: Path) -> None:
         "Lê Văn Cường",
         "--valid-until",
         "2030-12-31",
+        "--birth-date",
+        "02/03/1985",
         "-c",
         gate,
     )
-    assert qrgate(*add)[1].startswith("added: W-5  [badge+cccd] until 2030-12-31  Lê Văn Cường")
+    assert qrgate(*add)[1].startswith(
+        "added: W-5  [badge+cccd+vnqr] until 2030-12-31 born 1985-03-02  Lê Văn Cường"
+    )
     assert qrgate(*add)[1].startswith("unchanged: ")
     code, out, _ = qrgate("allow", "list", "--json", "-c", gate)
-    assert json.loads(out)["subject"] == "W-5"
+    assert (json.loads(out)["subject"], json.loads(out)["birth_date"]) == ("W-5", "1985-03-02")
     assert qrgate("allow", "remove", "W-5", "-c", gate)[1] == "removed: W-5\n"
     assert qrgate("allow", "remove", "W-5", "-c", gate)[1] == "W-5 was not on the allowlist\n"
     code, _, err = qrgate("allow", "add", "not valid", "-c", gate)
     assert code == 2
     assert "subject" in err
+    code, _, err = qrgate("allow", "add", "W-6", "--birth-date", "31/02/1985", "-c", gate)
+    assert (code, "'31/02/1985' is not a calendar date" in err) == (2, True)
 
 
 def test_allow_import(gate: Path, tmp_path: Path) -> None:
@@ -315,8 +328,8 @@ def test_allow_import(gate: Path, tmp_path: Path) -> None:
         assert (code, out) == (0, f"imported 2 entries from {hr}; 2 allowed in all\n")
     code, out, _ = qrgate("allow", "list", "-c", gate)
     assert out.splitlines() == [
-        "W-10  [badge+cccd] until 2030-12-31  An",
-        "W-11  [badge+cccd]  Bình",
+        "W-10  [badge+cccd+vnqr] until 2030-12-31  An",
+        "W-11  [badge+cccd+vnqr]  Bình",
     ]
     hr.write_text("W-12,x\nbad id\n")
     code, _, err = qrgate("allow", "import", hr, "-c", gate)

@@ -4,7 +4,6 @@ through a real broker (RELIABILITY.md fault 13)."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -12,12 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-import paho.mqtt.client as paho
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm
-from paho.mqtt.enums import CallbackAPIVersion
 
 from mqtt.commands import (
     ARGUMENTS,
@@ -37,6 +34,7 @@ from scanner.config import parse_config
 from scanner.errors import ConfigError
 from scanner.mqttconfig import command_intake
 from tests.support.broker import Mosquitto
+from tests.support.clients import publish
 from tests.support.gate import GATE, SITE, TOPICS, new_outbox, publisher_for
 from tests.support.recorder import Recorder
 
@@ -232,6 +230,8 @@ def test_a_handler_may_reject_with_its_own_reason(intake: CommandIntake) -> None
     [
         ({"version": 3, "entries": ["W-1", {"subject": "079123456789", "kind": "cccd"}]}, True),
         ({"add": ["W-1"], "remove": ["W-2"]}, True),
+        ({"add": [{"subject": "162979388586171100", "kind": "vnqr"}]}, True),
+        ({"add": [{"subject": "W-1", "kind": "pass"}]}, False),
         ({"entries": ["W-1"]}, False),  # a snapshot without its version
         ({"version": 3, "entries": [], "add": ["W-1"]}, False),
         ({}, False),
@@ -246,7 +246,14 @@ def test_allowlist_takes_a_snapshot_or_changes(
     )
     assert (reply.outcome == "ok") is accepted
     if accepted and "entries" in args:
-        assert gate.done[0].args["entries"][0] == {"subject": "W-1", "kind": "badge", "name": None}
+        assert gate.done[0].args["entries"][0] == {
+            "subject": "W-1",
+            "kind": "badge",
+            "kinds": None,
+            "name": None,
+            "valid_from": None,
+            "valid_until": None,
+        }
 
 
 def test_keys_accepts_public_keys_only(intake: CommandIntake) -> None:
@@ -397,16 +404,3 @@ def test_unsigned_and_retained_commands_over_mqtt_change_nothing(
     publish(mosquitto, TOPICS.command("open"), b"", retain=True)  # clear the retained one
     recorder.stop()
     assert gate.done == []
-
-
-def publish(broker: Mosquitto, topic: str, payload: bytes, retain: bool = False) -> None:
-    """Publish with QoS 1 as another client would."""
-    sent = threading.Event()
-    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-    client.on_publish = lambda *_: sent.set()
-    client.connect("127.0.0.1", broker.port)
-    client.loop_start()
-    client.publish(topic, payload, qos=1, retain=retain)
-    assert sent.wait(5)
-    client.disconnect()
-    client.loop_stop()

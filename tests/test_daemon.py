@@ -8,7 +8,6 @@ driver thread plays the scene and finally sends SIGTERM to this very process.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
@@ -30,7 +29,7 @@ from scanner.daemon.sdnotify import Notifier, Watchdog
 from scanner.daemon.service import Daemon
 from tests.support.broker import free_port
 from tests.support.gate import wait_until
-from tests.support.gateproc import outbox_rows
+from tests.support.gateproc import outbox_events, outbox_rows
 from tests.support.notify import NotifySocket
 
 
@@ -79,12 +78,7 @@ def gate_config(folder: Path) -> Config:
 
 
 def events(config: Config) -> list[dict[str, Any]]:
-    import sqlite3
-
-    uri = config.store.path.resolve().as_uri() + "?mode=ro"
-    with sqlite3.connect(uri, uri=True) as conn:
-        rows = conn.execute("SELECT payload FROM outbox ORDER BY seq").fetchall()
-    return [json.loads(payload) for (payload,) in rows]
+    return outbox_events(config.store.path)
 
 
 def pings_within(systemd: NotifySocket, seconds: float) -> int:

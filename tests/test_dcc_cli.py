@@ -138,7 +138,7 @@ def test_a_store_of_the_first_schema_is_migrated_to_hold_dcc_revocations(tmp_pat
         old.execute("INSERT INTO schema_version VALUES ('store', 1)")
         old.execute("INSERT INTO revocations VALUES ('subject', 'W-9', NULL)")
     with Store.open(path) as store:
-        assert store.schema_version() == len(MIGRATIONS) == 2
+        assert store.schema_version() == len(MIGRATIONS)
         store.revocations.revoke_dcc(["ab" * 16], until=time.time() + 60)
         assert store.revocations.is_dcc_revoked(["00" * 16, "ab" * 16], time.time())
         assert store.revocations.is_revoked(jti=None, subject="W-9", now=time.time())

@@ -21,6 +21,12 @@ def test_the_demo_runs_to_a_summary_with_every_outcome_right() -> None:
     assert "centre: seq 1 scan granted ok pass W-1042 Nguyễn Văn An" in out
     assert "pins: green ON buzzer ON relay OPEN" in out
     assert "vaccination VN" in out  # a health certificate's event: its type and country
+    assert "seq 6 scan granted recorded vnqr 163512345678901234 HOANG THI MAI" in out
+    assert "Trần Văn Dũng, booster: no event yet: the LEDs ask for the second code" in out
+    assert (
+        "the same person: seq 7 scan granted ok cccd 001099012345 Trần Văn Dũng vaccination VN"
+        in out
+    )
     assert "rapid test taken 30 h ago (24 h allowed): seq 10 scan denied test_too_old" in out
     assert "12 events received by the centre, seq 1 to 12 without a gap" in out
     assert "relay opened 4 times, off at the end" in out

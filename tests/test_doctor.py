@@ -255,7 +255,8 @@ def test_a_store_at_rest_is_left_as_it_was(
     with_events: Gate, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = files_in(with_events.store.parent)
-    assert list(before) == ["qrgate.db"]  # the gate is not running: no -wal, no -shm
+    # The gate is not running: no -wal, no -shm; the disk reserve it keeps beside its store.
+    assert sorted(before) == ["qrgate.db", "qrgate.db-reserve"]
     doctor(capsys, with_events.config())
     assert files_in(with_events.store.parent) == before
 
@@ -267,7 +268,12 @@ def test_the_store_of_a_running_gate_is_left_as_it_was(
     try:
         scans(outbox, 2)
         before = files_in(with_events.store.parent)
-        assert sorted(before) == ["qrgate.db", "qrgate.db-shm", "qrgate.db-wal"]
+        assert sorted(before) == [
+            "qrgate.db",
+            "qrgate.db-reserve",
+            "qrgate.db-shm",
+            "qrgate.db-wal",
+        ]
         _, lines = doctor(capsys, with_events.config())
         assert files_in(with_events.store.parent) == before
         assert "3 events waiting" in lines["outbox"][1]  # the uncheckpointed ones too

@@ -147,6 +147,34 @@ def test_unreadable_alternates_leds_with_one_long_beep(
     assert levels(pins.relay) == [F]
 
 
+def test_second_code_two_quick_beeps_then_green_blinks_until_the_wait_ends(
+    outputs: Outputs, pins: Pins, clock: ManualScheduler
+) -> None:
+    outputs.awaiting(3.0, prompt=True)
+    assert outputs.snapshot().pattern == "second code"
+    clock.advance(2.5)
+    assert outputs.snapshot().awaiting
+    outputs.awaiting(2.0)  # someone else still waits: longer, no new beeps, same rhythm
+    clock.advance(10)
+    assert levels(pins.buzzer) == [F, T, F, T, F]
+    assert levels(pins.green) == [F, T, F, T, F, T, F, T, F, T, F]  # at 0, 1, 2, 3, 4 s
+    assert levels(pins.relay) == [F]
+    assert levels(pins.red) == [F]
+    assert not outputs.snapshot().awaiting
+
+
+def test_the_wait_stops_when_told(outputs: Outputs, pins: Pins, clock: ManualScheduler) -> None:
+    outputs.awaiting(20.0, prompt=True)
+    clock.advance(1.1)
+    outputs.awaiting(None)
+    clock.advance(5)
+    assert levels(pins.green) == [F, T, F, T, F]
+    outputs.denied()  # the timeout's pattern: red, three beeps, relay untouched
+    clock.advance(5)
+    assert levels(pins.red) == [F, T, F]
+    assert levels(pins.relay) == [F]
+
+
 def test_fault_flashes_red_five_times_with_two_long_beeps(
     outputs: Outputs, pins: Pins, clock: ManualScheduler
 ) -> None:

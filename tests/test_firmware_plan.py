@@ -7,10 +7,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware.patterns import (
+    AWAITING_BLINK,
     DENIED,
     DOOR_ALARM,
     FAULT,
     GRANTED,
+    SECOND_CODE,
     UNREADABLE,
     Indicators,
     Pattern,
@@ -18,7 +20,7 @@ from firmware.patterns import (
 )
 from firmware.plan import Levels, OutputPlan
 
-ALL_PATTERNS = (GRANTED, DENIED, UNREADABLE, FAULT)
+ALL_PATTERNS = (GRANTED, DENIED, UNREADABLE, FAULT, SECOND_CODE)
 T0 = 1000.0
 
 
@@ -50,6 +52,7 @@ def test_each_pattern_can_be_told_apart_by_sound_alone() -> None:
     assert beeps(DENIED) == [0.1, 0.1, 0.1]
     assert beeps(UNREADABLE) == [0.5]
     assert beeps(FAULT) == [0.4, 0.4]
+    assert beeps(SECOND_CODE) == [0.06, 0.06]
     assert len({pattern.buzzer for pattern in ALL_PATTERNS}) == len(ALL_PATTERNS)
 
 
@@ -197,6 +200,47 @@ def test_door_alarm_owns_the_buzzer_while_it_sounds() -> None:
     assert plan.levels_at(T0 + 1.9) == Levels(red=True)
 
 
+def test_waiting_for_a_second_code_blinks_green_between_patterns() -> None:
+    plan = OutputPlan(pulse_s=0.8)
+    plan.play(SECOND_CODE, T0)
+    plan.await_second(T0, 3.0, anew=True)
+    assert walk(plan, T0, T0 + 10) == [
+        (0.0, Levels(green=True, buzzer=True)),
+        (0.06, Levels(green=True)),
+        (0.14, Levels(green=True, buzzer=True)),
+        (0.2, Levels(green=True)),
+        (0.25, Levels()),
+        (1.0, Levels(green=True)),
+        (1.25, Levels()),
+        (2.0, Levels(green=True)),
+        (2.25, Levels()),
+        (3.0, Levels()),  # the wait is over: nothing more to change
+    ]
+    assert (AWAITING_BLINK.on_s, AWAITING_BLINK.off_s) == (0.25, 0.75)
+
+
+def test_a_pattern_plays_over_the_wait_and_the_wait_resumes_in_step() -> None:
+    plan = OutputPlan(pulse_s=0.8)
+    plan.await_second(T0, 10.0, anew=True)
+    plan.play(DENIED, T0 + 2.1)  # someone else's code: red, then the blink again
+    assert plan.levels_at(T0 + 3.0) == Levels(red=True)
+    assert plan.levels_at(T0 + 4.0) == Levels(green=True)
+    plan.await_second(T0 + 4.5, 10.0, anew=False)  # still waiting: the rhythm carries on
+    assert plan.levels_at(T0 + 5.1) == Levels(green=True)
+    assert plan.awaiting(T0 + 14.4)
+    assert not plan.awaiting(T0 + 14.5)
+    plan.stop_awaiting()
+    assert plan.levels_at(T0 + 6.0) == Levels()
+    assert plan.next_change(T0 + 6.0) is None
+
+
+def test_lockdown_shows_its_red_rather_than_the_wait() -> None:
+    plan = OutputPlan(pulse_s=0.8)
+    plan.set_mode("lockdown")
+    plan.await_second(T0, 10.0, anew=True)
+    assert plan.levels_at(T0) == Levels(red=True)
+
+
 def test_clear_drops_every_decision() -> None:
     plan = OutputPlan(pulse_s=0.8)
     plan.set_mode("emergency")
@@ -204,13 +248,16 @@ def test_clear_drops_every_decision() -> None:
     plan.set_door_alarm(True, T0)
     plan.play(FAULT, T0)
     plan.pulse(T0)
+    plan.await_second(T0, 20, anew=True)
     plan.clear()
     assert plan.levels_at(T0) == Levels()
     assert plan.next_change(T0) is None
     assert plan.mode == "normal"
 
 
-DECISIONS = st.sampled_from(["granted", "denied", "unreadable", "fault", "pulse", "alarm"])
+DECISIONS = st.sampled_from(
+    ["granted", "denied", "unreadable", "fault", "pulse", "alarm", "await", "second code"]
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -225,7 +272,13 @@ def test_deadlines_always_lie_ahead_and_run_out(
 ) -> None:
     """Whatever the decisions and float times, the next change is after now, so timers move on."""
     plan = OutputPlan(pulse_s=0.8)
-    patterns = {"granted": GRANTED, "denied": DENIED, "unreadable": UNREADABLE, "fault": FAULT}
+    patterns = {
+        "granted": GRANTED,
+        "denied": DENIED,
+        "unreadable": UNREADABLE,
+        "fault": FAULT,
+        "second code": SECOND_CODE,
+    }
     now = start
     for decision, gap in steps:
         now += gap
@@ -233,6 +286,8 @@ def test_deadlines_always_lie_ahead_and_run_out(
             plan.pulse(now)
         elif decision == "alarm":
             plan.set_door_alarm(not plan.door_alarm, now)
+        elif decision == "await":
+            plan.await_second(now, 5 * gap + 0.1, anew=gap > 1)
         else:
             plan.play(patterns[decision], now)
     plan.set_door_alarm(False, now)

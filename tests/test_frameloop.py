@@ -239,17 +239,16 @@ def test_a_read_that_never_returns_shows_as_stalled() -> None:
     loop.stop()
 
 
-def test_a_crashing_source_is_a_fault_and_an_unhealthy_loop() -> None:
+def test_a_crashing_source_is_a_fault_and_the_camera_is_restarted() -> None:
     clock = FakeClock()
     faults: list[str] = []
-    source = ScriptedSource(["frame", "crash"], clock)
+    source = ScriptedSource(["frame", "crash", "crash", "frame", "frame"], clock)
     loop = FrameLoop(source, GatedDecoder(), lambda f, c: None, on_fault=faults.append, clock=clock)
-    loop.start()
-    wait_for(lambda: not loop.stats().capture_alive)
-    stats = loop.stats()
-    loop.stop()
+    stats = run_to_end(loop)
+    assert len(faults) == 2
     assert "the capture thread failed: ValueError('a bug in the source')" in faults[0]
-    assert not stats.healthy
+    assert len(source.restarts) == 2
+    assert (stats.frames_captured, stats.restarts) == (3, 2)  # capture went on after both
 
 
 def test_replay_through_the_real_decoder(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 
 from scanner.clock import ManualClock
 from scanner.config import PolicySection, parse_config
+from scanner.credentials.kinds import Credential
 from scanner.credentials.passes import PassVerifier
 from scanner.decision.policy import DAEMON_REASONS, REASONS, Decision, Policy
-from scanner.decision.verdict import DCC_ONLY_REASONS
+from scanner.decision.verdict import DCC_ONLY_REASONS, PAIR_REASONS
 from scanner.errors import ConfigError
 from scanner.state.store import AllowEntry, Store, StoreError
 from tests.support.tokens import IssuerKey, hand_jws, pyjwt_token, write_jwks
@@ -123,6 +124,7 @@ def every_reason_case(
         "lockdown": decided(lockdown, b"W-1"),
         "not_accepted": decided(narrow, b"W-1"),
         "emergency": decided(emergency, b"W-2"),
+        "recorded": decided(make_policy(record_only=["badge"]), b"W-2"),
     }
 
 
@@ -130,11 +132,12 @@ def test_every_reason_is_reached(
     policy: Policy, store: Store, clock: ManualClock, make_policy: MakePolicy
 ) -> None:
     cases = every_reason_case(policy, store, clock, make_policy)
-    # The daemon's: tests/test_gate.py; the health certificates': tests/test_dcc_decision.py
-    assert set(cases) == set(REASONS) - DAEMON_REASONS - DCC_ONLY_REASONS
+    # The daemon's: tests/test_gate.py; the health certificates': tests/test_dcc_decision.py;
+    # the pairs': tests/test_pairing.py
+    assert set(cases) == set(REASONS) - DAEMON_REASONS - DCC_ONLY_REASONS - PAIR_REASONS
     for reason, decision in cases.items():
         assert decision.reason == reason
-        assert decision.granted == (reason in ("ok", "emergency"))
+        assert decision.granted == (reason in ("ok", "emergency", "recorded"))
 
 
 @pytest.mark.parametrize(
@@ -344,7 +347,50 @@ PAYLOADS = st.one_of(
 def test_any_bytes_give_a_decision_with_a_reason(policy: Policy, payload: bytes) -> None:
     decision = policy.evaluate(payload)
     assert decision.reason in REASONS
-    assert decision.credential in ("pass", "badge", "cccd", "unknown")
+    assert decision.credential in get_args(Credential)  # "HC1:..." is dcc, not accepted
     assert decision.granted == (decision.reason == "ok")
     if decision.subject is not None:
         assert len(decision.subject) <= 256
+
+
+def test_every_reason_is_explained_in_the_credentials_guide() -> None:
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "credentials.md").read_text()
+    table = guide.split("## Reasons", 1)[1]
+    explained = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
+    assert explained == set(REASONS)
+
+
+PERSONAL_QR = "******029317|NGUYEN LE KHA HAN|1987-**-**|0|162979388586171100|<1<HS40101208"
+
+
+def test_record_only_admits_well_formed_identity_codes_of_its_kinds(
+    make_policy: MakePolicy, store: Store, clock: ManualClock
+) -> None:
+    kinds = ["pass", "badge", "cccd", "vnqr"]
+    stranger_card = CARD.replace("001099012345", "001099099999")
+    store.allowlist.add(AllowEntry("001099088888", valid_until=clock.now() - 1))
+    store.revocations.revoke(subject="162979388586171100")
+    policy = make_policy(accept=kinds, record_only=["cccd"])
+    recorded = decided(policy, stranger_card.encode())
+    assert (recorded.result, recorded.reason, recorded.subject, recorded.name) == (
+        "granted",
+        "recorded",
+        "001099099999",
+        "Nguyễn Văn An",
+    )
+    assert decided(policy, CARD.encode()).reason == "ok"  # allowlisted: says so
+    expired_card = CARD.replace("001099012345", "001099088888").encode()
+    assert decided(policy, expired_card).reason == "expired"  # the list's end still holds
+    assert decided(policy, b"W-2").reason == "not_allowed"  # badges are not record-only here
+    assert decided(policy, PERSONAL_QR.encode()).reason == "not_allowed"  # nor personal QRs
+    assert decided(policy, b"001099099999|broken").reason == "unknown_format"
+    everyone = make_policy(accept=kinds, record_only=["badge", "cccd", "vnqr"])
+    assert decided(everyone, b"W-2").reason == "recorded"
+    assert decided(everyone, PERSONAL_QR.encode()).reason == "revoked"
+    other_qr = PERSONAL_QR.replace("162979388586171100", "162979388586171101").encode()
+    assert (decided(everyone, other_qr).credential, decided(everyone, other_qr).reason) == (
+        "vnqr",
+        "recorded",
+    )
+    everyone.set_mode("lockdown")
+    assert decided(everyone, b"W-3").reason == "lockdown"

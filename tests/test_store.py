@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
 
-from scanner.state.store import SCHEMA, AllowEntry, Store, StoreError
+from scanner.state.store import MIGRATIONS, SCHEMA, AllowEntry, Store, StoreError
 
 NOW = 1_800_000_000.0
 
@@ -46,6 +46,22 @@ def test_migrating_twice_changes_nothing(db_path: Path) -> None:
         store.allowlist.add(AllowEntry("W-1"))
     with Store.open(db_path) as store:
         assert store.allowlist.get("W-1") == AllowEntry("W-1")
+
+
+def test_an_allowlist_of_schema_2_gains_birth_dates_and_keeps_its_entries(db_path: Path) -> None:
+    with sqlite3.connect(db_path) as old:
+        old.execute(
+            "CREATE TABLE schema_version (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+        )
+        for statement in (*MIGRATIONS[0], *MIGRATIONS[1]):
+            old.execute(statement)
+        old.execute("INSERT INTO schema_version VALUES ('store', 2)")
+        old.execute("INSERT INTO allowlist VALUES ('W-1', 'An', 'badge,cccd', NULL, NULL)")
+    with Store.open(db_path) as store:
+        assert store.schema_version() == SCHEMA == 3
+        assert store.allowlist.get("W-1") == AllowEntry("W-1", "An", frozenset({"badge", "cccd"}))
+        store.allowlist.add(AllowEntry("W-2", birth_date=date(1990, 1, 1)))
+        assert store.allowlist.entries()[1].birth_date == date(1990, 1, 1)
 
 
 def test_a_newer_schema_is_refused(db_path: Path) -> None:
@@ -98,6 +114,9 @@ def test_allowlist_is_idempotent(store: Store) -> None:
         ({"subject": "W-1", "kinds": frozenset({"pass"})}, "kinds"),
         ({"subject": "W-1", "valid_from": NOW, "valid_until": NOW}, "before"),
         ({"subject": "W-1", "valid_until": float("nan")}, "finite"),
+        ({"subject": "W-1", "birth_date": "1990-01-01"}, "birth_date"),
+        ({"subject": "W-1", "birth_date": datetime(1990, 1, 1)}, "birth_date"),
+        ({"subject": "W-1", "birth_date": date(1899, 12, 31)}, "birth_date"),
     ],
 )
 def test_invalid_entries_are_refused(fields: dict[str, object], message: str) -> None:
@@ -151,9 +170,11 @@ def test_hr_csv_without_header(store: Store, tmp_path: Path) -> None:
 
 def test_hr_csv_from_a_spreadsheet(store: Store, tmp_path: Path) -> None:
     text = (
-        "Subject;Name;Valid_From;Valid_Until;Kinds\n"
-        "001099012345;Lê Thị Cúc;2026-01-01;2026-06-30T17:00:00+07:00;cccd\n"
-        "W-4;;;;badge cccd\n"
+        "Subject;Name;Valid_From;Valid_Until;Kinds;Birth_Date\n"
+        "001099012345;Lê Thị Cúc;2026-01-01;2026-06-30T17:00:00+07:00;cccd;\n"
+        "W-4;;;;badge cccd;\n"
+        "162979388586171100;Hồ Thị Ánh Tuyết;;;vnqr;18/01/1987\n"
+        "W-5;Đặng Văn Lâm;;;;1993-08-13\n"
     )
     store.allowlist.import_csv(csv_file(tmp_path, text, encoding="utf-8-sig"))
     card = store.allowlist.get("001099012345")
@@ -161,7 +182,16 @@ def test_hr_csv_from_a_spreadsheet(store: Store, tmp_path: Path) -> None:
     assert card.kinds == frozenset({"cccd"})
     assert card.valid_from == datetime.fromisoformat("2026-01-01").timestamp()
     assert card.valid_until == datetime.fromisoformat("2026-06-30T10:00:00+00:00").timestamp()
-    assert store.allowlist.get("W-4") == AllowEntry("W-4")
+    assert store.allowlist.get("W-4") == AllowEntry("W-4", kinds=frozenset({"badge", "cccd"}))
+    assert store.allowlist.get("162979388586171100") == AllowEntry(
+        "162979388586171100",
+        "Hồ Thị Ánh Tuyết",
+        frozenset({"vnqr"}),
+        birth_date=date(1987, 1, 18),
+    )
+    assert store.allowlist.get("W-5") == AllowEntry(
+        "W-5", "Đặng Văn Lâm", birth_date=date(1993, 8, 13)
+    )  # no kinds: every identity kind
 
 
 def test_a_bad_csv_imports_nothing_and_says_where(store: Store, tmp_path: Path) -> None:
@@ -179,7 +209,14 @@ def test_a_bad_csv_imports_nothing_and_says_where(store: Store, tmp_path: Path) 
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("subject,colour\nW-1,red\n", "unknown columns"), ("W-1,a,tomorrow\n", "not a date")],
+    [
+        ("subject,colour\nW-1,red\n", "unknown columns"),
+        ("W-1,a,tomorrow\n", "not a date"),
+        ("subject,birth_date\nW-1,1990-02-30\n", "not a calendar date"),
+        ("subject,birth_date\nW-1,30.01.1990\n", "birth date '30.01.1990' is not a date"),
+        ("subject,birth_date\nW-1,01/01/1850\n", "from 1900"),
+        ("subject,kinds\nW-1,pass\n", "one or more of badge, cccd, vnqr"),
+    ],
 )
 def test_csv_problems_are_named(store: Store, tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(StoreError, match=message):

@@ -1,4 +1,5 @@
-"""`qrgate allow add|remove|list|import`: the local allowlist for badges and ID cards."""
+"""`qrgate allow add|remove|list|import`: the local allowlist for badges, ID cards and
+personal QR codes."""
 
 from __future__ import annotations
 
@@ -11,15 +12,16 @@ import click
 
 from scanner.cli.common import config_option, load
 from scanner.cli.stores import reading_store, writing_store
-from scanner.state.allowcsv import parse_when
+from scanner.state.allowcsv import parse_birth_date, parse_when
 from scanner.state.store import ALLOW_KINDS, AllowEntry, AllowKind, StoreError
 
-KINDS = ("badge", "cccd")
+KINDS = tuple(sorted(ALLOW_KINDS))
 
 
 @click.group("allow")
 def allow() -> None:
-    """The local allowlist: who may pass with a badge or a chip ID card (CCCD).
+    """The local allowlist: who may pass with a badge, a chip ID card (CCCD) or a
+    personal QR code (PC-COVID / VNeID).
 
     Every command is idempotent. Dates are in the gate's local time: YYYY-MM-DD,
     DD/MM/YYYY, or a full ISO 8601 time.
@@ -34,10 +36,13 @@ def allow() -> None:
     "kinds",
     multiple=True,
     type=click.Choice(KINDS),
-    help="Credential kinds it admits (repeat; default: both).",
+    help="Credential kinds it admits (repeat; default: all).",
 )
 @click.option("--valid-from", default="", help="First valid day (or exact time).")
 @click.option("--valid-until", default="", help="Last valid day, inclusive (or exact end time).")
+@click.option(
+    "--birth-date", default="", help="The holder's, to pair a badge with a health certificate."
+)
 @config_option
 @click.pass_context
 def add(
@@ -48,9 +53,11 @@ def add(
     kinds: tuple[str, ...],
     valid_from: str,
     valid_until: str,
+    birth_date: str,
     config_path: Path | None,
 ) -> None:
-    """Allow SUBJECT (a badge id, or the 12-digit number of a chip ID card), or update it."""
+    """Allow SUBJECT (a badge id, the 12-digit number of a chip ID card, or the QID of a
+    personal QR code), or update it."""
     config, _ = load(ctx, config_path)
     try:
         entry = AllowEntry(
@@ -59,6 +66,7 @@ def add(
             frozenset(cast(tuple[AllowKind, ...], kinds)) or ALLOW_KINDS,
             parse_when(valid_from, end_of_day=False),
             parse_when(valid_until, end_of_day=True),
+            parse_birth_date(birth_date),
         )
     except StoreError as error:
         raise click.UsageError(str(error)) from None
@@ -109,7 +117,8 @@ def list_entries(ctx: click.Context, as_json: bool, config_path: Path | None) ->
 def import_csv(ctx: click.Context, csv_file: Path, config_path: Path | None) -> None:
     """Add or update every entry of an HR export: subject, name, valid_until.
 
-    A header row may name the columns (then valid_from and kinds may be given too).
+    A header row may name the columns (then valid_from, kinds and birth_date may be
+    given too).
     Entries not in the file stay. A file with a bad line imports nothing.
     """
     config, _ = load(ctx, config_path)
@@ -120,13 +129,15 @@ def import_csv(ctx: click.Context, csv_file: Path, config_path: Path | None) -> 
 
 
 def describe(entry: AllowEntry) -> str:
-    """One line per entry: subject, kinds, validity, name."""
+    """One line per entry: subject, kinds, validity, birth date, name."""
     kinds = "+".join(sorted(entry.kinds))
     window = ""
     if entry.valid_from is not None:
         window += f" from {show_time(entry.valid_from, end=False)}"
     if entry.valid_until is not None:
         window += f" until {show_time(entry.valid_until, end=True)}"
+    if entry.birth_date is not None:
+        window += f" born {entry.birth_date.isoformat()}"
     return f"{entry.subject}  [{kinds}]{window}" + (f"  {entry.name}" if entry.name else "")
 
 
@@ -146,4 +157,5 @@ def entry_json(entry: AllowEntry) -> dict[str, object]:
         "kinds": sorted(entry.kinds),
         "valid_from": entry.valid_from,
         "valid_until": entry.valid_until,
+        "birth_date": entry.birth_date.isoformat() if entry.birth_date else None,
     }

@@ -10,24 +10,40 @@ import click
 
 from scanner.cli.common import config_option, load
 from scanner.config import SECRET_KEYS, Config, referenced_files
+from scanner.errors import ConfigError
 
 
 @click.command("check-config")
 @config_option
+@click.option(
+    "--syntax-only",
+    is_flag=True,
+    help="Only validate the file; do not check the key sets and files qrgate run needs "
+    "(for a config written before they are installed).",
+)
 @click.pass_context
-def check_config(ctx: click.Context, config_path: Path | None) -> None:
+def check_config(ctx: click.Context, config_path: Path | None, syntax_only: bool) -> None:
     """Validate the config and print it as the gate will use it (secrets redacted).
 
-    Exits 78 naming every bad key. Files the gate opens later (keys, certificates)
-    are only warned about here, so a config can be checked before they are installed.
+    Runs the checks `qrgate run` runs before it starts (key sets, secret and TLS files)
+    and exits 78 naming every problem, as `run` would; a file the gate does not need
+    with this config is only warned about (with --syntax-only, every file is).
     """
+    from scanner.daemon.preflight import check_runnable
+
     config, found = load(ctx, config_path)
     origin = str(found) if found else "built-in defaults (no config file found)"
     click.echo(f"# effective configuration from {origin}")
     click.echo(render_toml(config))
+    try:
+        if not syntax_only:
+            check_runnable(config)
+    except ConfigError as error:
+        raise ConfigError(error.problems, str(found or "config")) from None
+    unchecked = "not checked" if syntax_only else "not needed to run"
     for key, path in referenced_files(config).items():
         if not path.is_file():
-            click.echo(f"warning: {key}: {path} does not exist (yet)", err=True)
+            click.echo(f"warning: {key}: {path} does not exist ({unchecked})", err=True)
 
 
 def render_toml(config: Config) -> str:

@@ -1,5 +1,5 @@
-"""What a scanned payload is: a signed pass, a badge id, a chip ID card (CCCD), a health
-certificate (EU DCC), or unknown.
+"""What a scanned payload is: a signed pass, a badge id, a chip ID card (CCCD), a personal
+QR code (PC-COVID / VNeID), a health certificate (EU DCC), or unknown.
 
 The shapes cannot be confused, so classification needs no guessing:
 
@@ -8,7 +8,10 @@ The shapes cannot be confused, so classification needs no guessing:
   and denied for its signature rather than slipping through as something else);
 - badge: 1 to 64 of `A-Z a-z 0-9 _ -` (no dot, no pipe);
 - dcc: starts with `HC1:` (an EU Digital COVID Certificate: a colon is in no other shape);
-- cccd: contains `|` (the chip ID card's QR joins seven fields with it).
+- vnqr: the personal QR's six `|`-joined fields, by their shape: an ISO date or its mask
+  third, `0` or `1` fourth, digits fifth, an EXT that is empty or `<`-separated last;
+- cccd: any other payload that contains `|` (the chip ID card's QR joins seven fields
+  with it).
 
 Classification looks only at the bytes; whether a pass verifies or a card parses is
 decided afterwards, strictly, by the kind's own module.
@@ -20,8 +23,9 @@ import re
 from typing import Literal
 
 from scanner.credentials.badge import BADGE_ID
+from scanner.credentials.vnqr import looks_like_personal_qr
 
-Credential = Literal["pass", "badge", "cccd", "dcc", "unknown"]
+Credential = Literal["pass", "badge", "cccd", "vnqr", "dcc", "unknown"]
 
 DCC_PREFIX = b"HC1:"
 _BADGE_BYTES = re.compile(BADGE_ID.pattern.encode())
@@ -37,5 +41,5 @@ def classify(payload: bytes) -> Credential:
     if _BADGE_BYTES.fullmatch(payload):
         return "badge"
     if b"|" in payload:
-        return "cccd"
+        return "vnqr" if looks_like_personal_qr(payload) else "cccd"
     return "unknown"

@@ -191,7 +191,9 @@ def text_claim(payload: dict[str, Any], claim: str) -> str | None:
 
 
 def is_text(value: object) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= MAX_TEXT_CHARS
+    """Text an issuer may sign: 1 to MAX_TEXT_CHARS printable characters (no control
+    characters, no lone surrogates, which no UTF-8 encoder takes)."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_TEXT_CHARS and value.isprintable()
 
 
 def time_claim(payload: dict[str, Any], claim: str) -> float | None:

@@ -1,8 +1,15 @@
 """Build a whole gate from its configuration: the one place real parts are made.
 
-The order matters: the outputs come up first (relay driven off) and are closed again if
-anything after them fails, so a half-built gate never leaves the relay undefined. The
-camera comes last: it is the part most likely to fail on a badly mounted device.
+The order matters: the store is opened first; the outputs come up next (relay driven
+off) and are closed again if anything after them fails, so a half-built gate never leaves
+the relay undefined. The camera comes last: it is the part most likely to fail on a badly
+mounted device.
+
+A store that cannot be opened (read-only filesystem, a file that is no database, a
+damaged one) does not stop the gate: exiting would only have systemd restart it every few
+seconds for ever, never connecting, and the centre would never learn why. The gate runs
+in its fault state instead: every scan denied (`store_error`), no commands, and the
+problem with what to do about it in its status, health and log.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from firmware.pins import make_pin_factory
 from mqtt.clock import ClockTrust, kernel_clock_synced
+from mqtt.errors import StoreError as OutboxStoreError
 from mqtt.outbox import Outbox
 from mqtt.publisher import Publisher
 from scanner._version import __version__
@@ -22,12 +30,14 @@ from scanner.clock import Clock, SystemClock
 from scanner.config import Config
 from scanner.daemon.gate import Gate
 from scanner.daemon.hardware import input_pins, open_inputs, open_outputs
+from scanner.daemon.preflight import check_runnable
 from scanner.daemon.remote import Remote, load_pushed_keys, pushed_jwks_path
 from scanner.daemon.sdnotify import Notifier, Watchdog
 from scanner.daemon.service import Daemon, Parts, health_figures
+from scanner.daemon.storefault import StoreProblem, diagnose, truncation
 from scanner.decision.policy import Policy
 from scanner.mqttconfig import command_intake, gate_topics, open_outbox, publisher_settings
-from scanner.state.store import Store
+from scanner.state.store import Store, StoreError
 from scanner.vision.decode import make_decoder
 from scanner.vision.frameloop import FrameLoop
 
@@ -56,16 +66,55 @@ def build_daemon(config: Config, options: Options | None = None) -> Daemon:
     checks = {
         "frame loop": lambda: parts.loop.stats().healthy,
         "publisher": lambda: parts.publisher.alive,
+        "decisions": parts.gate.not_stuck,
     }
     return Daemon(parts, notifier, Watchdog.from_environment(notifier, checks))
 
 
-def build_parts(config: Config, options: Options) -> Parts:
-    clock = options.clock or SystemClock()
+@dataclass(frozen=True)
+class State:
+    """The gate's database as opened: outbox and store, or stand-ins and the problem."""
+
+    outbox: Outbox
+    store: Store
+    problem: StoreProblem | None = None
+
+
+def open_state(config: Config) -> State:
+    """The outbox and store in the database at store.path (created when missing), or,
+    when it cannot be used, an outbox that records nothing, an empty store in memory and
+    what is wrong."""
+    try:
+        return State(*open_database(config))
+    except (OutboxStoreError, StoreError) as error:
+        problem = diagnose(config.store.path, error)
+    log.error("the store cannot be used: %s; every scan is denied until it is fixed", problem)
+    gate = config.gate
+    outbox = Outbox.unusable_store(gate.site, gate.id, gate.direction, problem.finding)
+    return State(outbox, Store.in_memory(), problem)
+
+
+def open_database(config: Config) -> tuple[Outbox, Store]:
+    truncated = truncation(config.store.path)
+    if truncated is not None:  # SQLite would open it, and trip on it later
+        raise StoreError(f"store {config.store.path}: {truncated}") from truncated
     with contextlib.ExitStack() as undo:
         outbox = open_outbox(config)  # creates the state directory when missing
         undo.callback(outbox.close)
         store = Store.open(config.store.path)
+        undo.callback(store.close)
+        store.get_mode()  # a store damaged where it is read first fails here already
+        undo.pop_all()
+    return outbox, store
+
+
+def build_parts(config: Config, options: Options) -> Parts:
+    check_runnable(config)  # before the store, the pins or the camera are touched
+    clock = options.clock or SystemClock()
+    with contextlib.ExitStack() as undo:
+        state = open_state(config)
+        outbox, store = state.outbox, state.store
+        undo.callback(outbox.close)
         undo.callback(store.close)
         policy = Policy.from_config(config, store, clock)
         factory = options.pin_factory or make_pin_factory(config.gpio.pin_factory)
@@ -75,6 +124,8 @@ def build_parts(config: Config, options: Options) -> Parts:
         gate = Gate(policy, outbox, outputs, clock, clock_trust(clock, options), wake=late.wake)
         late.gate = gate
         restore_state(gate, config)
+        if state.problem is not None:
+            gate.fault("database", str(state.problem))
         # A camera missing now is tried again, then given up with an alert; the gate
         # runs meanwhile (see scanner.camera.pending).
         source = options.source or open_camera(
@@ -82,13 +133,14 @@ def build_parts(config: Config, options: Options) -> Parts:
         )
         undo.callback(source.close)
         loop = frame_loop(config, source, gate)
-        publisher = make_publisher(config, gate, loop, store, outbox)
+        publisher = make_publisher(config, gate, loop, state)
         late.publisher = publisher
         inputs = None
         if input_pins(config.gpio).any_fitted:
             inputs = open_inputs(config.gpio, factory, outputs, gate.on_input)
         undo.pop_all()
-    return Parts(gate, loop, publisher, outbox, inputs, closers=[outbox.close, store.close])
+    closers = [outbox.close, store.close, gate.close]  # closed in reverse: the gate first
+    return Parts(gate, loop, publisher, outbox, inputs, closers=closers)
 
 
 def clock_trust(clock: Clock, options: Options) -> ClockTrust:
@@ -120,17 +172,20 @@ def frame_loop(config: Config, source: FrameSource, gate: Gate) -> FrameLoop:
     )
 
 
-def make_publisher(
-    config: Config, gate: Gate, loop: FrameLoop, store: Store, outbox: Outbox
-) -> Publisher:
-    remote = Remote(gate, store, pushed_jwks_path(config.store.path))
+def make_publisher(config: Config, gate: Gate, loop: FrameLoop, state: State) -> Publisher:
+    """The publisher, with the command intake unless the store is unusable (commands
+    need it to remember which ones ran)."""
+    remote = Remote(gate, state.store, pushed_jwks_path(config.store.path))
+    intake = None if state.problem else command_intake(config, remote.handlers())
+    problem = state.problem
     return Publisher(
         publisher_settings(config),
         gate_topics(config),
-        outbox,
+        state.outbox,
         lambda: health_figures(gate, loop),
-        command_intake(config, remote.handlers()),
+        intake,
         version=__version__,
+        fault=lambda: str(problem) if problem else state.outbox.unusable,
     )
 
 

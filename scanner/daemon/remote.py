@@ -70,7 +70,7 @@ class Remote:
     def allowlist(self, command: Command) -> str:
         args = command.args
         try:
-            if "entries" in args:
+            if args.get("entries") is not None:  # validated arguments carry entries: None
                 return self._replace_allowlist(args)
             return self._edit_allowlist(args)
         except StoreError as error:
@@ -201,7 +201,8 @@ def allow_entry(item: object) -> AllowEntry:
 
 
 def entry_kinds(item: dict[str, Any]) -> frozenset[AllowKind]:
-    given = item.get("kinds", [item["kind"]] if "kind" in item else list(ALLOW_KINDS))
+    """`kinds` when given, else `[kind]`, else every kind."""
+    given = item.get("kinds") or ([item["kind"]] if item.get("kind") else list(ALLOW_KINDS))
     if not isinstance(given, list) or not given or not set(given) <= ALLOW_KINDS:
         raise CommandRejectedError(f"kind must be one of {', '.join(sorted(ALLOW_KINDS))}")
     return frozenset(given)

@@ -97,8 +97,9 @@ class Daemon:
             # played out, or a camera missing since the start given up (its fault stays).
             if not self._ready and (stats.frames_captured or stats.ended):
                 self._announce_ready()
-            if not stats.stalled and stats.frames_captured:
+            if camera_recovered(self.parts.gate, stats):
                 self.parts.gate.clear_fault("camera")
+            self.parts.gate.check_clock()
             if self._reload.is_set():
                 self._reload_keys()
             if time.monotonic() >= next_status:
@@ -189,6 +190,20 @@ class Daemon:
 
     def _on_reload(self, _number: int, _frame: FrameType | None) -> None:
         self._reload.set()
+
+
+def camera_recovered(gate: Gate, stats: LoopStats) -> bool:
+    """A camera fault ends when a frame has come since it was raised, from a capture
+    thread that is alive (a thread that died is no recovery, however recent its last
+    frame)."""
+    fault = gate.faults.get("camera")
+    return (
+        fault is not None
+        and stats.capture_alive
+        and not stats.stalled
+        and stats.last_frame_at is not None
+        and stats.last_frame_at > fault.at
+    )
 
 
 def health_figures(gate: Gate, loop: FrameLoop) -> dict[str, Any]:

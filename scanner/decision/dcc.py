@@ -4,8 +4,8 @@ meeting the health rules of `[dcc]`, in that order.
 
 The verdict carries what an event may say of a certificate (its type and issuing
 country, and as subject a keyed hash of its UVCI), and the holder's standardised names
-and birth date in memory only, for pairing with an identity code; never a name, a
-vaccine, a test or the UVCI itself.
+and birth date in memory only (`named`, once the signature verified), for pairing with
+an identity code; never a name, a vaccine, a test or the UVCI itself.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from scanner.credentials.dcc.rules import HealthRules, health_reason
 from scanner.credentials.dcc.subject import certificate_subject
 from scanner.credentials.dcc.verifier import DccVerifier, Signed
+from scanner.credentials.person import Named
 from scanner.decision.verdict import Reason, Verdict
 from scanner.state.store import Store
 
@@ -38,7 +39,7 @@ class DccJudge:
         reason: Reason = check.reason
         if reason in CHECKED_FURTHER:
             reason = self._further(signed, subject, now) or reason
-        certificate = signed.certificate
+        holder = signed.certificate.holder if signed.certificate is not None else None
         return Verdict(
             reason,
             "dcc",
@@ -46,7 +47,7 @@ class DccJudge:
             None,
             signed.cert_type,
             signed.country,
-            holder=certificate.holder if certificate is not None else None,
+            named=Named.certified(holder.family, holder.given, holder.birth) if holder else None,
         )
 
     def _further(self, signed: Signed, subject: str | None, now: float) -> Reason | None:

@@ -2,11 +2,14 @@
 
 In order: the size cap (before anything looks inside), the credential's shape, whether
 this gate accepts that kind, its own checks by the kind's judge (one module per kind:
-`passes` for signature and times, `listed` for a badge's or an ID card's allowlist entry,
-`dcc` for a health certificate's authenticity and health rules; each ends with its
-revocations), anti-passback, then the gate mode:
+`passes` for signature and times, `listed` for the allowlist entry of a badge, an ID
+card or a personal QR, or their record-only admission, `dcc` for a health certificate's
+authenticity and health rules; each ends with its revocations), anti-passback, the
+pairing of a health certificate with an identity code (`pairing`, when `dcc.pair_with`
+names kinds), then the gate mode:
 
-- normal: granted exactly when every check passed;
+- normal: granted exactly when every check passed (`ok`, or `recorded` for an identity
+  code admitted without an allowlist);
 - lockdown: nothing is granted; what would have been is denied as `lockdown`, the rest
   keeps its own reason (a forged pass stays `bad_signature` in the records);
 - emergency: everything is granted (the gate is open anyway); what would have been denied
@@ -14,8 +17,13 @@ revocations), anti-passback, then the gate mode:
 
 `decide` is the gate's call: the same code seen again within `repeat_window_s` (held in
 front of the camera) gives None, one decision and so one event; a granted passage is
-remembered for anti-passback. `evaluate` answers the same question without touching
-any of that state, at any instant (`qrgate pass check [--at]`).
+remembered for anti-passback. On a gate that pairs, the first code of a pair gives
+`Waiting` (no decision yet), the second the passage's decision, and a first code left
+alone is denied by `expire_pairs` once its window ends. Pairing runs in normal mode
+only: in lockdown a code alone is denied as usual, in emergency it is granted as
+`emergency`. `evaluate` answers the same question without touching any of that state,
+at any instant (`qrgate pass check [--at]`); for a code that pairs, it answers as for a
+code shown alone: `pair_timeout` when it passed its own checks.
 """
 
 from __future__ import annotations
@@ -29,27 +37,31 @@ from typing import TYPE_CHECKING, Literal
 from scanner.credentials.kinds import Credential, classify
 from scanner.credentials.passes import PassVerifier
 from scanner.decision.dcc import DccJudge
-from scanner.decision.listed import BadgeJudge, CardJudge
+from scanner.decision.listed import ListedJudge
+from scanner.decision.pairing import Held, Pairing
 from scanner.decision.passes import PassJudge
 from scanner.decision.verdict import (
+    ADMITTED,
     DAEMON_REASONS,
     REASONS,
     Decision,
     Judge,
     Reason,
     Verdict,
+    Waiting,
 )
 from scanner.errors import ConfigError
-from scanner.state.store import Mode, Store, StoreError
+from scanner.state.store import ALLOW_KINDS, Mode, Store, StoreError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from scanner.clock import Clock
     from scanner.config import Config, PolicySection
     from scanner.credentials.dcc.trustlist import TrustList
 
-__all__ = ["DAEMON_REASONS", "REASONS", "Decision", "Policy", "Reason", "Verdict"]
+__all__ = ["DAEMON_REASONS", "REASONS", "Decision", "Policy", "Reason", "Verdict", "Waiting"]
 log = logging.getLogger(__name__)
 # Memory bounds: distinct codes within a repeat window, subjects within a passback window.
 REPEAT_CAPACITY = 1_024
@@ -100,20 +112,24 @@ class Policy:
         passes: PassVerifier | None,
         *,
         dcc: DccJudge | None = None,
+        pairing: Pairing | None = None,
     ) -> None:
         if "pass" in rules.accept and passes is None:
             raise ValueError("a gate that accepts passes needs a PassVerifier")
-        if "dcc" in rules.accept and dcc is None:
+        if ("dcc" in rules.accept or pairing is not None) and dcc is None:
             raise ValueError("a gate that accepts health certificates needs a DccJudge")
         self._rules = rules
         self._store = store
         self._clock = clock
         self._passes = PassJudge(passes, store) if passes is not None else None
         self._dcc = dcc
+        self._pairing = pairing
+        recorded = set(rules.record_only)
         judges: dict[Credential, Judge | None] = {
             "pass": self._passes,
-            "badge": BadgeJudge(store),
-            "cccd": CardJudge(store),
+            **{
+                kind: ListedJudge(store, kind, record_only=kind in recorded) for kind in ALLOW_KINDS
+            },
             "dcc": dcc,
         }
         self._judges = {kind: judge for kind, judge in judges.items() if judge is not None}
@@ -140,11 +156,22 @@ class Policy:
                 config.policy.clock_skew_s,
             )
         dcc = dcc_judge(config, store, readonly) if "dcc" in config.policy.accept else None
-        return cls(config.policy, store, clock, passes, dcc=dcc)
+        pairing = None
+        if config.dcc.pair_with:
+            section = config.dcc
+            pairing = Pairing(
+                section.pair_with, section.pair_window_s, config.policy.repeat_window_s
+            )
+        return cls(config.policy, store, clock, passes, dcc=dcc, pairing=pairing)
 
     @property
     def mode(self) -> Mode:
         return self._mode
+
+    @property
+    def pairs(self) -> bool:
+        """Whether this gate pairs health certificates with identity codes."""
+        return self._pairing is not None
 
     @property
     def trust_list(self) -> TrustList | None:
@@ -191,8 +218,9 @@ class Policy:
             raise ConfigError.single("policy.accept", "this gate does not accept dcc")
         self._dcc.verifier.reload(path)
 
-    def decide(self, payload: bytes) -> Decision | None:
-        """The gate's decision for a scanned code; None when it repeats a code just seen."""
+    def decide(self, payload: bytes) -> Decision | Waiting | None:
+        """The gate's decision for a scanned code; None when it repeats a code (or a
+        person) just seen; Waiting when it is the first code of a pair."""
         digest = hashlib.sha256(payload).hexdigest()
         with self._lock:
             now = self._clock.monotonic()
@@ -200,28 +228,88 @@ class Policy:
             self._repeats.mark(digest, now)
             if repeated:
                 return None
-            decision = self._evaluate(payload, digest, now, self._clock.now())
+            verdict = self._checked(payload, now, self._clock.now())
+            if self._pairing is not None and self._pairing.pairs(verdict.credential):
+                if self._mode == "normal":
+                    paired = self._pair(self._pairing, verdict, digest, now)
+                    if paired is None or isinstance(paired, Waiting):
+                        return paired
+                    verdict, digest = paired
+                else:
+                    verdict = self._alone(verdict)
+            decision = self._decision(verdict, digest)
             if decision.granted and decision.subject and self._counts_passages():
                 self._remember_passage(decision.subject, now)
             return decision
 
     def evaluate(self, payload: bytes, at: float | None = None) -> Decision:
         """The decision the gate would take now, or at wall-clock time `at` (epoch
-        seconds), changing nothing (no repeat, no passage)."""
+        seconds), changing nothing (no repeat, no passage, no pair)."""
         digest = hashlib.sha256(payload).hexdigest()
         with self._lock:
             wall = self._clock.now() if at is None else at
-            return self._evaluate(payload, digest, self._clock.monotonic(), wall)
+            verdict = self._checked(payload, self._clock.monotonic(), wall)
+            if self._pairing is not None and self._pairing.pairs(verdict.credential):
+                verdict = self._alone(verdict)
+            return self._decision(verdict, digest)
 
-    def _evaluate(self, payload: bytes, digest: str, now: float, wall: float) -> Decision:
+    def expire_pairs(self) -> list[Decision]:
+        """The first codes whose partner did not come in time, each denied as
+        `pair_timeout` (whatever the mode: nobody may be there any more)."""
+        with self._lock:
+            if self._pairing is None:
+                return []
+            return [timed_out(held) for held in self._pairing.expire(self._clock.monotonic())]
+
+    def pairs_due_in(self) -> float | None:
+        """Seconds until the next first code times out; None when none waits."""
+        return self._seconds_until(Pairing.next_expiry)
+
+    def awaiting_s(self) -> float | None:
+        """Seconds the gate still waits for some second code; None when it waits for none."""
+        return self._seconds_until(Pairing.awaiting_until)
+
+    def _seconds_until(self, moment: Callable[[Pairing], float | None]) -> float | None:
+        with self._lock:
+            until = moment(self._pairing) if self._pairing is not None else None
+            return None if until is None else max(until - self._clock.monotonic(), 0.0)
+
+    def _pair(
+        self, pairing: Pairing, verdict: Verdict, digest: str, now: float
+    ) -> tuple[Verdict, str] | Waiting | None:
+        """One code of a pair: the passage's verdict and code hash, or Waiting, or None
+        for the person who just passed."""
+        if not verdict.admitted:
+            done = pairing.end_attempt(verdict, digest)
+        else:
+            step = pairing.offer(verdict, digest, now)
+            if step is None:
+                return None
+            if isinstance(step, Held):
+                return Waiting(verdict.credential, pairing.window_s)
+            done = step
+        return done.verdict, done.digest
+
+    def _alone(self, verdict: Verdict) -> Verdict:
+        """A code that pairs, decided on its own: admitted by its own checks, it still
+        lacks its partner (in lockdown it is refused as everything is)."""
+        if verdict.admitted and self._mode != "lockdown":
+            return replace(verdict, reason="pair_timeout")
+        return verdict
+
+    def _checked(self, payload: bytes, now: float, wall: float) -> Verdict:
+        """The credential's own checks, then anti-passback."""
         verdict = self._verdict(payload, wall)
         if (
-            verdict.reason == "ok"
+            verdict.admitted
             and verdict.subject is not None
             and self._counts_passages()
             and self._passages.recent(verdict.subject, now)
         ):
             verdict = replace(verdict, reason="passback")
+        return verdict
+
+    def _decision(self, verdict: Verdict, digest: str) -> Decision:
         result, reason = self._apply_mode(verdict.reason)
         return Decision(
             result,
@@ -235,11 +323,12 @@ class Policy:
         )
 
     def _apply_mode(self, reason: Reason) -> tuple[Literal["granted", "denied"], Reason]:
+        admitted = reason in ADMITTED
         if self._mode == "emergency":
-            return "granted", reason if reason == "ok" else "emergency"
-        if reason != "ok":
+            return "granted", reason if admitted else "emergency"
+        if not admitted:
             return "denied", reason
-        return ("denied", "lockdown") if self._mode == "lockdown" else ("granted", "ok")
+        return ("denied", "lockdown") if self._mode == "lockdown" else ("granted", reason)
 
     def _counts_passages(self) -> bool:
         return self._rules.anti_passback_s > 0 and self._mode == "normal"
@@ -283,6 +372,21 @@ class Policy:
         passages = self._store.passages_since(wall - window)
         for subject, at in sorted(passages.items(), key=lambda item: item[1]):
             self._passages.mark(subject, now - min(max(wall - at, 0.0), window))
+
+
+def timed_out(held: Held) -> Decision:
+    """A first code left alone: denied, the event saying what the code alone may say."""
+    code = held.verdict
+    return Decision(
+        "denied",
+        "pair_timeout",
+        code.credential,
+        code.subject,
+        code.name,
+        held.digest,
+        code.cert_type,
+        code.cert_country,
+    )
 
 
 def dcc_judge(config: Config, store: Store, readonly: bool) -> DccJudge:

@@ -11,7 +11,7 @@ from scanner.credentials.dcc.rules import HealthReason
 from scanner.credentials.kinds import Credential
 
 if TYPE_CHECKING:
-    from scanner.credentials.dcc.certificate import Holder
+    from scanner.credentials.person import Named
 
 CommonReason = Literal[
     "ok",
@@ -30,6 +30,9 @@ CommonReason = Literal[
     "emergency",  # granted only because the gate is in emergency mode
     "store_full",  # denied by the daemon: the event could not be recorded (outbox full)
     "store_error",  # denied by the daemon: the local store could not be read
+    "recorded",  # an identity code admitted without an allowlist (policy.record_only)
+    "pair_mismatch",  # a health certificate and an identity code that name two people
+    "pair_timeout",  # one code of a pair, and no second within dcc.pair_window_s
     # Health certificates (dcc) only: not authentic for its signer's key usage, or
     # authentic but not a certificate the rules can judge; then the health rules' own.
     "wrong_key_usage",
@@ -41,6 +44,10 @@ REASONS: Final[tuple[Reason, ...]] = (*get_args(CommonReason), *get_args(HealthR
 DAEMON_REASONS: Final = frozenset({"store_full", "store_error"})
 # Reasons only a health certificate gets: its key usage, its schema, its health rules.
 DCC_ONLY_REASONS: Final = frozenset(REASONS[REASONS.index("wrong_key_usage") :])
+# Reasons only a pair of codes gets (scanner.decision.pairing).
+PAIR_REASONS: Final = frozenset({"pair_mismatch", "pair_timeout"})
+# A credential whose own checks end with one of these is admitted (allowlisted, or recorded).
+ADMITTED: Final = frozenset({"ok", "recorded"})
 # A health certificate denied for one of these is not authentic (DESIGN, round 2).
 NOT_AUTHENTIC: Final = frozenset(
     {
@@ -60,8 +67,8 @@ NOT_AUTHENTIC: Final = frozenset(
 class Verdict:
     """What the credential's own checks concluded, before passback and the gate mode.
 
-    `holder` is what a health certificate names (for pairing it with an identity code);
-    it stays in memory and never reaches a Decision or an event.
+    `named` is whom the credential names (for pairing a health certificate with an
+    identity code); it stays in memory and never reaches a Decision or an event.
     """
 
     reason: Reason
@@ -70,7 +77,21 @@ class Verdict:
     name: str | None = None
     cert_type: CertType | None = None
     cert_country: str | None = None
-    holder: Holder | None = field(default=None, repr=False, compare=False)
+    named: Named | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def admitted(self) -> bool:
+        return self.reason in ADMITTED
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """The first code of a pair was taken: the gate asks for the second for `window_s`.
+
+    No event yet: the passage gets one when the pair is complete, or ends as denied."""
+
+    credential: Credential
+    window_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +110,8 @@ class Decision:
         return self.result == "granted"
 
     def as_dict(self) -> dict[str, str | None]:
-        """The decision as `qrgate pass check` prints it; a health certificate's adds its
-        type and country."""
+        """The decision as `qrgate pass check` prints it; a health certificate's (or a
+        passage paired with one) adds its type and country."""
         shown: dict[str, str | None] = {
             "result": self.result,
             "reason": self.reason,
@@ -99,7 +120,7 @@ class Decision:
             "name": self.name,
             "code_sha256": self.code_sha256,
         }
-        if self.credential == "dcc":
+        if self.credential == "dcc" or self.cert_type is not None:
             shown |= {"cert_type": self.cert_type, "cert_country": self.cert_country}
         return shown
 

@@ -1,5 +1,6 @@
-"""The demo's gate and what is shown to its camera: keys, passes, badges, an ID card,
-health certificates (test data from a throwaway signer, as `qrgate dcc issue` makes).
+"""The demo's gate and what is shown to its camera: keys, passes, badges, a personal QR
+recorded without an allowlist, health certificates (test data from a throwaway signer,
+made by the code behind `qrgate dcc issue`), one of them paired with an ID card.
 
 `build_kit` makes everything a real gate has, in one folder: a signing key and the JWK
 set the gate trusts, an allowlist in the store, a config, and the camera's view as a
@@ -37,13 +38,17 @@ DAY = 86_400.0
 Gray = NDArray[np.uint8]
 
 
+REPEAT = "no second event (the same code within the repeat window)"
+
+
 @dataclass(frozen=True)
 class Step:
     """One thing shown to the camera and the event the gate should publish for it."""
 
     label: str
     payload: bytes
-    expect: tuple[str, str] | None  # (result, reason); None: no event (a repeat)
+    expect: tuple[str, str] | None  # (result, reason); None: no event
+    quiet: str = REPEAT  # why there is no event
 
 
 @dataclass(frozen=True)
@@ -100,7 +105,12 @@ def scenario(key: Any, health_signer: dcc_issue.ThrowawaySigner, now: float) -> 
         Step("forged pass, signed by an unknown key", forged, ("denied", "bad_signature")),
         Step("badge not on the allowlist: V-9999", b"V-9999", ("denied", "not_allowed")),
         Step("allowlisted badge: Phạm Minh Châu (C-0007)", b"C-0007", ("granted", "ok")),
-        Step("chip ID card (CCCD): Trần Văn Dũng", ID_CARD, ("granted", "ok")),
+        Step(
+            "personal QR (PC-COVID): Hoàng Thị Mai, on no list",
+            PERSONAL_QR,
+            ("granted", "recorded"),
+        ),
+        *paired_steps(health_signer, now),
         *health_steps(health_signer, now),
         Step(
             "a QR code that is no credential (a web link)",
@@ -111,8 +121,27 @@ def scenario(key: Any, health_signer: dcc_issue.ThrowawaySigner, now: float) -> 
     )
 
 
+def paired_steps(signer: dcc_issue.ThrowawaySigner, now: float) -> tuple[Step, ...]:
+    """A vaccine passport and the holder's ID card, one after the other: one passage."""
+    today = datetime.fromtimestamp(now, UTC)
+    vaccinated = dcc_issue.vaccination_entry("VN", (today - timedelta(days=60)).date(), 3, 2)
+    content = dcc_issue.content("Trần", "Văn Dũng", "1990-01-01", "v", vaccinated)
+    passport = dcc_issue.issue_certificate(
+        signer, content, issued_at=now - 50 * DAY, expires_at=now + 300 * DAY
+    )
+    return (
+        Step(
+            "vaccine passport (VN, PS256): Trần Văn Dũng, booster",
+            passport.encode(),
+            None,
+            "no event yet: the LEDs ask for the second code",
+        ),
+        Step("then his chip ID card (CCCD): the same person", ID_CARD, ("granted", "ok")),
+    )
+
+
 def health_steps(signer: dcc_issue.ThrowawaySigner, now: float) -> tuple[Step, ...]:
-    """Health certificates: valid, expired, forged, and a test too old for the rules."""
+    """Health certificates denied at once: expired, forged, a test too old for the rules."""
     today = datetime.fromtimestamp(now, UTC)
 
     def certificate(
@@ -128,11 +157,6 @@ def health_steps(signer: dcc_issue.ThrowawaySigner, now: float) -> tuple[Step, .
     old_test = dcc_issue.covid_test_entry("VN", today - timedelta(hours=30))
     forger = dcc_issue.new_signer("VN", "ES256", now=now)  # claims the trusted signer's kid
     return (
-        Step(
-            "vaccine passport (VN, PS256): Nguyễn Thị Hoa, 2 doses",
-            certificate(signer, "v", vaccinated, 300),
-            ("granted", "ok"),
-        ),
         Step(
             "expired health certificate",
             certificate(signer, "v", vaccinated, -1),
@@ -152,6 +176,7 @@ def health_steps(signer: dcc_issue.ThrowawaySigner, now: float) -> tuple[Step, .
 
 
 ID_CARD = "001099012345|123456789|Trần Văn Dũng|01011990|Nam|Lào Cai|15062021".encode()
+PERSONAL_QR = b"******058123|HOANG THI MAI|1995-**-**|0|163512345678901234|<2<HS401012*****"
 
 
 def demo_config(folder: Path, jwks: Path, trust_list: Path, broker_port: int, loop: bool) -> Config:
@@ -166,12 +191,13 @@ def demo_config(folder: Path, jwks: Path, trust_list: Path, broker_port: int, lo
             },
             "gpio": {"pin_factory": "mock", "relay_pulse_ms": 800},
             "policy": {
-                "accept": ["pass", "badge", "cccd", "dcc"],
+                "accept": ["pass", "badge", "cccd", "vnqr", "dcc"],
+                "record_only": ["vnqr"],
                 "repeat_window_s": 3.0,
                 "anti_passback_s": 60.0,
             },
             "passes": {"jwks": str(jwks)},
-            "dcc": {"trust_list": str(trust_list)},
+            "dcc": {"trust_list": str(trust_list), "pair_with": ["cccd"], "pair_window_s": 10.0},
             "store": {"path": str(folder / "state" / "qrgate.db")},
             "mqtt": {
                 "host": "127.0.0.1",

@@ -1,5 +1,10 @@
-"""Doctor's checks of the gate's database: the store (schema, who may write it) and the
-outbox (how much waits for the broker), read without creating or changing a file."""
+"""Doctor's checks of the gate's database: the store (schema, soundness, who may write it)
+and the outbox (how much waits for the broker), read without creating or changing a file.
+
+A store that cannot be used gets the same finding and fix as the gate's fault state
+(`scanner.daemon.storefault`): not a database, damaged (SQLite's `quick_check`), or on a
+filesystem mounted read-only.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,16 @@ from mqtt.commands import REPLAY_MIGRATIONS
 from mqtt.outbox import MIGRATIONS as OUTBOX_MIGRATIONS
 from mqtt.outbox import Depth, read_depth
 from scanner.config import Config
+from scanner.daemon.storefault import (
+    SQLITE_CORRUPT,
+    SQLITE_NOTADB,
+    CorruptionError,
+    StoreProblem,
+    diagnose,
+    read_only_filesystem,
+    sqlite_code,
+    truncation,
+)
 from scanner.doctor.finding import Finding, counted, failure, passed, warning
 from scanner.mqttconfig import outbox_limits
 from scanner.state.store import SCHEMA as STORE_SCHEMA
@@ -45,10 +60,36 @@ def check_store(config: Config) -> Finding:
             return missing_store(path)
         with closing(open_snapshot(path)) as connection:
             versions = schema_versions(connection)
+            damage = integrity_problem(path, connection)
         cannot_write = write_problem(path)
     except (OSError, sqlite3.Error) as error:  # e.g. the gate's folder is closed to this user
+        if sqlite_code(error) in (SQLITE_NOTADB, SQLITE_CORRUPT):
+            return problem_finding(diagnose(path, error))
         return failure(f"{path}: cannot read it ({error})", READ_FIX)
+    if damage is not None:
+        return problem_finding(diagnose(path, damage))
+    if read_only_filesystem(path.parent):
+        return problem_finding(diagnose(path, OSError(f"{path.parent} is read-only")))
     return store_finding(path, versions, cannot_write)
+
+
+def integrity_problem(path: Path, connection: sqlite3.Connection) -> CorruptionError | None:
+    """A truncated file, or SQLite's `quick_check` (every page and index, read only): its
+    first finding, or None for a sound file. Bit rot on an SD card shows here before the
+    gate trips on it."""
+    truncated = truncation(path)
+    if truncated is not None:
+        return truncated
+    try:
+        rows = connection.execute("PRAGMA quick_check(1)").fetchall()
+    except sqlite3.DatabaseError as error:  # so damaged that the check cannot run
+        return CorruptionError(str(error))
+    finding = str(rows[0][0]) if rows else "no answer"
+    return None if finding == "ok" else CorruptionError(finding.splitlines()[-1])
+
+
+def problem_finding(problem: StoreProblem) -> Finding:
+    return failure(problem.finding, problem.fix)
 
 
 def missing_store(path: Path) -> Finding:

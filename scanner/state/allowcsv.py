@@ -4,11 +4,12 @@
 - Separator `,`, or `;` (what spreadsheets write where `,` is the decimal mark).
 - Without a header row the columns are `subject, name, valid_until` (name and
   valid_until may be left out). With a header row (its first cell reads `subject`)
-  columns are found by name, and two more may be given: `valid_from` and `kinds`
-  (`badge`, `cccd`, or both separated by a space, `;` or `+`).
-- Dates: `YYYY-MM-DD` or `DD/MM/YYYY`, in the gate's local time; `valid_until` is the
-  last day of validity (inclusive), `valid_from` the first. A full ISO 8601 time
-  (`2026-12-31T18:00:00+07:00`) is exact. Empty: no bound.
+  columns are found by name, and three more may be given: `valid_from`, `kinds`
+  (`badge`, `cccd`, `vnqr`, several separated by a space, `;` or `+`; empty: all) and
+  `birth_date` (the holder's, to pair a badge with a health certificate).
+- Dates: `YYYY-MM-DD` or `DD/MM/YYYY`, validity bounds in the gate's local time;
+  `valid_until` is the last day of validity (inclusive), `valid_from` the first. A full
+  ISO 8601 time (`2026-12-31T18:00:00+07:00`) is exact. Empty: no bound.
 
 A file with any bad line changes nothing: every problem is reported, by line.
 """
@@ -26,7 +27,7 @@ from typing import cast
 from scanner.state.store import ALLOW_KINDS, AllowEntry, AllowKind, StoreError
 
 POSITIONAL = ("subject", "name", "valid_until")
-COLUMNS = frozenset({*POSITIONAL, "valid_from", "kinds"})
+COLUMNS = frozenset({*POSITIONAL, "valid_from", "kinds", "birth_date"})
 _ISO_DAY = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
 _VN_DAY = re.compile(r"([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})")
 
@@ -104,14 +105,26 @@ def entry_from_fields(fields: dict[str, str]) -> AllowEntry:
         kinds=parse_kinds(kinds) if kinds else ALLOW_KINDS,
         valid_from=parse_when(fields.get("valid_from", ""), end_of_day=False),
         valid_until=parse_when(fields.get("valid_until", ""), end_of_day=True),
+        birth_date=parse_birth_date(fields.get("birth_date", "")),
     )
 
 
 def parse_kinds(text: str) -> frozenset[AllowKind]:
     kinds = frozenset(part for part in re.split(r"[\s;+,]+", text.lower()) if part)
     if not kinds <= ALLOW_KINDS:
-        raise StoreError(f"kinds {text!r}: expected badge, cccd or both")
+        raise StoreError(f"kinds {text!r}: expected one or more of badge, cccd, vnqr")
     return cast(frozenset[AllowKind], kinds)
+
+
+def parse_birth_date(text: str) -> date | None:
+    """A birth date, `YYYY-MM-DD` or `DD/MM/YYYY`; None if empty."""
+    text = text.strip()
+    if not text:
+        return None
+    day = parse_day(text)
+    if day is None:
+        raise StoreError(f"birth date {text!r} is not a date (YYYY-MM-DD or DD/MM/YYYY)")
+    return day
 
 
 def parse_when(text: str, *, end_of_day: bool) -> float | None:

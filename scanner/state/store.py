@@ -22,19 +22,20 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any, Final, Literal, cast
 
 from scanner.credentials.badge import is_badge_id
-from scanner.credentials.cccd import MAX_TEXT_CHARS
+from scanner.credentials.cccd import EARLIEST_YEAR, MAX_TEXT_CHARS
 from scanner.errors import QrgateError
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["normal", "lockdown", "emergency"]
 MODES: Final[tuple[Mode, ...]] = ("normal", "lockdown", "emergency")
-AllowKind = Literal["badge", "cccd"]
-ALLOW_KINDS: Final[frozenset[AllowKind]] = frozenset({"badge", "cccd"})
+AllowKind = Literal["badge", "cccd", "vnqr"]
+ALLOW_KINDS: Final[frozenset[AllowKind]] = frozenset({"badge", "cccd", "vnqr"})
 
 COMPONENT = "store"
 BUSY_TIMEOUT_S = 5.0
@@ -48,7 +49,7 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """CREATE TABLE allowlist (
             subject TEXT PRIMARY KEY NOT NULL,
             name TEXT,
-            kinds TEXT NOT NULL,     -- comma-separated: badge,cccd
+            kinds TEXT NOT NULL,     -- comma-separated: badge,cccd,vnqr
             valid_from REAL,         -- epoch seconds, inclusive; NULL: always
             valid_until REAL         -- epoch seconds, exclusive; NULL: never expires
         ) WITHOUT ROWID""",
@@ -73,6 +74,9 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             until REAL                       -- epoch seconds; NULL: for good
         ) WITHOUT ROWID""",
     ),
+    # The holder's birth date (YYYY-MM-DD; NULL: not given), to pair a badge with a
+    # health certificate.
+    ("ALTER TABLE allowlist ADD COLUMN birth_date TEXT",),
 )
 SCHEMA: Final = len(MIGRATIONS)
 
@@ -83,13 +87,14 @@ class StoreError(QrgateError):
 
 @dataclass(frozen=True, slots=True)
 class AllowEntry:
-    """One allowlisted subject: a badge id or a 12-digit CCCD number."""
+    """One allowlisted subject: a badge id, a 12-digit CCCD number or a personal QR's QID."""
 
     subject: str
     name: str | None = None
     kinds: frozenset[AllowKind] = ALLOW_KINDS
     valid_from: float | None = None  # epoch seconds, inclusive
     valid_until: float | None = None  # epoch seconds, exclusive
+    birth_date: date | None = None  # to pair a badge with a health certificate
 
     def __post_init__(self) -> None:
         problem = entry_problem(self)
@@ -113,7 +118,14 @@ def entry_problem(entry: AllowEntry) -> str | None:
     ):
         return f"name must be at most {MAX_TEXT_CHARS} characters, without control characters"
     if not entry.kinds or not entry.kinds <= ALLOW_KINDS:
-        return "kinds must be badge, cccd or both"
+        return "kinds must be one or more of badge, cccd, vnqr"
+    return dates_problem(entry)
+
+
+def dates_problem(entry: AllowEntry) -> str | None:
+    born = entry.birth_date
+    if born is not None and (type(born) is not date or born.year < EARLIEST_YEAR):
+        return f"birth_date must be a calendar date from {EARLIEST_YEAR} on"
     bounds = [value for value in (entry.valid_from, entry.valid_until) if value is not None]
     if not all(math.isfinite(value) for value in bounds):
         return "validity bounds must be finite times"
@@ -313,7 +325,7 @@ class Store:
 
 
 class Allowlist:
-    """Who may pass with a badge or a chip ID card."""
+    """Who may pass with a badge, a chip ID card or a personal QR code."""
 
     def __init__(self, database: Database) -> None:
         self._db = database
@@ -327,17 +339,12 @@ class Allowlist:
         return self._db.write("DELETE FROM allowlist WHERE subject = ?", (subject,)) > 0
 
     def get(self, subject: str) -> AllowEntry | None:
-        rows = self._db.read(
-            "SELECT subject, name, kinds, valid_from, valid_until FROM allowlist WHERE subject = ?",
-            (subject,),
-        )
+        rows = self._db.read(f"{SELECT_ENTRIES} WHERE subject = ?", (subject,))
         return entry_from_row(rows[0]) if rows else None
 
     def entries(self) -> list[AllowEntry]:
         """Every entry, by subject."""
-        rows = self._db.read(
-            "SELECT subject, name, kinds, valid_from, valid_until FROM allowlist ORDER BY subject"
-        )
+        rows = self._db.read(f"{SELECT_ENTRIES} ORDER BY subject")
         return [entry_from_row(row) for row in rows]
 
     def __len__(self) -> int:
@@ -385,26 +392,31 @@ class Allowlist:
         return int(rows[0][0]) if rows else None
 
 
+SELECT_ENTRIES = "SELECT subject, name, kinds, valid_from, valid_until, birth_date FROM allowlist"
 UPSERT_ENTRY = (
-    "INSERT INTO allowlist (subject, name, kinds, valid_from, valid_until) VALUES (?, ?, ?, ?, ?)"
+    "INSERT INTO allowlist (subject, name, kinds, valid_from, valid_until, birth_date)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (subject) DO UPDATE SET name = excluded.name, kinds = excluded.kinds,"
-    " valid_from = excluded.valid_from, valid_until = excluded.valid_until"
+    " valid_from = excluded.valid_from, valid_until = excluded.valid_until,"
+    " birth_date = excluded.birth_date"
 )
 
 
 def entry_row(entry: AllowEntry) -> tuple[Any, ...]:
     kinds = ",".join(sorted(entry.kinds))
-    return (entry.subject, entry.name, kinds, entry.valid_from, entry.valid_until)
+    born = entry.birth_date.isoformat() if entry.birth_date is not None else None
+    return (entry.subject, entry.name, kinds, entry.valid_from, entry.valid_until, born)
 
 
 def entry_from_row(row: Sequence[Any]) -> AllowEntry:
-    subject, name, kinds, valid_from, valid_until = row
+    subject, name, kinds, valid_from, valid_until, born = row
     return AllowEntry(
         subject,
         name,
         frozenset(cast(AllowKind, kind) for kind in kinds.split(",")),
         valid_from,
         valid_until,
+        date.fromisoformat(born) if born is not None else None,
     )
 
 

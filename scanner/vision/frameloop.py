@@ -7,12 +7,14 @@ the newest frame, decodes it and, when codes were read, calls `on_codes(frame, c
 on its own thread: the callee must hand the work on and return (outputs, storage and
 network stay off this path).
 
-Stalls are handled here. When reads fail (timeouts, a camera gone) and no frame has
-come for `stall_s`, the loop calls `on_fault(message)` once for that stall and restarts
-the source, again after `stall_s`, then twice as long each time up to a minute, until
-frames come back (logged). A read that never returns at all (a kernel hang) cannot be
-restarted from here: `stats().stalled` turns true, and the daemon should stop pinging
-the systemd watchdog while it is (`stats().healthy`).
+Stalls are handled here, and crashes: a read that raises anything unexpected is a
+camera fault too; the camera is restarted and capture goes on. When reads fail
+(timeouts, a camera gone) and no frame has come for `stall_s`, the loop calls
+`on_fault(message)` once for that stall and restarts the source, again after `stall_s`,
+then twice as long each time up to a minute, until frames come back (logged). A read
+that never returns at all (a kernel hang) cannot be restarted from here:
+`stats().stalled` turns true, and the daemon should stop pinging the systemd watchdog
+while it is (`stats().healthy`).
 """
 
 from __future__ import annotations
@@ -140,11 +142,30 @@ class FrameLoop:
     # The capture thread
 
     def _capture_loop(self) -> None:
+        crashes = 0
+        while not self._stopping.is_set():
+            captured = self._captured
+            try:
+                self._capture_until_stopped()
+                return
+            except Exception as error:
+                log.exception("the camera thread failed")
+                crashes = 1 if self._captured > captured else crashes + 1
+                self._recover_from_crash(error, crashes)
+
+    def _recover_from_crash(self, error: Exception, crashes: int) -> None:
+        """An unexpected error in a read is a camera fault, not the end of capture:
+        report it, restart the camera, and read again (backing off while it repeats)."""
+        self._fault(
+            f"camera {self._source.name}: the capture thread failed: {error!r}; restarting it"
+        )
+        with self._changed:
+            self._restarts += 1
         try:
-            self._capture_until_stopped()
-        except Exception as error:
-            log.exception("the camera thread failed")
-            self._fault(f"camera {self._source.name}: the capture thread failed: {error!r}")
+            self._source.restart()
+        except Exception:  # the next read tells whether the camera is back
+            log.exception("camera %s: restart failed", self._source.name)
+        self._stopping.wait(min(RETRY_S * 2 ** (crashes - 1), MAX_RESTART_INTERVAL_S))
 
     def _capture_until_stopped(self) -> None:
         while not self._stopping.is_set():

@@ -124,6 +124,10 @@ def write_trust_list(path: Path, *signers: issue.ThrowawaySigner) -> Path:
     return path
 
 
+# Whom the certificates made here name, unless told otherwise: family, given, birth date.
+HOLDER = ("Nguyễn", "Văn An", "1990-01-01")
+
+
 def vaccination(
     by: issue.ThrowawaySigner,
     *,
@@ -133,9 +137,10 @@ def vaccination(
     product: str = "EU/1/20/1528",
     valid_days: float = 365,
     now: float = NOW,
+    holder: tuple[str, str, str] = HOLDER,
 ) -> bytes:
     entry = issue.vaccination_entry(by.country, day(-days_ago, now), dose, doses, product)
-    return certificate(by, "v", entry, valid_days=valid_days, now=now)
+    return certificate(by, "v", entry, valid_days=valid_days, now=now, holder=holder)
 
 
 def covid_test(
@@ -145,10 +150,11 @@ def covid_test(
     kind: str = "rat",
     result: str = "negative",
     now: float = NOW,
+    holder: tuple[str, str, str] = HOLDER,
 ) -> bytes:
     sampled = dt.datetime.fromtimestamp(now - hours_ago * 3600, dt.UTC)
     entry = issue.covid_test_entry(by.country, sampled, kind, result)
-    return certificate(by, "t", entry, valid_days=3, now=now)
+    return certificate(by, "t", entry, valid_days=3, now=now, holder=holder)
 
 
 def recovery(by: issue.ThrowawaySigner, *, days_ago: float = 30, now: float = NOW) -> bytes:
@@ -163,8 +169,9 @@ def certificate(
     *,
     valid_days: float = 365,
     now: float = NOW,
+    holder: tuple[str, str, str] = HOLDER,
 ) -> bytes:
-    content = issue.content("Nguyễn", "Văn An", "1990-01-01", group, entry)
+    content = issue.content(*holder, group, entry)
     text = issue.issue_certificate(
         by, content, issued_at=now - DAY, expires_at=now + valid_days * DAY
     )

@@ -61,6 +61,7 @@ def publisher_for(
     tls: TlsSettings | None = None,
     window: int = 64,
     heartbeat_s: float = 0.5,
+    release_parked_after_s: float = 60.0,
     **broker_overrides: Any,
 ) -> Publisher:
     """A publisher that retries quickly, so that faults heal within a test's patience."""
@@ -70,6 +71,7 @@ def publisher_for(
         window=window,
         retry_min_s=0.05,
         retry_max_s=0.3,
+        release_parked_after_s=release_parked_after_s,
     )
     return Publisher(settings, TOPICS, outbox, health, commands, version="9.9.9")
 

@@ -3,12 +3,14 @@ store inspected read-only from outside, signals sent to it like systemd does."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from scanner.cli.config_cmd import render_toml
 from scanner.config import Config
@@ -53,6 +55,12 @@ class GateProcess:
                 env={**os.environ, **(env or {})},
             )
 
+    @classmethod
+    def under_systemd(cls, config_path: Path, notify_socket: str, watchdog_us: int) -> GateProcess:
+        """As systemd starts it: NOTIFY_SOCKET given, a watchdog of `watchdog_us`."""
+        env = {"NOTIFY_SOCKET": notify_socket, "WATCHDOG_USEC": str(watchdog_us)}
+        return cls(config_path, env)
+
     @property
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -85,3 +93,10 @@ def outbox_rows(db: Path) -> list[tuple[int, str]]:
         except sqlite3.OperationalError:  # the gate has not created its tables yet
             return []
     return [(int(seq), str(event_id)) for seq, event_id in rows]
+
+
+def outbox_events(db: Path) -> list[dict[str, Any]]:
+    """The events waiting in a gate's outbox, oldest first, read without changing it."""
+    with sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True) as conn:
+        rows = conn.execute("SELECT payload FROM outbox ORDER BY seq").fetchall()
+    return [json.loads(payload) for (payload,) in rows]

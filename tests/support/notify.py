@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from types import TracebackType
@@ -68,3 +69,14 @@ class NotifySocket:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def notified(systemd: NotifySocket, key: bytes, seen: list[bytes], timeout_s: float) -> bool:
+    """Wait until a datagram carrying `key` arrives; every datagram is kept in `seen`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        seen += systemd.pending()
+        if any(key in message.split(b"\n") or message.startswith(key) for message in seen):
+            return True
+        time.sleep(0.05)
+    return False

@@ -13,7 +13,6 @@ import base64
 import datetime as dt
 import json
 import secrets
-import unicodedata
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from scanner.credentials.dcc import chain
 from scanner.credentials.dcc.certificate import CertType
 from scanner.credentials.dcc.cose import ES256, PS256, PSS, der_to_raw
 from scanner.credentials.dcc.trustlist import USAGE_OIDS, compute_kid
+from scanner.credentials.person import icao_name
 
 SignerAlg = Literal["ES256", "PS256"]
 TEST_ORGANISATION: Final = "qrgate test data"
@@ -238,11 +238,3 @@ def entry_tail(country: str) -> dict[str, str]:
 
 def make_uvci(country: str) -> str:
     return f"URN:UVCI:01:{country}:{TEST_UVCI_MARK}{secrets.token_hex(8).upper()}"
-
-
-def icao_name(name: str) -> str:
-    """A name in ICAO 9303 form, as certificates carry it: diacritics removed, Đ as D,
-    upper case, anything but A-Z as `<` (Nguyễn Văn An → NGUYEN<VAN<AN)."""
-    plain = unicodedata.normalize("NFKD", name.replace("Đ", "D").replace("đ", "d"))
-    letters = "".join(ch for ch in plain if not unicodedata.combining(ch)).upper()
-    return "".join(ch if "A" <= ch <= "Z" else "<" for ch in letters)[:80]
