@@ -478,12 +478,130 @@ def contacts(*, subject: str, start: str, end: str, db: str, form: str, zone: tz
 @report.command("gaps")
 @click.option("--site", default=None, help="Only this site.")
 @report_options
-def gaps(site: str | None, db: str, form: str, zone: tzinfo) -> None:
-    """Missing seq ranges per gate: events the store has not received (yet)."""
+@click.option(
+    "--resend",
+    is_flag=True,
+    help="Ask each gate to send again what is missing (a signed resend command per gate, "
+    "as qrgate cmd signs it); needs --broker, --command-key and --command-kid.",
+)
+@click.option("--broker", default=None, help="mqtt://HOST[:1883] or mqtts://HOST[:8883].")
+@click.option("--prefix", default="qrgate", show_default=True, help="The gates' topic prefix.")
+@click.option("--command-key", type=ExistingFile, help="The centre's command key (PEM).")
+@click.option("--command-kid", default=None, help="That key's id in the gates' key set.")
+@click.option("--ca-file", type=ExistingFile, help="CA certificate(s) of the broker (TLS).")
+@click.option("--cert-file", type=ExistingFile, help="Client certificate (TLS).")
+@click.option("--key-file", type=ExistingFile, help="Client certificate's private key (TLS).")
+@click.option("--username", default=None, help="MQTT user name.")
+@click.option("--password-file", type=ExistingFile, help="File holding the MQTT password.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1, 600),
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for the gates' replies.",
+)
+@click.option(
+    "--wait",
+    type=click.FloatRange(0, 3600),
+    default=0.0,
+    show_default=True,
+    help="Then wait up to this many seconds for the events to be stored, and report "
+    "what is still missing.",
+)
+@click.pass_context
+def gaps(
+    ctx: click.Context, /, site: str | None, db: str, form: str, zone: tzinfo, **options: Any
+) -> None:
+    """Missing seq ranges per gate: events the store has not received (yet).
+
+    With --resend, each gate with gaps is asked for them, and each gate online for what
+    it kept after the last event stored; the replies go to stderr. Exits 1 if a gate did
+    not answer, refused, or (with --wait) events asked for are still missing.
+    """
     from monitor import reports
 
+    sender = resend_sender(options) if options["resend"] else None
     with opened(db) as store:
+        complete = True
+        if sender is not None:
+            complete = ask_to_resend(store, site, sender, options["wait"])
         show(reports.gaps(store, site), form, zone)
+    ctx.exit(0 if complete else 1)
+
+
+def resend_sender(options: dict[str, Any]) -> Any:
+    """The command key and broker for --resend; usage errors for what is missing."""
+    from monitor.resend import Sender
+    from mqtt.remote import CommandError, load_signing_key
+    from mqtt.settings import BrokerSettings, TlsSettings
+
+    needed = [name for name in ("broker", "command_key", "command_kid") if not options[name]]
+    if needed:
+        wanted = ", ".join("--" + name.replace("_", "-") for name in needed)
+        raise click.UsageError(f"--resend needs {wanted}")
+    endpoint = monitor_broker(options)
+    try:
+        key = load_signing_key(options["command_key"])
+    except CommandError as error:
+        raise click.BadParameter(str(error), param_hint="--command-key") from None
+    files = (endpoint.ca_file, endpoint.cert_file, endpoint.key_file)
+    broker = BrokerSettings(
+        host=endpoint.host,
+        port=endpoint.port,
+        client_id=f"qrgate-resend-{socket.gethostname()[:20]}-{time.monotonic_ns() % 10**9}",
+        tls=TlsSettings(*files) if endpoint.tls else None,
+        username=endpoint.username,
+        password=endpoint.password,
+    )
+    return Sender(broker, options["prefix"], key, options["command_kid"], options["timeout"])
+
+
+def monitor_broker(options: dict[str, Any]) -> Any:
+    """The broker options as the monitor takes them."""
+    from monitor.subscriber import Broker
+
+    if (options["cert_file"] is None) != (options["key_file"] is None):
+        raise click.UsageError("--cert-file and --key-file go together")
+    if options["password_file"] is not None and options["username"] is None:
+        raise click.UsageError("--password-file needs --username")
+    try:
+        return Broker.from_url(
+            options["broker"],
+            ca_file=options["ca_file"],
+            cert_file=options["cert_file"],
+            key_file=options["key_file"],
+            username=options["username"],
+            password=read_secret(options["password_file"]),
+        )
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--broker") from None
+
+
+def ask_to_resend(store: Any, site: str | None, sender: Any, wait_s: float) -> bool:
+    """Ask, tell on stderr what each gate answered, wait if asked to; True when every
+    gate said yes and nothing asked for is still missing."""
+    from monitor.resend import plan, wait_until_filled
+    from mqtt.errors import MqttError
+
+    gates = [row for row in store.gates() if site in (None, row.site)]
+    asks = plan(store.gaps(site), gates)
+    try:
+        answers = sender.ask(asks)
+    except MqttError as error:
+        raise click.ClickException(f"cannot ask the gates: {error}") from None
+    for answer in answers:
+        detail = f" ({answer.detail})" if answer.detail else ""
+        click.echo(
+            f"resend {answer.site}/{answer.gate}: {answer.asked} missing asked for, "
+            f"and what it kept after the last stored: {answer.outcome}{detail}",
+            err=True,
+        )
+    left = (
+        wait_until_filled(store.count_events, lambda: store.gaps(site), asks, wait_s)
+        if wait_s
+        else []
+    )
+    return all(answer.ok for answer in answers) and not left
 
 
 @contextmanager

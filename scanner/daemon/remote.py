@@ -18,6 +18,8 @@ from typing import Any
 
 from mqtt.commands import Command, Handler
 from mqtt.errors import CommandRejectedError
+from mqtt.outbox import Outbox
+from mqtt.resend import resend_handler
 from scanner.credentials.dcc.revocation import normalise_hash
 from scanner.credentials.dcc.trustlist import PUSHED_NAME as PUSHED_TRUST_LIST
 from scanner.credentials.dcc.trustlist import signers_from_json
@@ -37,12 +39,13 @@ def pushed_jwks_path(store_path: Path) -> Path:
 
 
 class Remote:
-    """Command handlers acting on one gate, its store and its pass keys."""
+    """Command handlers acting on one gate, its store, its pass keys and its outbox."""
 
-    def __init__(self, gate: Gate, store: Store, pushed_jwks: Path) -> None:
+    def __init__(self, gate: Gate, store: Store, pushed_jwks: Path, outbox: Outbox) -> None:
         self._gate = gate
         self._store = store
         self._pushed_jwks = pushed_jwks
+        self._outbox = outbox
 
     def handlers(self) -> Mapping[str, Handler]:
         modes: dict[str, Handler] = {mode: self._mode_handler(mode) for mode in MODES}
@@ -53,6 +56,7 @@ class Remote:
             "revoke": self.revoke,
             "keys": self.keys,
             "trustlist": self.trust_list,
+            "resend": resend_handler(self._outbox),
         }
 
     def open(self, command: Command) -> str:
