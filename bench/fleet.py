@@ -32,6 +32,7 @@ Figures:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -58,7 +59,7 @@ from monitor.store import Store
 from tests.support.broker import Mosquitto
 from tests.support.cli import QRGATE, ROOT
 from tests.support.postgres import Postgres
-from tests.support.tokens import IssuerKey, write_jwks
+from tests.support.simgates import centre_key
 
 INSERTED = (
     "ALTER TABLE events ADD COLUMN inserted_ms BIGINT"
@@ -274,8 +275,12 @@ class Counter:
         return [(b[1] - a[1]) / (b[0] - a[0]) for a, b in itertools.pairwise(inside)]
 
 
-def lags(connection: Any) -> list[float]:
-    rows = connection.execute("SELECT inserted_ms - ts_ms FROM events").fetchall()
+def lags(connection: Any, before_ms: float) -> list[float]:
+    """Insert time minus event time, for the events stored before `before_ms` (the ones
+    that came live, not those the gates sent again)."""
+    rows = connection.execute(
+        "SELECT inserted_ms - ts_ms FROM events WHERE inserted_ms < %s", (before_ms,)
+    ).fetchall()
     return [float(row[0]) for row in rows]
 
 
@@ -291,6 +296,10 @@ class Outcome:
     burst_end: float
     stored: int
     cpu: list[tuple[str, str]]
+    asked_ms: float = 0.0  # when the resend was asked for (wall clock, ms)
+    resend_s: float = 0.0
+    resend_code: int = 0
+    complete: int = 0  # events stored after the resend
 
     @property
     def published(self) -> int:
@@ -306,7 +315,8 @@ def run(args: argparse.Namespace, workdir: Path, gatedir: Path) -> None:
         Store(url).close()
         counter = Counter(url)
         counter.connection.execute(INSERTED)
-        write_jwks(gatedir / "command-keys.json", IssuerKey.ed25519("centre-1"))
+        command_key, command_keys = centre_key(workdir)
+        (gatedir / "command-keys.json").write_text(json.dumps(command_keys))
         started = time.monotonic()
         gates = start_gates(args, gatedir, broker.port)
         processes += gates
@@ -320,6 +330,7 @@ def run(args: argparse.Namespace, workdir: Path, gatedir: Path) -> None:
         processes += monitors
         parts = count_parts(gates, monitors, broker, postgres)
         outcome = burst(args, gates, monitors, parts, counter.start())
+        outcome = resend(outcome, broker, url, command_key, counter)
         report(args, outcome, counter, bare)
         bare.stop()
     finally:
@@ -372,6 +383,27 @@ def burst(
     return Outcome(figures, go, go + max(f["append_s"] for f in figures), stored, cpu)
 
 
+def resend(
+    outcome: Outcome, broker: Mosquitto, url: str, command_key: Path, counter: Counter
+) -> Outcome:
+    """`qrgate report gaps --resend --wait`: how long until the store is complete."""
+    asked_ms = time.time() * 1000
+    started = time.monotonic()
+    done = subprocess.run(
+        [*QRGATE, "report", "gaps", "--db", url, "--format", "json", "--resend",
+         "--broker", broker.url, "--command-key", str(command_key), "--command-kid", "centre-1",
+         "--timeout", "60", "--wait", "300"],
+        cwd=ROOT, capture_output=True, text=True, check=False, timeout=900,
+    )  # fmt: skip
+    took = time.monotonic() - started
+    complete = counter.now()
+    if done.returncode != 0:
+        print(done.stderr[-2000:], file=sys.stderr)
+    return dataclasses.replace(
+        outcome, asked_ms=asked_ms, resend_s=took, resend_code=done.returncode, complete=complete
+    )
+
+
 def stop_all(processes: list[subprocess.Popen[Any]]) -> None:
     for process in processes:
         if process.poll() is None:
@@ -390,7 +422,7 @@ def report(
 ) -> None:
     rates = counter.rates(outcome.go, outcome.burst_end)
     burst_s = outcome.burst_end - outcome.go
-    ours = lags(counter.connection)
+    ours = lags(counter.connection, outcome.asked_ms)
     rows = [
         ("bare paho subscriber (baseline)", f"{len(bare.lags)}",
          f"{len(bare.lags) / burst_s:,.0f}", "", *lag_figures(bare.lags)),
@@ -413,6 +445,10 @@ def report(
     )
     missing = outcome.published - outcome.stored
     print(f"stored {outcome.stored} of {outcome.published}: {missing} missing after the kill")
+    print(
+        f"qrgate report gaps --resend --wait: exit {outcome.resend_code} after "
+        f"{outcome.resend_s:.1f} s; stored {outcome.complete} of {outcome.published}"
+    )
     table("CPU over the burst (% of one core)", outcome.cpu, ("part", "CPU %"))
 
 

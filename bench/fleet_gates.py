@@ -1,6 +1,7 @@
-"""Many simulated gates in one process, for bench.fleet: each with its own outbox (SQLite,
-synchronous=FULL), its own Ed25519 event key, its own Publisher and MQTT connection, and
-the gate's command intake (so that the centre can ask it to resend).
+"""Many simulated gates in one process, for bench.fleet: the real gate code
+(tests.support.simgates), each gate with its own outbox (SQLite, synchronous=FULL), its
+own Ed25519 event key, its own Publisher and MQTT connection, and the command intake
+with the gate's `resend` handler.
 
     python -m bench.fleet_gates SETTINGS.json
 
@@ -9,85 +10,28 @@ events per second for this process, seconds, the command key set. The process ma
 gates, writes their public keys to `keys-FIRST.json`, connects every publisher, prints
 `ready`, waits for `go` on stdin, appends events at its rate to gates picked at random
 (a shift change: everyone at once, no gate in order), waits until every outbox is
-drained, prints one JSON line of figures, then keeps answering commands until stdin
-closes.
+drained, prints one JSON line of figures, then keeps answering commands (resend) until
+stdin closes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mqtt.commands import CommandIntake, ReplayGuard, load_command_keys
-from mqtt.outbox import Outbox
-from mqtt.publisher import Publisher
-from mqtt.settings import BrokerSettings, PublisherSettings
-from mqtt.signing import EventSigner, public_text
-from mqtt.topics import GateTopics
+from mqtt.signing import public_text
+from tests.support.simgates import SimulatedGate, connected, make_gate
 
 GATES_PER_SITE = 100
-NAMES = ("Nguyễn Văn An", "Trần Thị Bích", "Lê Văn Cường", "Phạm Thị Dung", "Hoàng Văn Em")
 
 
 def gate_name(number: int) -> tuple[str, str]:
     return f"zone-{number // GATES_PER_SITE:02d}", f"gate-{number:04d}"
-
-
-@dataclass
-class SimulatedGate:
-    site: str
-    gate: str
-    outbox: Outbox
-    publisher: Publisher
-    signer: EventSigner
-
-
-def make_gate(folder: Path, number: int, port: int, keys: Path) -> SimulatedGate:
-    site, gate = gate_name(number)
-    home = folder / site / gate
-    home.mkdir(parents=True, exist_ok=True)
-    signer = EventSigner.load_or_create(home / "event-key.pem")
-    outbox = Outbox(home / "qrgate.db", site, gate, "in", signer=signer)
-    topics = GateTopics("qrgate", site, gate)
-    intake = CommandIntake(
-        topics, load_command_keys(keys), gate_handlers(outbox), ReplayGuard(home / "qrgate.db")
-    )
-    settings = PublisherSettings(
-        broker=BrokerSettings(host="127.0.0.1", port=port, client_id=f"{site}/{gate}"),
-        heartbeat_s=60.0,
-    )
-    publisher = Publisher(settings, topics, outbox, commands=intake, version="bench")
-    return SimulatedGate(site, gate, outbox, publisher, signer)
-
-
-def gate_handlers(outbox: Outbox) -> dict[str, Any]:
-    """The commands a simulated gate takes: none yet."""
-    del outbox
-    return {}
-
-
-def append_scan(gate: SimulatedGate, rng: random.Random) -> None:
-    worker = rng.randrange(100_000)
-    granted = rng.random() < 0.97
-    gate.outbox.append(
-        "scan",
-        ts=time.time(),
-        result="granted" if granted else "denied",
-        reason="ok" if granted else "not_allowed",
-        credential="badge" if worker % 3 else "pass",
-        subject=f"W-{worker:06d}",
-        name=NAMES[worker % len(NAMES)],
-        code_sha256=hashlib.sha256(str(worker).encode()).hexdigest(),
-        latency_ms=round(rng.uniform(5, 30), 1),
-    )
-    gate.publisher.wake()
 
 
 def burst(gates: list[SimulatedGate], rate: float, seconds: float) -> dict[str, Any]:
@@ -97,12 +41,11 @@ def burst(gates: list[SimulatedGate], rate: float, seconds: float) -> dict[str, 
     took: list[float] = []
     started = time.monotonic()
     for number in range(count):
-        due = started + number / rate
-        delay = due - time.monotonic()
+        delay = started + number / rate - time.monotonic()
         if delay > 0:
             time.sleep(delay)
         before = time.perf_counter()
-        append_scan(rng.choice(gates), rng)
+        rng.choice(gates).scan(rng)
         took.append((time.perf_counter() - before) * 1000)
     elapsed = time.monotonic() - started
     ordered = sorted(took)
@@ -115,7 +58,7 @@ def burst(gates: list[SimulatedGate], rate: float, seconds: float) -> dict[str, 
     }
 
 
-def drained(gates: list[SimulatedGate], timeout_s: float) -> float:
+def drained_after(gates: list[SimulatedGate], timeout_s: float) -> float:
     """Seconds until no outbox holds an event waiting (or the timeout)."""
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:
@@ -129,24 +72,26 @@ def main() -> None:
     settings = json.loads(Path(sys.argv[1]).read_text())
     folder, port = Path(settings["folder"]), int(settings["port"])
     first, count = int(settings["first"]), int(settings["count"])
-    keys = Path(settings["command_keys"])
-    gates = [make_gate(folder, number, port, keys) for number in range(first, first + count)]
+    keys = json.loads(Path(settings["command_keys"]).read_text())
+    gates = [
+        make_gate(folder, *gate_name(number), port, keys, heartbeat_s=60.0)
+        for number in range(first, first + count)
+    ]
     publics = [{"site": g.site, "gate": g.gate, "key": public_text(g.signer.public)} for g in gates]
     (folder / f"keys-{first}.json").write_text(json.dumps(publics))
     for gate in gates:
         gate.publisher.start()
-    while not all(gate.publisher.connected for gate in gates):
-        time.sleep(0.05)
+    if not connected(gates, 300.0):
+        raise SystemExit("not every gate could connect")
     print("ready", flush=True)
     if sys.stdin.readline().strip() != "go":
         return
     figures = burst(gates, float(settings["rate"]), float(settings["seconds"]))
-    figures["drained_s"] = drained(gates, 300.0)
+    figures["drained_s"] = drained_after(gates, 300.0)
     print(json.dumps(figures), flush=True)
-    sys.stdin.read()  # until bench.fleet is done with us
+    sys.stdin.read()  # until bench.fleet is done with us: the gates answer commands meanwhile
     for gate in gates:
-        gate.publisher.stop(timeout_s=2.0)
-        gate.outbox.close()
+        gate.close()
 
 
 if __name__ == "__main__":
