@@ -9,12 +9,13 @@ import dataclasses
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from monitor.dashboard.errors import DashboardError
+from monitor.resend import Answer, Ask, Sender
 from mqtt.remote import (
     CommandError,
     GateReply,
@@ -109,3 +110,12 @@ class CommandSender:
         )
         replies = send_command(broker, self.prefix, command, timeout_s=self.timeout_s)
         return command.id, replies
+
+    def resend(self, asks: Sequence[Ask]) -> list[Answer]:
+        """Ask gates to send again what the store misses (monitor.resend), as `qrgate
+        report gaps --resend` does; each gate's answer."""
+        broker = dataclasses.replace(
+            self.broker, client_id=f"qrgate-dashboard-{secrets.token_hex(6)}"
+        )
+        sender = Sender(broker, self.prefix, self.key, self.kid, self.timeout_s, self.lifetime_s)
+        return sender.ask(asks)
