@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import signal
 import socket
 import sys
@@ -44,6 +45,24 @@ def db_option(func: F) -> F:
     )(func)
 
 
+def login_options(func: F) -> F:
+    """How to prove who we are to the broker (as the gates do)."""
+    options = [
+        click.option(
+            "--ca-file", type=ExistingFile, help="CA certificate(s) to verify the broker (TLS)."
+        ),
+        click.option("--cert-file", type=ExistingFile, help="Client certificate (TLS)."),
+        click.option(
+            "--key-file", type=ExistingFile, help="Client certificate's private key (TLS)."
+        ),
+        click.option("--username", default=None, help="MQTT user name."),
+        click.option("--password-file", type=ExistingFile, help="File holding the MQTT password."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 # ---- qrgate monitor -------------------------------------------------------------------
 
 
@@ -74,11 +93,7 @@ def db_option(func: F) -> F:
     "[default: 604800, a week; with --shared: 0, a clean session].",
 )
 @click.option("--quiet", is_flag=True, help="No live view: log only (for a service).")
-@click.option("--ca-file", type=ExistingFile, help="CA certificate(s) to verify the broker (TLS).")
-@click.option("--cert-file", type=ExistingFile, help="Client certificate (TLS).")
-@click.option("--key-file", type=ExistingFile, help="Client certificate's private key (TLS).")
-@click.option("--username", default=None, help="MQTT user name.")
-@click.option("--password-file", type=ExistingFile, help="File holding the MQTT password.")
+@login_options
 @click.option(
     "--http",
     default=None,
@@ -488,11 +503,7 @@ def contacts(*, subject: str, start: str, end: str, db: str, form: str, zone: tz
 @click.option("--prefix", default="qrgate", show_default=True, help="The gates' topic prefix.")
 @click.option("--command-key", type=ExistingFile, help="The centre's command key (PEM).")
 @click.option("--command-kid", default=None, help="That key's id in the gates' key set.")
-@click.option("--ca-file", type=ExistingFile, help="CA certificate(s) of the broker (TLS).")
-@click.option("--cert-file", type=ExistingFile, help="Client certificate (TLS).")
-@click.option("--key-file", type=ExistingFile, help="Client certificate's private key (TLS).")
-@click.option("--username", default=None, help="MQTT user name.")
-@click.option("--password-file", type=ExistingFile, help="File holding the MQTT password.")
+@login_options
 @click.option(
     "--timeout",
     type=click.FloatRange(0.1, 600),
@@ -533,7 +544,6 @@ def resend_sender(options: dict[str, Any]) -> Any:
     """The command key and broker for --resend; usage errors for what is missing."""
     from monitor.resend import Sender
     from mqtt.remote import CommandError, load_signing_key
-    from mqtt.settings import BrokerSettings, TlsSettings
 
     needed = [name for name in ("broker", "command_key", "command_kid") if not options[name]]
     if needed:
@@ -544,15 +554,7 @@ def resend_sender(options: dict[str, Any]) -> Any:
         key = load_signing_key(options["command_key"])
     except CommandError as error:
         raise click.BadParameter(str(error), param_hint="--command-key") from None
-    files = (endpoint.ca_file, endpoint.cert_file, endpoint.key_file)
-    broker = BrokerSettings(
-        host=endpoint.host,
-        port=endpoint.port,
-        client_id=f"qrgate-resend-{socket.gethostname()[:20]}-{time.monotonic_ns() % 10**9}",
-        tls=TlsSettings(*files) if endpoint.tls else None,
-        username=endpoint.username,
-        password=endpoint.password,
-    )
+    broker = endpoint.settings(f"qrgate-resend-{secrets.token_hex(6)}")
     return Sender(broker, options["prefix"], key, options["command_kid"], options["timeout"])
 
 
@@ -586,7 +588,7 @@ def ask_to_resend(store: Any, site: str | None, sender: Any, wait_s: float) -> b
     gates = [row for row in store.gates() if site in (None, row.site)]
     asks = plan(store.gaps(site), gates)
     try:
-        answers = sender.ask(asks)
+        answers = sender.resend(asks)
     except MqttError as error:
         raise click.ClickException(f"cannot ask the gates: {error}") from None
     for answer in answers:

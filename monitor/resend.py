@@ -86,7 +86,7 @@ def bounded(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
     return tuple(kept)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Sender:
     """The centre's command key and a broker to reach the gates through."""
 
@@ -97,7 +97,7 @@ class Sender:
     timeout_s: float = 10.0
     lifetime_s: float = 60.0
 
-    def ask(self, asks: Sequence[Ask]) -> list[Answer]:
+    def resend(self, asks: Sequence[Ask]) -> list[Answer]:
         """Send every ask over one connection; each gate's answer (or `no reply`)."""
         commands = [
             sign_command(

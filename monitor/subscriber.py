@@ -1,4 +1,4 @@
-"""The monitor's MQTT side: one persistent MQTT v5 session that sees every gate.
+"""The monitor's MQTT side: one MQTT v5 session that sees every gate.
 
 paho's network thread only queues what arrives; one writer thread takes what is queued
 in batches, stores each batch in one transaction, and only then acknowledges its
@@ -44,7 +44,7 @@ from monitor.errors import StoreRefusedError, StoreUnavailableError
 from monitor.ingest import EventRecord, Record, Rejected, classify, reject
 from monitor.state import LiveState
 from monitor.store import Store
-from mqtt.settings import MAX_PACKET_BYTES
+from mqtt.settings import MAX_PACKET_BYTES, BrokerSettings, TlsSettings
 from mqtt.topics import check_level, monitor_filters
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,18 @@ class Broker:
     key_file: Path | None = None
     username: str | None = None
     password: str | None = None
+
+    def settings(self, client_id: str) -> BrokerSettings:
+        """As the mqtt package's links take it (commands are sent through these)."""
+        files = (self.ca_file, self.cert_file, self.key_file)
+        return BrokerSettings(
+            host=self.host,
+            port=self.port,
+            client_id=client_id,
+            tls=TlsSettings(*files) if self.tls else None,
+            username=self.username,
+            password=self.password,
+        )
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Broker:

@@ -19,7 +19,6 @@ from monitor.resend import Answer, Ask, Sender
 from mqtt.remote import (
     CommandError,
     GateReply,
-    SigningKey,
     load_signing_key,
     send_command,
     sign_command,
@@ -54,13 +53,9 @@ class Pending:
 
 
 @dataclass
-class CommandSender:
-    broker: BrokerSettings
-    prefix: str
-    key: SigningKey
-    kid: str
-    timeout_s: float = 10.0
-    lifetime_s: float = 60.0
+class CommandSender(Sender):
+    """The dashboard's commands: held for a confirmation, then signed and sent."""
+
     clock: Callable[[], float] = time.time
     _pending: dict[str, Pending] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -117,5 +112,4 @@ class CommandSender:
         broker = dataclasses.replace(
             self.broker, client_id=f"qrgate-dashboard-{secrets.token_hex(6)}"
         )
-        sender = Sender(broker, self.prefix, self.key, self.kid, self.timeout_s, self.lifetime_s)
-        return sender.ask(asks)
+        return Sender(broker, self.prefix, self.key, self.kid, self.timeout_s).resend(asks)
