@@ -44,6 +44,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -232,7 +233,7 @@ def start_monitor(
 # ---- the store -------------------------------------------------------------------------
 
 
-class Counter:
+class StoreCount:
     """Samples the store's count of events once a second, in a thread of its own."""
 
     def __init__(self, url: str) -> None:
@@ -252,7 +253,7 @@ class Counter:
         while not self._stop.wait(1.0):
             self.samples.append((time.monotonic(), self.now()))
 
-    def start(self) -> Counter:
+    def start(self) -> StoreCount:
         self._thread.start()
         return self
 
@@ -304,6 +305,7 @@ class Outcome:
     resend_s: float = 0.0
     resend_code: int = 0
     complete: int = 0  # events stored after the resend
+    answers: dict[str, int] = field(default_factory=dict)  # the gates' answers, counted
 
     @property
     def published(self) -> int:
@@ -317,7 +319,7 @@ def run(args: argparse.Namespace, workdir: Path, gatedir: Path) -> None:
     try:
         url = postgres.create_database("fleet")
         Store(url).close()
-        counter = Counter(url)
+        counter = StoreCount(url)
         counter.connection.execute(INSERTED)
         command_key, command_keys = centre_key(workdir)
         (gatedir / "command-keys.json").write_text(json.dumps(command_keys))
@@ -368,7 +370,7 @@ def burst(
     gates: list[subprocess.Popen[str]],
     monitors: list[subprocess.Popen[bytes]],
     parts: Parts,
-    counter: Counter,
+    counter: StoreCount,
 ) -> Outcome:
     """Start the gates' burst, kill a monitor halfway, wait for the store to settle."""
     parts.mark()
@@ -388,7 +390,7 @@ def burst(
 
 
 def resend(
-    outcome: Outcome, broker: Mosquitto, url: str, command_key: Path, counter: Counter
+    outcome: Outcome, broker: Mosquitto, url: str, command_key: Path, counter: StoreCount
 ) -> Outcome:
     """`qrgate report gaps --resend --wait`: how long until the store is complete."""
     asked_ms = time.time() * 1000
@@ -401,11 +403,23 @@ def resend(
     )  # fmt: skip
     took = time.monotonic() - started
     complete = counter.now()
-    if done.returncode != 0:
-        print(done.stderr[-2000:], file=sys.stderr)
-    return dataclasses.replace(
-        outcome, asked_ms=asked_ms, resend_s=took, resend_code=done.returncode, complete=complete
+    answers = Counter(
+        answer(line) for line in done.stderr.splitlines() if line.startswith("resend ")
     )
+    return dataclasses.replace(
+        outcome,
+        asked_ms=asked_ms,
+        resend_s=took,
+        resend_code=done.returncode,
+        complete=complete,
+        answers=dict(answers),
+    )
+
+
+def answer(line: str) -> str:
+    """A gate's answer in a line of `report gaps --resend`: ok, no reply, rejected..."""
+    outcome = line.rsplit(": ", 1)[1]
+    return outcome.split(" (")[0].split(":")[0]
 
 
 def stop_all(processes: list[subprocess.Popen[Any]]) -> None:
@@ -422,7 +436,7 @@ def stop_all(processes: list[subprocess.Popen[Any]]) -> None:
 
 
 def report(
-    args: argparse.Namespace, outcome: Outcome, counter: Counter, bare: BareSubscriber
+    args: argparse.Namespace, outcome: Outcome, counter: StoreCount, bare: BareSubscriber
 ) -> None:
     rates = counter.rates(outcome.go, outcome.burst_end)
     burst_s = outcome.burst_end - outcome.go
@@ -451,9 +465,11 @@ def report(
     )
     missing = outcome.published - outcome.stored
     print(f"stored {outcome.stored} of {outcome.published}: {missing} missing after the kill")
+    said = ", ".join(f"{count} {what}" for what, count in sorted(outcome.answers.items()))
     print(
         f"qrgate report gaps --resend --wait: exit {outcome.resend_code} after "
-        f"{outcome.resend_s:.1f} s; stored {outcome.complete} of {outcome.published}"
+        f"{outcome.resend_s:.1f} s (gates' answers: {said}); stored {outcome.complete} of "
+        f"{outcome.published}"
     )
     table("CPU over the burst (% of one core)", outcome.cpu, ("part", "CPU %"))
 
