@@ -14,10 +14,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from monitor.records import Gap, GateRow
 from mqtt.outbox import MAX_RESEND
-from mqtt.remote import SigningKey, send_commands, sign_command
+from mqtt.remote import SignedCommand, SigningKey, send_commands, sign_command
 from mqtt.settings import BrokerSettings
 
 SETTLED_S = 2.0  # the store's count unchanged this long, the gaps asked for closed: done
@@ -35,8 +36,8 @@ class Ask:
     after: int | None
 
     @property
-    def args(self) -> dict[str, object]:
-        args: dict[str, object] = {"ranges": [list(pair) for pair in self.ranges]}
+    def args(self) -> dict[str, Any]:
+        args: dict[str, Any] = {"ranges": [list(pair) for pair in self.ranges]}
         if self.after is not None:
             args["after"] = self.after
         return args
@@ -97,20 +98,21 @@ class Sender:
     timeout_s: float = 10.0
     lifetime_s: float = 60.0
 
+    def sign(self, name: str, site: str, gate: str | None, args: dict[str, Any]) -> SignedCommand:
+        """A command signed with the centre's key, as `qrgate cmd` signs it."""
+        return sign_command(
+            name,
+            key=self.key,
+            kid=self.kid,
+            site=site,
+            gate=gate,
+            args=args,
+            lifetime_s=self.lifetime_s,
+        )
+
     def resend(self, asks: Sequence[Ask]) -> list[Answer]:
         """Send every ask over one connection; each gate's answer (or `no reply`)."""
-        commands = [
-            sign_command(
-                "resend",
-                key=self.key,
-                kid=self.kid,
-                site=ask.site,
-                gate=ask.gate,
-                args=ask.args,
-                lifetime_s=self.lifetime_s,
-            )
-            for ask in asks
-        ]
+        commands = [self.sign("resend", ask.site, ask.gate, ask.args) for ask in asks]
         replies = {
             (reply.site, reply.gate): reply.reply
             for reply in send_commands(self.broker, self.prefix, commands, timeout_s=self.timeout_s)

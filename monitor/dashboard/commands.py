@@ -21,7 +21,6 @@ from mqtt.remote import (
     GateReply,
     load_signing_key,
     send_command,
-    sign_command,
 )
 from mqtt.settings import BrokerSettings
 
@@ -89,15 +88,7 @@ class CommandSender(Sender):
 
     def send(self, request: Request) -> tuple[str, list[GateReply]]:
         """Sign and send; the command's id and the replies that came within the timeout."""
-        command = sign_command(
-            request.name,
-            key=self.key,
-            kid=self.kid,
-            site=request.site,
-            gate=request.gate,
-            args=request.args,
-            lifetime_s=self.lifetime_s,
-        )
+        command = self.sign(request.name, request.site, request.gate, request.args)
         # A client id of its own per command: never the monitor's (the broker would throw
         # the monitor's session off), never shared by two commands sent at once.
         broker = dataclasses.replace(
