@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Final, Literal, get_args
 
 from scanner.credentials.cccd import parse_cccd
 from scanner.credentials.kinds import Credential, classify
-from scanner.credentials.passes import PassVerifier
 from scanner.errors import ConfigError
 from scanner.state.store import AllowKind, Mode, Store, StoreError
 
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
 
     from scanner.clock import Clock
     from scanner.config import Config, PolicySection
+    from scanner.credentials.passes import PassVerifier
 
 Reason = Literal[
     "ok",
@@ -144,9 +144,15 @@ class Policy:
 
     @classmethod
     def from_config(cls, config: Config, store: Store, clock: Clock) -> Policy:
-        """The gate's policy; reads the JWKS when passes are accepted (ConfigError if bad)."""
+        """The gate's policy; reads the JWKS when passes are accepted (ConfigError if bad).
+
+        A kind's module, and the libraries it needs, is imported here and only when the
+        kind is accepted: a gate carries no weight for kinds it turns away.
+        """
         passes = None
         if "pass" in config.policy.accept:
+            from scanner.credentials.passes import PassVerifier
+
             passes = PassVerifier(
                 config.passes.jwks,
                 config.passes.algorithms,

@@ -9,15 +9,15 @@ symbol not yet read gets every frame's fresh noise.
 
 The comparison is on a sparse grid, every 8th pixel of every 8th row (4,800 of a 640x480
 frame, microseconds), against the grid of the last frame looked at, not of the previous
-frame: a slow drift adds up until it counts. A grid point has moved when it changed by
-more than `LEVEL` grey levels, or by more than a quarter of the view's spread of levels
-when that is less: in a dim view a whole code spans fewer than 24 levels, and its sensor
-noise then moves points that far all the time, so a dim view is never skipped. The
-smallest readable code, a version 1 QR code with 1.5-pixel modules, covers some 30 grid
-points and moves half of them; sensor noise in a normal light (a few grey levels) moves
-a point that far almost never, and a noisier view simply changes every frame. Even an
-unchanged view is looked at every `LOOK_EVERY` frames, for the case the grid cannot see:
-a code held perfectly still whose first frame showed nothing, and whose next might.
+frame: a slow drift adds up until it counts. The view has changed when more than a few
+grid points moved further than sensor noise moves them: five times the mean move
+between two frames of the still view (learnt while it is still: about 11 grey levels at
+a noise of 2), never more than 24 levels, nor more than a quarter of the view's spread
+of levels. A code coming into focus moves dozens of points by more than that at every
+step; in a dim view, where a whole code spans fewer levels than noise moves a point,
+every frame counts as changed, and nothing is skipped. Even an unchanged view is looked
+at every `LOOK_EVERY` frames, for the case the grid cannot see: a code held perfectly
+still whose first frame showed nothing, and whose next might.
 """
 
 from __future__ import annotations
@@ -26,9 +26,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 STRIDE = 8  # grid spacing in pixels, along rows and columns
-LEVEL = 24  # grey levels a grid point must move to count as changed, at most...
+LEVEL = 24  # grey levels a grid point must move to count as moved, at most...
 SPREAD_SHARE = 0.25  # ...and at most this share of the view's spread of levels
 SPREAD_STRIDE = 32  # the spread is measured on a coarser grid still
+NOISE_MOVES = 5.0  # a point has moved when it moved this many times the noise's mean move
+MIN_LEVEL = 6.0  # ...but at least this many grey levels
+LEARNING = 0.1  # weight of each still frame in the noise's mean move
 MOVED_POINTS = 4  # more grid points than this moved: the view changed
 LOOK_EVERY = 8  # frames: an unchanged view is still looked at this often
 
@@ -43,7 +46,8 @@ class ChangeWatch:
             raise ValueError(f"look_every must be at least 1, not {look_every}")
         self._look_every = look_every
         self._reference: Grid | None = None
-        self._level = float(LEVEL)
+        self._cap = float(LEVEL)  # the most a point must move, for the view looked at
+        self._noise: float | None = None  # mean move of a grid point in a still view
         self._quiet = False  # the last frame looked at showed no evidence of a code
         self._skipped = 0  # frames skipped since the last one looked at
 
@@ -55,8 +59,11 @@ class ChangeWatch:
         grid = image[::STRIDE, ::STRIDE]
         if grid.shape != self._reference.shape:
             return False
-        moved = np.count_nonzero(np.abs(grid.astype(np.int16) - self._reference) > self._level)
-        if moved > MOVED_POINTS:
+        moves = np.abs(grid.astype(np.int16) - self._reference)
+        changed = np.count_nonzero(moves > self.level) > MOVED_POINTS
+        if np.count_nonzero(moves > self._cap) <= MOVED_POINTS:
+            self._learn_noise(float(moves.mean()))  # nothing moved far: mostly noise
+        if changed:
             return False
         self._skipped += 1
         return True
@@ -64,9 +71,22 @@ class ChangeWatch:
     def looked_at(self, image: NDArray[np.uint8], evidence: bool) -> None:
         """The decoder looked at `image`; `evidence`: it read or located a code there."""
         self._reference = image[::STRIDE, ::STRIDE].astype(np.int16)
-        self._level = min(LEVEL, SPREAD_SHARE * spread(image))
+        self._cap = min(LEVEL, SPREAD_SHARE * spread(image))
         self._quiet = not evidence
         self._skipped = 0
+
+    @property
+    def level(self) -> float:
+        """Grey levels a grid point must move to count as moved."""
+        if self._noise is None:
+            return self._cap
+        return min(self._cap, max(MIN_LEVEL, NOISE_MOVES * self._noise))
+
+    def _learn_noise(self, mean_move: float) -> None:
+        if self._noise is None:
+            self._noise = mean_move
+        else:
+            self._noise += LEARNING * (mean_move - self._noise)
 
 
 def spread(image: NDArray[np.uint8]) -> int:
