@@ -104,9 +104,13 @@ def write_config(folder: Path, stack: Path, port: int, jwks: Path, skip: bool) -
 # Reading a process from outside
 
 
-def proc_stat_seconds(path: Path) -> float:
-    """utime + stime of a process or thread, in seconds."""
-    fields = path.read_text().rpartition(")")[2].split()
+def task_seconds(task: Path) -> float:
+    """CPU time of a thread in seconds: the scheduler's count in nanoseconds where the
+    kernel keeps one (a thread using 1 % of a core adds only one 10 ms tick a second to
+    utime + stime), else utime + stime."""
+    with contextlib.suppress(OSError):
+        return int((task / "schedstat").read_text().split()[0]) / 1e9
+    fields = (task / "stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
@@ -114,7 +118,7 @@ def thread_seconds(pid: int) -> dict[int, float]:
     seconds = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(OSError):  # a thread that ended meanwhile
-            seconds[int(task.name)] = proc_stat_seconds(task / "stat")
+            seconds[int(task.name)] = task_seconds(task)
     return seconds
 
 
@@ -130,26 +134,25 @@ def memory_mb(pid: int) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class Reading:
-    """CPU seconds used so far: the daemon, each of its threads, the bare loop."""
+    """CPU seconds used so far by each thread of the daemon and of the bare loop."""
 
     at: float
-    daemon: float
-    threads: dict[int, float]
-    bare: float
+    daemon: dict[int, float]
+    bare: dict[int, float]
 
     @classmethod
     def take(cls, daemon: int, bare: int) -> Reading:
-        return cls(
-            time.monotonic(),
-            proc_stat_seconds(Path(f"/proc/{daemon}/stat")),
-            thread_seconds(daemon),
-            proc_stat_seconds(Path(f"/proc/{bare}/stat")),
-        )
+        return cls(time.monotonic(), thread_seconds(daemon), thread_seconds(bare))
+
+
+def percents(start: dict[int, float], end: dict[int, float], wall: float) -> dict[int, float]:
+    """Percent of one core per thread alive at both readings."""
+    return {tid: 100 * (end[tid] - seconds) / wall for tid, seconds in start.items() if tid in end}
 
 
 @dataclass(frozen=True)
 class Window:
-    """Percent of one core over one window, for the daemon, a thread, the bare loop."""
+    """Percent of one core over one window: the daemon, each of its threads, the bare loop."""
 
     daemon: float
     threads: dict[int, float]
@@ -158,14 +161,9 @@ class Window:
     @classmethod
     def between(cls, start: Reading, end: Reading) -> Window:
         wall = end.at - start.at
-        threads = {
-            tid: 100 * (end.threads[tid] - seconds) / wall
-            for tid, seconds in start.threads.items()
-            if tid in end.threads
-        }
-        return cls(
-            100 * (end.daemon - start.daemon) / wall, threads, 100 * (end.bare - start.bare) / wall
-        )
+        threads = percents(start.daemon, end.daemon, wall)
+        bare = sum(percents(start.bare, end.bare, wall).values())
+        return cls(sum(threads.values()), threads, bare)
 
 
 def thread_names(pid: int) -> dict[int, str]:
@@ -306,6 +304,15 @@ class Run:
 
     def ratios(self, part: str) -> list[float]:
         return [self.ours(window, part) / window.bare for window in self.windows if window.bare]
+
+    def by_thread(self) -> dict[str, float]:
+        """Mean percent of one core by thread name (threads without one summed)."""
+        shares: dict[str, float] = {}
+        for window in self.windows:
+            for tid, percent in window.threads.items():
+                name = self.names.get(tid) or ("native, not Python" if self.names else "unnamed")
+                shares[name] = shares.get(name, 0.0) + percent / len(self.windows)
+        return shares
 
     def ours(self, window: Window, part: str) -> float:
         if part == "daemon":
@@ -461,25 +468,21 @@ def memory_table(runs: list[Run]) -> list[str]:
 
 
 def thread_table(runs: list[Run]) -> list[str]:
-    head = " | ".join(run.label for run in runs)
+    shares = [run.by_thread() for run in runs]
+    names = sorted(
+        {name for share in shares for name in share},
+        key=lambda name: max(share.get(name, 0.0) for share in shares),
+        reverse=True,
+    )
     rows = [
         "**CPU by thread** (% of one core, over the windows)",
         "",
-        f"| thread | {head} |",
+        f"| thread | {' | '.join(run.label for run in runs)} |",
         "|---" * (len(runs) + 1) + "|",
     ]
-    named: dict[str, list[str]] = {}
-    for index, run in enumerate(runs):
-        for tid in run.windows[0].threads:
-            name = run.names.get(tid) or ("native, not Python" if run.names else f"id {tid}")
-            share = sum(window.threads.get(tid, 0.0) for window in run.windows) / len(run.windows)
-            cells = named.setdefault(name, ["-"] * len(runs))
-            previous = 0.0 if cells[index] == "-" else float(cells[index].split()[0])
-            cells[index] = f"{previous + share:.2f} %"
-    order = sorted(
-        named, key=lambda name: -max(float(c.split()[0]) for c in named[name] if c != "-")
-    )
-    rows += [f"| {name} | {' | '.join(named[name])} |" for name in order]
+    for name in names:
+        cells = " | ".join(f"{share[name]:.2f} %" if name in share else "-" for share in shares)
+        rows.append(f"| {name} | {cells} |")
     return rows
 
 
