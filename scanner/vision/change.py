@@ -35,7 +35,7 @@ LEARNING = 0.1  # weight of each still frame in the noise's mean move
 MOVED_POINTS = 4  # more grid points than this moved: the view changed
 LOOK_EVERY = 8  # frames: an unchanged view is still looked at this often
 
-Grid = NDArray[np.int16]
+Grid = NDArray[np.uint8]
 
 
 class ChangeWatch:
@@ -56,13 +56,13 @@ class ChangeWatch:
         of a code, and this one shows the same view (counted as skipped)."""
         if not self._quiet or self._reference is None or self._skipped + 1 >= self._look_every:
             return False
-        grid = image[::STRIDE, ::STRIDE]
+        grid = np.ascontiguousarray(image[::STRIDE, ::STRIDE])
         if grid.shape != self._reference.shape:
             return False
-        moves = np.abs(grid.astype(np.int16) - self._reference)
+        moves = np.maximum(grid, self._reference) - np.minimum(grid, self._reference)
         changed = np.count_nonzero(moves > self.level) > MOVED_POINTS
-        if np.count_nonzero(moves > self._cap) <= MOVED_POINTS:
-            self._learn_noise(float(moves.mean()))  # nothing moved far: mostly noise
+        if np.count_nonzero(moves > self._cap) <= MOVED_POINTS:  # nothing moved far: noise
+            self._learn_noise(int(moves.sum(dtype=np.uint32)) / moves.size)
         if changed:
             return False
         self._skipped += 1
@@ -70,7 +70,7 @@ class ChangeWatch:
 
     def looked_at(self, image: NDArray[np.uint8], evidence: bool) -> None:
         """The decoder looked at `image`; `evidence`: it read or located a code there."""
-        self._reference = image[::STRIDE, ::STRIDE].astype(np.int16)
+        self._reference = image[::STRIDE, ::STRIDE].copy()
         self._cap = min(LEVEL, SPREAD_SHARE * spread(image))
         self._quiet = not evidence
         self._skipped = 0

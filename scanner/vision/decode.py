@@ -8,9 +8,10 @@ reads more than either alone while keeping the empty frame, the common case, che
    binarizer, inverted codes, downscaled copies), then zxing-cpp's GlobalHistogram
    binarizer at full size only, which keeps low-contrast, noisy and glared codes that
    the local binarizer breaks up, for a fifth of a bare call. In a dim frame (zxing-cpp
-   takes contrast under 24 grey levels for flat) the local binarizer also reads, and the
-   histogram one only reads, the frame with its levels stretched to the full range.
-   Every pass also reports symbols it located but could not read: the evidence of a code.
+   takes contrast under 24 grey levels for flat) both binarizers read the frame binned
+   2x2, which halves the sensor noise, with its levels stretched to the full range,
+   instead. Every pass also reports symbols it located but could not read: the
+   evidence of a code.
 2. Second look, cheapest first: the FixedThreshold binarizer on the whole frame; a 2x
    upscaled crop around every located-but-unread symbol (1.5-2 px modules); pyzbar on
    the whole frame (ten to twenty times dearer than zxing-cpp, and it reads some codes,
@@ -58,6 +59,7 @@ HISTOGRAM = zxingcpp.Binarizer.GlobalHistogram
 FIXED = zxingcpp.Binarizer.FixedThreshold
 
 UPSCALE = 2
+BIN = 2  # a dim frame's first pass reads it binned, BIN x BIN pixels to one
 # A crop spans the located symbol and this many of its sizes on every side: zxing-cpp
 # often locates a false, smaller symbol inside a real code it cannot read.
 CROP_MARGIN = 1.0
@@ -324,34 +326,34 @@ class LayeredDecoder:
             self.skipped += 1
             return []
         found = Found()
-        view, located = self._first_pass(image, found)
+        dim = is_dim(image)
+        located = self._first_pass(image, dim, found)
         self.evidence = bool(found or located)
         if self._watch is not None:
             self._watch.looked_at(image, self.evidence)
         if self._budget is None:
-            self._second_look(image, view, located, found)
+            self._second_look(image, dim, located, found)
         elif not found and located and self._budget.allows():
             start = self._clock()
-            self._second_look(image, view, located, found)
+            self._second_look(image, dim, located, found)
             self._budget.spend(self._clock() - start)
         return found.codes()
 
-    def _first_pass(self, image: Gray, found: Found) -> tuple[Gray, list[Corners]]:
-        """Read what the first pass reads; return the view the rest should look at (the
-        frame, or its levels stretched when it is dim) and the symbols located."""
+    def _first_pass(self, image: Gray, dim: bool, found: Found) -> list[Corners]:
+        """Read what the first pass reads; return the symbols it located."""
         self.first_passes += 1
-        view = stretched(image) if is_dim(image) else image
         located: list[Corners] = []
-        for read in first_reads(image, view):
+        for read in first_reads(image, dim):
             codes, seen = read()
             found.add(codes)
             located += seen
             if found and self.live:
                 break
-        return view, located
+        return located
 
-    def _second_look(self, image: Gray, view: Gray, located: list[Corners], found: Found) -> None:
+    def _second_look(self, image: Gray, dim: bool, located: list[Corners], found: Found) -> None:
         self.second_looks += 1
+        view = stretched(image) if dim else image
         for look in self._looks(image, view, located):
             found.add(look())
             if found and self.live:
@@ -360,7 +362,8 @@ class LayeredDecoder:
     def _looks(
         self, image: Gray, view: Gray, located: list[Corners]
     ) -> Iterator[Callable[[], list[Code]]]:
-        """The second-look stages, cheapest first."""
+        """The second-look stages, cheapest first; `view` is the frame, or in a dim frame
+        its levels stretched."""
         yield lambda: zxing_read(view, FIXED)[0]
         for box in crop_boxes(view.shape, located):
             yield partial(read_upscaled, view, box)
@@ -371,13 +374,44 @@ class LayeredDecoder:
 Read = Callable[[], tuple[list[Code], list[Corners]]]
 
 
-def first_reads(image: Gray, view: Gray) -> Iterator[Read]:
-    """The first pass's reads, in order: bare zxing-cpp on the frame, then (on a dim frame)
-    on its stretched view, then the histogram binarizer at full size on the view."""
+def first_reads(image: Gray, dim: bool) -> Iterator[Read]:
+    """The first pass's reads, in order: bare zxing-cpp on the frame, then the histogram
+    binarizer at full size; in a dim frame, both binarizers on the frame binned and
+    stretched instead of the histogram one on the frame."""
     yield partial(zxing_read, image)
-    if view is not image:
-        yield partial(zxing_read, view)
-    yield partial(zxing_read, view, HISTOGRAM, full_size_only=True)
+    if dim:
+        yield partial(read_dim, image)
+    else:
+        yield partial(zxing_read, image, HISTOGRAM, full_size_only=True)
+
+
+def read_dim(image: Gray) -> tuple[list[Code], list[Corners]]:
+    """Both binarizers at full size on the frame binned 2x2 (half the sensor noise, a
+    quarter of the pixels) with its levels stretched; positions in frame pixels."""
+    view = stretched(binned(image))
+    codes, located = zxing_read(view, full_size_only=True)
+    more, seen = zxing_read(view, HISTOGRAM, full_size_only=True)
+    return (
+        [rescaled(code, BIN) for code in codes + more],
+        [tuple((x * BIN, y * BIN) for x, y in points) for points in located + seen],
+    )
+
+
+def binned(image: Gray) -> Gray:
+    """The frame at half its size, each pixel the mean of 2x2."""
+    height, width = image.shape[0] // BIN * BIN, image.shape[1] // BIN * BIN
+    sums = image[:height:2, :width:2].astype(np.uint16)
+    sums += image[1:height:2, :width:2]
+    sums += image[:height:2, 1:width:2]
+    sums += image[1:height:2, 1:width:2]
+    return (sums // 4).astype(np.uint8)
+
+
+def rescaled(code: Code, scale: float, offset: Point = (0, 0)) -> Code:
+    """`code` with its corners taken from a resized or cropped image back to the frame."""
+    x0, y0 = offset
+    position = tuple((x0 + int(x * scale), y0 + int(y * scale)) for x, y in code.position)
+    return Code(code.payload, code.text, position, code.backend)
 
 
 def check_gray(image: Gray) -> None:
@@ -452,12 +486,4 @@ def read_upscaled(image: Gray, box: Box) -> list[Code]:
         crop.resize((crop.width * UPSCALE, crop.height * UPSCALE), Image.Resampling.BICUBIC)
     )
     codes, _ = zxing_read(large)
-    return [
-        Code(
-            code.payload,
-            code.text,
-            tuple((x0 + x // UPSCALE, y0 + y // UPSCALE) for x, y in code.position),
-            code.backend,
-        )
-        for code in codes
-    ]
+    return [rescaled(code, 1 / UPSCALE, (x0, y0)) for code in codes]
