@@ -2,11 +2,12 @@
 
     .venv/bin/python -m bench.decode [--frames N] [--per-condition N] [--corpus DIR]
 
-Speed: ms per frame (median, p95, mean) on 640x480 and 1280x720 frames with and without
-a code, for bare zxing-cpp (QR formats), bare pyzbar (QR only), our live path (as the
-daemon runs it: second looks only with evidence of a code, `second_look_share` of a core
-at 30 fps simulated by the budget's clock, unchanged frames skipped) and our still-image
-path (`qrgate decode`). The ratio is ours / bare zxing-cpp.
+Speed: ms of CPU per frame (median, p95, mean; the contenders take turns on each frame)
+on 640x480 and 1280x720 frames with and without a code, and on dim empty frames, for
+bare zxing-cpp (QR formats), bare pyzbar (QR only), our live path (second looks only
+with evidence of a code, `second_look_share` of a core at 30 fps simulated by the
+budget's clock; every frame decoded: skipping unchanged frames is measured with the frame
+loop) and our still-image path (`qrgate decode`). The ratio is ours / bare zxing-cpp.
 
 Read rates: on ../shared/corpus/qr-photos (or --corpus) when present (expected payloads
 read as bytes) and on a generated hard set (tests/support/hard_frames.py, cached in
@@ -143,14 +144,18 @@ def speed_frames(size: tuple[int, int], case: str, count: int = 8) -> list[Gray]
     return [render_qr(PASS, size, look, seed=seed) for seed, look in enumerate(looks)]
 
 
-def timings(read: Read, frames: list[Gray], calls: int) -> list[float]:
-    for frame in frames[:3]:  # warm up
-        read(frame)
-    times = []
+def timings(reads: dict[str, Read], frames: list[Gray], calls: int) -> dict[str, list[float]]:
+    """ms of this thread's CPU time per call, the contenders taking turns on each frame:
+    other processes' load then falls on all of them alike."""
+    for read in reads.values():
+        for frame in frames[:3]:  # warm up
+            read(frame)
+    times: dict[str, list[float]] = {name: [] for name in reads}
     for frame in itertools.islice(itertools.cycle(frames), calls):
-        start = time.perf_counter()
-        read(frame)
-        times.append((time.perf_counter() - start) * 1000)
+        for name, read in reads.items():
+            start = time.thread_time()
+            read(frame)
+            times[name].append((time.thread_time() - start) * 1000)
     return times
 
 
@@ -160,9 +165,8 @@ def speed_table(calls: int) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     for size, case in SPEED_CASES:
-        frames = speed_frames(size, case)
         label = f"{size[0]}x{size[1]}, {case}"
-        results = {name: timings(read, frames, calls) for name, read in contenders().items()}
+        results = timings(contenders(), speed_frames(size, case), calls)
         baseline = statistics.median(results["zxing-cpp (bare)"])
         for name, times in results.items():
             median, mean = statistics.median(times), statistics.fmean(times)
