@@ -18,9 +18,6 @@ from typing import Any
 
 from mqtt.commands import Command, Handler
 from mqtt.errors import CommandRejectedError
-from scanner.credentials.dcc.revocation import normalise_hash
-from scanner.credentials.dcc.trustlist import PUSHED_NAME as PUSHED_TRUST_LIST
-from scanner.credentials.dcc.trustlist import signers_from_json
 from scanner.daemon.gate import Gate
 from scanner.errors import ConfigError
 from scanner.state.store import ALLOW_KINDS, AllowEntry, AllowKind, Mode, Store, StoreError
@@ -130,6 +127,9 @@ class Remote:
     def trust_list(self, command: Command) -> str:
         """A new health-certificate trust list, kept in the state directory; it replaces
         `[dcc] trust_list` from now on and after restarts."""
+        # Health certificates' modules load only on gates that use them.
+        from scanner.credentials.dcc.trustlist import PUSHED_NAME, signers_from_json
+
         document = command.args.get("trust_list")
         try:
             usable = list(signers_from_json(document))
@@ -139,7 +139,7 @@ class Remote:
             raise CommandRejectedError("no usable signer certificate")
         if self._gate.policy.trust_list is None:
             raise CommandRejectedError('this gate does not accept "dcc"')
-        target = self._pushed_jwks.with_name(PUSHED_TRUST_LIST)  # the same state directory
+        target = self._pushed_jwks.with_name(PUSHED_NAME)  # the same state directory
         stage_file(target, json.dumps(document).encode()).replace(target)
         self._gate.policy.use_trust_list(target)
         trust = self._gate.policy.trust_list
@@ -150,6 +150,8 @@ class Remote:
 
 def dcc_hash(item: object) -> str:
     """A revocation hash from a command, in the stored form."""
+    from scanner.credentials.dcc.revocation import normalise_hash
+
     hashed = normalise_hash(item) if isinstance(item, str) else None
     if hashed is None:
         raise CommandRejectedError("each dcc hash must be 16 bytes in base64, or hex")

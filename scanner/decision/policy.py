@@ -35,11 +35,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
 from scanner.credentials.kinds import Credential, classify
-from scanner.credentials.passes import PassVerifier
-from scanner.decision.dcc import DccJudge
 from scanner.decision.listed import ListedJudge
 from scanner.decision.pairing import Held, Pairing
-from scanner.decision.passes import PassJudge
 from scanner.decision.verdict import (
     ADMITTED,
     DAEMON_REASONS,
@@ -60,6 +57,8 @@ if TYPE_CHECKING:
     from scanner.clock import Clock
     from scanner.config import Config, PolicySection
     from scanner.credentials.dcc.trustlist import TrustList
+    from scanner.credentials.passes import PassVerifier
+    from scanner.decision.dcc import DccJudge
 
 __all__ = ["DAEMON_REASONS", "REASONS", "Decision", "Policy", "Reason", "Verdict", "Waiting"]
 log = logging.getLogger(__name__)
@@ -121,7 +120,11 @@ class Policy:
         self._rules = rules
         self._store = store
         self._clock = clock
-        self._passes = PassJudge(passes, store) if passes is not None else None
+        self._passes = None
+        if passes is not None:
+            from scanner.decision.passes import PassJudge
+
+            self._passes = PassJudge(passes, store)
         self._dcc = dcc
         self._pairing = pairing
         recorded = set(rules.record_only)
@@ -146,9 +149,15 @@ class Policy:
     ) -> Policy:
         """The gate's policy; reads the JWKS when passes are accepted and the trust list
         when health certificates are (ConfigError if bad). `readonly`: make no file (the
-        health-certificate subject key), for checks that change nothing."""
+        health-certificate subject key), for checks that change nothing.
+
+        A kind's module, and the libraries it needs, is imported here and only when the
+        kind is accepted: a gate carries no weight for kinds it turns away.
+        """
         passes = None
         if "pass" in config.policy.accept:
+            from scanner.credentials.passes import PassVerifier
+
             passes = PassVerifier(
                 config.passes.jwks,
                 config.passes.algorithms,
@@ -396,6 +405,7 @@ def dcc_judge(config: Config, store: Store, readonly: bool) -> DccJudge:
     from scanner.credentials.dcc.subject import default_key_path, load_subject_key
     from scanner.credentials.dcc.trustlist import trust_list_in_use
     from scanner.credentials.dcc.verifier import DccVerifier
+    from scanner.decision.dcc import DccJudge
 
     section, skew = config.dcc, config.policy.clock_skew_s
     verifier = DccVerifier(trust_list_in_use(section.trust_list, config.store.path), skew)
