@@ -30,9 +30,11 @@ Examples, one per command and argument ("..." is --key ops.key.pem --kid ops-1 -
   qrgate cmd normal ...
   qrgate cmd emergency ... --gate gate-1
   qrgate cmd allowlist ... add='["W-1042", "W-1043"]' remove='["W-17"]'
-  qrgate cmd allowlist ... add='[{"subject": "001099012345", "kinds": ["cccd", "vnqr"], "name": "Trần Văn Dũng"}]'
-  qrgate cmd allowlist ... add='[{"subject": "W-1044", "kind": "badge", "birth_date": "1990-04-30"}]'
-  qrgate cmd allowlist ... add='[{"subject": "V-7", "valid_from": 1767225600, "valid_until": 1767312000}]'
+  qrgate cmd allowlist ... add='[{"subject": "001099012345", "kinds": ["cccd", "vnqr"]}]'
+  qrgate cmd allowlist ... add='[{"subject": "W-9", "kind": "badge", "name": "Lê Văn C"}]'
+  qrgate cmd allowlist ... add='[{"subject": "W-9", "name": "Lê An", "birth_date": "1990-04-30"}]'
+  qrgate cmd allowlist ... add='[{"subject": "V-7", "valid_from": 1767225600}]'
+  qrgate cmd allowlist ... add='[{"subject": "V-8", "valid_until": 1767312000}]'
   qrgate cmd allowlist ... version=12 entries=@allowlist.json
   qrgate cmd revoke ... jti='["5f0c9a7e-pass"]' subjects='["W-17"]' until=1767312000
   qrgate cmd revoke ... dcc='["cwi/yt0rCV2KiGwY9PYvHw=="]'
