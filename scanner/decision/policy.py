@@ -192,6 +192,13 @@ class Policy:
         return self._pairing is not None
 
     @property
+    def subject_stand_in(self) -> str | None:
+        """Why health certificates' subjects here are not the gate's (made with a key of
+        this process only: a read-only check before the gate made its key); None when
+        they are, or when health certificates are not accepted."""
+        return self._dcc.subject_stand_in if self._dcc is not None else None
+
+    @property
     def trust_list(self) -> TrustList | None:
         """The health-certificate trust list in use; None when dcc is not accepted."""
         return self._dcc.verifier.trust_list if self._dcc is not None else None
@@ -456,4 +463,5 @@ def dcc_judge(config: Config, store: Store, readonly: bool) -> DccJudge:
     key_path = section.subject_key_file or default_key_path(config.store.path)
     create = section.subject_key_file is None and not readonly
     key = load_subject_key(key_path, create=create)
-    return DccJudge(verifier, HealthRules.from_config(section, skew), store, key)
+    rules = HealthRules.from_config(section, skew)
+    return DccJudge(verifier, rules, store, key.secret, stand_in=key.stand_in)
