@@ -13,6 +13,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Mapping
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +186,8 @@ def stage_file(target: Path, content: bytes) -> Path:
 
 
 def allow_entry(item: object) -> AllowEntry:
-    """An allowlist entry from a command: a badge id, or {subject, name, kind(s), valid_*}."""
+    """An allowlist entry from a command: a badge id, or {subject, name, kind(s),
+    birth_date, valid_*}."""
     if isinstance(item, str):
         return AllowEntry(item)
     if not isinstance(item, dict):
@@ -198,8 +200,25 @@ def allow_entry(item: object) -> AllowEntry:
     if name is not None and not isinstance(name, str):
         raise CommandRejectedError("name must be text")
     return AllowEntry(
-        subject_of(item), name, kinds, item.get("valid_from"), item.get("valid_until")
+        subject_of(item),
+        name,
+        kinds,
+        item.get("valid_from"),
+        item.get("valid_until"),
+        birth_date(item.get("birth_date")),
     )
+
+
+def birth_date(value: object) -> date | None:
+    """An entry's birth date, YYYY-MM-DD (the store checks the year)."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, str) and len(value) == len("YYYY-MM-DD"):
+            return date.fromisoformat(value)
+    except ValueError:
+        pass
+    raise CommandRejectedError("birth_date must be a date, YYYY-MM-DD")
 
 
 def entry_kinds(item: dict[str, Any]) -> frozenset[AllowKind]:
