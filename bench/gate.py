@@ -17,14 +17,15 @@
    disk's floor under any durable append). Then frame to relay including the decode: a
    640x480 frame with the code through the live decoder, then the gate; baseline: a bare
    zxing-cpp read of the same frame.
-2. The daemon: `qrgate run` as a subprocess on a replay camera at 30 fps (640x480, mostly
-   nobody, a pass held up for 8 of every 48 frames), mock pins, the private broker,
-   commands disabled. After READY=1 (on a notify socket of ours) and a warm-up: CPU from
-   /proc/PID/stat over --seconds, per thread (named by py-spy when installed), VmRSS and
-   VmHWM. Baselines: a bare process reading the same frames at 30 fps into bare zxing-cpp
-   (CPU and RSS) and `python -c "import numpy, zxingcpp"` (RSS). A second daemon on a
-   one-frame replay shows the memory without the replay camera's frame cache, which a Pi
-   camera does not have; the last table shows what each import costs in resident memory.
+2. The daemon: `qrgate run` as a subprocess at 30 fps on a camera of frames already in
+   memory (as a Pi camera hands them over: the camera costs nothing of its own), mock
+   pins, the private broker, commands disabled; with nobody in view (skipping unchanged
+   frames, the default, and without) and with a code every second. Beside each daemon
+   runs the bare loop, the same frames at 30 fps into bare zxing-cpp, and both are read
+   from /proc over the same windows: CPU of the decode thread (named by py-spy) and of
+   the whole daemon against the bare loop's, each window's ratio, VmRSS and VmHWM against
+   the target; then what `qrgate run` imports (its own `-X importtime` list) and what
+   each package costs in resident memory.
 
 Everything lives in a temporary folder on disk, removed at the end, on Ctrl-C too.
 """
@@ -465,7 +466,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grants", type=int, default=2000, help="grants per kind")
     parser.add_argument("--decodes", type=int, default=300, help="decoded frames per kind")
-    parser.add_argument("--seconds", type=float, default=20.0, help="CPU sampling window")
+    parser.add_argument("--seconds", type=float, default=20.0, help="CPU sampling per daemon")
     args = parser.parse_args()
     stop_on_sigterm()
     try:

@@ -1,8 +1,13 @@
 """The baseline processes of bench.gate, in a module of their own so that each imports
 only what it measures (this module itself imports nothing beyond the standard library).
 
-    python -m bench.gate_baselines camera FOLDER    # its frames at 30 fps into bare zxing-cpp
-    python -m bench.gate_baselines imports NAME...  # VmRSS after each import, a line each
+    python -m bench.gate_baselines camera STACK.npz   # its frames at 30 fps into bare zxing-cpp
+    python -m bench.gate_baselines imports GROUP...   # VmRSS after each group, a line each
+    python -m bench.gate_baselines config CONFIG      # what a validated config holds
+
+A GROUP is `label=module,module,...`: the modules are imported in order (those that do
+not import here are left out, as the daemon's own attempts at them failed too), then the
+label, the number imported and the VmRSS are printed, separated by tabs.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import importlib
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 FPS = 30
@@ -24,28 +30,47 @@ def rss_mb() -> float:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-def camera(folder: Path) -> None:
-    """The floor under the daemon's frame loop: decoded frames, bare zxing-cpp, paced."""
+def camera(stack: Path) -> None:
+    """The floor under the daemon's frame loop: frames in memory, bare zxing-cpp, paced."""
     import numpy as np
     import zxingcpp
-    from PIL import Image
 
-    frames = [np.asarray(Image.open(path).convert("L")) for path in sorted(folder.glob("*.png"))]
+    with np.load(stack) as stored:  # as scanner.camera.memory plays it
+        frames, order = stored["frames"], stored["order"]
     qr_codes = zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
     print("ready", flush=True)
     due = time.monotonic()
     while True:
-        for frame in frames:
-            zxingcpp.read_barcodes(frame, formats=qr_codes)
+        for index in order:
+            zxingcpp.read_barcodes(frames[index], formats=qr_codes)
             due += 1 / FPS
             time.sleep(max(0.0, due - time.monotonic()))
 
 
-def imports(names: list[str]) -> None:
-    print("python", rss_mb(), flush=True)
-    for name in names:
-        importlib.import_module(name)
-        print(name, rss_mb(), flush=True)
+def imports(groups: list[str]) -> None:
+    print("python", 0, rss_mb(), sep="\t", flush=True)
+    for group in groups:
+        label, _, names = group.partition("=")
+        imported = 0
+        for name in names.split(","):
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                continue
+            imported += 1
+        print(label, imported, rss_mb(), sep="\t", flush=True)
+
+
+def config(path: Path) -> None:
+    """Bytes the validated config holds once loaded (its models' code is an import)."""
+    from scanner.config import load_config
+
+    load_config(path)  # the first validation builds pydantic's lazy parts: not the config
+    tracemalloc.start()
+    loaded = load_config(path)
+    held, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(held / MB, loaded[1], flush=True)
 
 
 def main() -> None:
@@ -54,8 +79,10 @@ def main() -> None:
         camera(Path(args[0]))
     elif command == "imports":
         imports(args)
+    elif command == "config":
+        config(Path(args[0]))
     else:
-        raise SystemExit(f"unknown baseline {command!r}: expected camera or imports")
+        raise SystemExit(f"unknown baseline {command!r}: expected camera, imports or config")
 
 
 if __name__ == "__main__":

@@ -26,11 +26,13 @@ import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import jwt
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -86,14 +88,27 @@ Kind = Literal["badge", "cccd", "vnqr"]
 EpochSeconds = Annotated[float, Field(allow_inf_nan=False)]
 
 
+def calendar_date(text: str) -> str:
+    date.fromisoformat(text)  # ValueError for 2000-02-30
+    return text
+
+
+# YYYY-MM-DD and nothing else (no week dates, no times), a day that exists.
+IsoDate = Annotated[
+    str, StringConstraints(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"), AfterValidator(calendar_date)
+]
+
+
 class Entry(Args):
     """One allowlist entry; a bare string is a badge id. `kinds` names every credential
-    kind the subject may use; `kind`, one of them (badge by default)."""
+    kind the subject may use; `kind`, one of them (badge by default). `birth_date`, the
+    holder's, lets a badge pair with a health certificate."""
 
     subject: Ident
     kind: Kind = "badge"
     kinds: list[Kind] | None = Field(None, min_length=1)
     name: Annotated[str, StringConstraints(max_length=256)] | None = None
+    birth_date: IsoDate | None = None
     valid_from: EpochSeconds | None = None
     valid_until: EpochSeconds | None = None
 

@@ -161,7 +161,10 @@ def create_key(path: Path) -> bool:
     """Write a new private key to `path` unless one is there; True if this call made it.
 
     Written to a temporary file, synced, then linked into place: a crash leaves either
-    no key or a whole one, and of two processes racing, one key wins for both.
+    no key or a whole one, and of two processes racing, one key wins for both. Made by
+    root (an installer, a technician with sudo), the key belongs to the owner of its
+    folder, the service's user, before it is linked: the service never meets a key it
+    cannot read.
     """
     private = ed25519.Ed25519PrivateKey.generate()
     pem = private.private_bytes(
@@ -174,6 +177,9 @@ def create_key(path: Path) -> bool:
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "wb") as handle:
+            if os.geteuid() == 0:
+                folder = path.parent.stat()
+                os.fchown(handle.fileno(), folder.st_uid, folder.st_gid)
             handle.write(pem)
             handle.flush()
             os.fsync(handle.fileno())

@@ -68,6 +68,7 @@ class CameraSection(Section):
     fps: float = Field(30, gt=0, le=120)
     decoder: Literal["auto", "zxing", "pyzbar"] = "auto"
     second_look_share: float = Field(0.1, ge=0, le=1)
+    skip_unchanged: bool = True
     exposure: Literal["normal", "short"] = "normal"
     autofocus: bool = True
     capture_timeout_s: float = Field(2.0, gt=0, le=60)

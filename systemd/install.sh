@@ -15,7 +15,8 @@
 # apt), a venv with --system-site-packages in /opt/qrgate/venv holding qrgate, the system
 # user qrgate in groups gpio and video, /etc/qrgate/config.toml (an existing one is kept),
 # the unit /etc/systemd/system/qrgate.service, the command /usr/local/bin/qrgate, and
-# /usr/local/sbin/qrgate-sandboxed (a qrgate command as the service runs it). 64-bit only.
+# /usr/local/sbin/qrgate-sandboxed (a qrgate command as the service runs it); on a gate
+# already configured, it shows the gate's event key to enroll at the centre. 64-bit only.
 # Re-running it updates the install; PYTHON overrides the interpreter (/usr/bin/python3).
 set -euo pipefail
 umask 022 # the service user must be able to read what root installs
@@ -264,6 +265,21 @@ config_valid() {
 
 booted_with_systemd() { [[ -n $root || -d /run/systemd/system ]]; }
 
+# The gate's event key, made if it has none, shown with the command that enrolls it at
+# the centre. Only on a configured gate (the shipped defaults name no real site/gate),
+# and never into an image: every gate must make a key of its own, on itself.
+show_event_key() {
+    step "event key"
+    if $config_shipped; then
+        say "once [gate] site and id are set: sudo qrgate event-key, and enroll the key it shows at the centre (docs/install.md, step 7)"
+    elif ! booted_with_systemd; then
+        say "the gate makes its event key at its first start: enroll it then (sudo qrgate event-key)"
+    else
+        system "$venv/bin/qrgate" event-key -c "$etc/config.toml" ||
+            say "the event key cannot be shown now: sudo qrgate event-key (docs/install.md, step 7)"
+    fi
+}
+
 enable_service() {
     local start_now=$1
     step "enabling $unit"
@@ -295,6 +311,7 @@ install_all() {
         enable_service false
         exit "$status"
     fi
+    show_event_key # before the gate starts, so it never meets a key root has not handed over
     enable_service "$start"
     say "done. Next: docs/install.md (keys, broker, qrgate doctor, qrgate aim)"
 }

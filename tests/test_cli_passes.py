@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from scanner.cli import run
+from tests.support.cli import QRGATE
 from tests.support.tokens import IssuerKey, hand_jws, hmac_signer, pyjwt_token, write_jwks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -259,6 +261,34 @@ def test_check_without_a_store_does_not_create_one(gate: Path, tmp_path: Path) -
     assert "does not exist: the allowlist is empty" in err
     assert json.loads(out)["reason"] == "not_allowed"
     assert not (tmp_path / "state" / "qrgate.db").exists()
+
+
+def test_check_by_a_user_who_may_not_see_the_store_says_so() -> None:
+    # The gate's state directory is the service's alone (mode 0700): someone else's
+    # check must say what to do, not end in a traceback.
+    with tempfile.TemporaryDirectory(dir="/tmp") as name:
+        folder = Path(name)
+        folder.chmod(0o755)
+        (folder / "state").mkdir(mode=0o700 if os.geteuid() == 0 else 0)
+        config = folder / "config.toml"
+        config.write_text(f'[policy]\naccept = ["badge"]\n[store]\npath = "{folder}/state/q.db"\n')
+        config.chmod(0o644)
+        other = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        done = subprocess.run(
+            [*(other if os.geteuid() == 0 else []), *QRGATE, "pass", "check", "-c", config, "W-1"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+            check=False,
+        )
+        (folder / "state").chmod(0o700)
+    assert done.returncode == 1, done.stderr
+    assert done.stdout == ""
+    assert done.stderr == (
+        f"qrgate: store {folder}/state/q.db: permission denied; run this as the gate's user "
+        "(sudo -u qrgate qrgate ...) or as root\n"
+    )
 
 
 def test_check_without_jwks_exits_78_naming_the_key(tmp_path: Path) -> None:

@@ -251,6 +251,7 @@ def test_allowlist_takes_a_snapshot_or_changes(
             "kind": "badge",
             "kinds": None,
             "name": None,
+            "birth_date": None,
             "valid_from": None,
             "valid_until": None,
         }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ import jwt
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from scanner.decision.policy import Waiting
+from tests.support import dcc
 from tests.support.realgate import TOPICS, RealGate
 from tests.support.tokens import IssuerKey, hand_jws
 
@@ -52,6 +55,42 @@ def test_allowlist_add_and_remove_with_every_documented_field(real: RealGate) ->
     assert scan(real, b"B-3") == ("denied", "expired")  # two scans later: 6 s on
     assert real.command("allowlist", args={"remove": ["B-1"]}).outcome == "ok"
     assert scan(real, b"B-1") == ("denied", "not_allowed")
+
+
+def test_allowlisted_badges_carry_the_birth_date_that_pairing_compares(
+    tmp_path: Path, mock_factory: MockFactory
+) -> None:
+    signer = dcc.signer("VN")
+    trust = dcc.write_trust_list(tmp_path / "trust.json", signer)
+    pairs = {"trust_list": str(trust), "pair_with": ["badge"]}
+    real = RealGate(tmp_path / "gate", mock_factory, accept=["badge", "dcc"], dcc=pairs)
+    try:
+        an = {"name": "Nguyễn Văn An", "birth_date": dcc.HOLDER[2]}  # the certificate's
+        add = [{"subject": "B-1", **an}, {"subject": "B-2", **an, "birth_date": "1991-01-01"}]
+        assert real.command("allowlist", args={"add": add}).outcome == "ok"
+        entries = {entry.subject: entry for entry in real.store.allowlist.entries()}
+        assert entries["B-1"].birth_date == date(1990, 1, 1)
+        certificate = dcc.vaccination(signer)
+        assert paired(real, certificate, b"B-2") == ("denied", "pair_mismatch")  # not his date
+        assert paired(real, certificate, b"B-1") == ("granted", "ok")
+        snapshot = {"version": 2, "entries": [{"subject": "B-2", **an}]}
+        assert real.command("allowlist", args=snapshot).outcome == "ok"
+        assert real.store.allowlist.get("B-2").birth_date == date(1990, 1, 1)
+        for wrong in ("1990-02-30", "01/01/1990", "1990-01-01T00:00", 19900101):
+            reply = real.command(
+                "allowlist", args={"add": [{"subject": "B-3", "birth_date": wrong}]}
+            )
+            assert reply.outcome.startswith("rejected: bad_args: add.0.birth_date"), reply
+        assert real.store.allowlist.get("B-3") is None
+    finally:
+        real.close()
+
+
+def paired(real: RealGate, certificate: bytes, badge: bytes) -> tuple[str, str]:
+    """A certificate, then a badge: the passage's decision."""
+    real.clock.advance(2)
+    assert isinstance(real.gate.scan(certificate), Waiting)
+    return scan(real, badge)
 
 
 def test_a_snapshot_and_a_revocation_until_a_time(real: RealGate) -> None:

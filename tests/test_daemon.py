@@ -1,6 +1,6 @@
 """The daemon's supervision in one process, on real parts and real signals: a camera that
 stops delivering (fault 14), the watchdog that only pings while the loops are healthy,
-SIGHUP reloading the pass keys, SIGTERM stopping with the relay off.
+SIGHUP reloading the key sets and logging what it read, SIGTERM stopping with the relay off.
 
 `Daemon.run()` runs on the test's main thread (it owns the signal handlers) while a
 driver thread plays the scene and finally sends SIGTERM to this very process.
@@ -8,6 +8,7 @@ driver thread plays the scene and finally sends SIGTERM to this very process.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -27,6 +28,7 @@ from scanner.credentials.passes import issue_pass
 from scanner.daemon.assemble import Options, build_parts
 from scanner.daemon.sdnotify import Notifier, Watchdog
 from scanner.daemon.service import Daemon
+from tests.support import dcc
 from tests.support.broker import free_port
 from tests.support.gate import wait_until
 from tests.support.gateproc import outbox_events, outbox_rows
@@ -65,11 +67,14 @@ class FlakySource:
 def gate_config(folder: Path) -> Config:
     (folder / "keys").mkdir()
     _, jwks = create_signing_key(folder / "keys", "k1", "EdDSA")
+    trust = dcc.write_trust_list(folder / "trust.json", dcc.signer("VN", "ES256"))
     return parse_config(
         {
             "camera": {"stall_s": 0.3},
             "gpio": {"pin_factory": "mock"},
+            "policy": {"accept": ["pass", "badge", "dcc"]},
             "passes": {"jwks": str(jwks)},
+            "dcc": {"trust_list": str(trust)},
             "store": {"path": str(folder / "state" / "q.db")},
             "mqtt": {"host": "127.0.0.1", "port": free_port()},  # no broker: events spool
             "commands": {"enabled": False},
@@ -105,7 +110,10 @@ class Driver(threading.Thread):
 
 
 @pytest.mark.slow
-def test_camera_stall_watchdog_reload_and_stop(tmp_path: Path, mock_factory: MockFactory) -> None:
+def test_camera_stall_watchdog_reload_and_stop(
+    tmp_path: Path, mock_factory: MockFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="scanner.daemon.service")
     config = gate_config(tmp_path)
     source = FlakySource(heal_after=2)
     parts = build_parts(
@@ -131,8 +139,10 @@ def test_camera_stall_watchdog_reload_and_stop(tmp_path: Path, mock_factory: Moc
             assert wait_until(lambda: not source.broken and not parts.loop.stats().stalled, 10)
             assert wait_until(lambda: len(events(config)) >= 2, 5)
             seen["keys"] = new_pass_keys(config, tmp_path)
+            config.dcc.trust_list.write_text("{broken")  # kept as it was, and said
             os.kill(os.getpid(), signal.SIGHUP)
             assert wait_until(lambda: parts.gate.policy.evaluate(seen["keys"]).granted, 5)
+            assert wait_until(lambda: reload_lines(caplog), 5)
 
         driver = Driver(scene)
         driver.start()
@@ -150,6 +160,27 @@ def test_camera_stall_watchdog_reload_and_stop(tmp_path: Path, mock_factory: Moc
     assert [bool(change.state) for change in relay.states] == [False]  # no grant, no release
     assert not parts.publisher.alive
     assert daemon.shutdown() is None  # idempotent
+    (read, reading), (kept, keeping) = reload_lines(caplog)
+    assert (read, reading) == (
+        logging.INFO,
+        f"reloaded: accepting pass, badge, dcc; mode normal; 1 pass key (k2) from "
+        f"{config.passes.jwks}",
+    )
+    trust = config.dcc.trust_list
+    assert kept == logging.ERROR
+    assert keeping.startswith(
+        f"reload: 1 health-certificate signer (1 country) from {trust} kept: "
+        f"dcc.trust_list = '{trust}': "
+    )
+
+
+def reload_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    """What the daemon logged of its reloads, with each line's level."""
+    return [
+        (record.levelno, record.getMessage())
+        for record in caplog.records
+        if record.name == "scanner.daemon.service" and record.getMessage().startswith("reload")
+    ]
 
 
 def new_pass_keys(config: Config, folder: Path) -> bytes:

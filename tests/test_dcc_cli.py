@@ -15,6 +15,10 @@ import pytest
 from mqtt.events import REASONS as EVENT_REASONS
 from mqtt.events import event_schema
 from scanner.cli import run
+from scanner.clock import ManualClock
+from scanner.config import load_config
+from scanner.credentials.dcc.subject import DEFAULT_KEY_NAME
+from scanner.decision.policy import Decision, Policy
 from scanner.decision.verdict import REASONS
 from scanner.state.store import MIGRATIONS, Store
 from tests.support.cli import qrgate
@@ -31,6 +35,7 @@ def config_file(folder: Path, trust: Path) -> Path:
         '[policy]\naccept = ["badge", "dcc"]\n'
         f'[dcc]\ntrust_list = "{trust}"\n'
         f'[store]\npath = "{folder / "state" / "qrgate.db"}"\n'
+        "[commands]\nenabled = false\n"
     )
     return config
 
@@ -91,6 +96,32 @@ def test_pass_check_at_judges_every_kind_at_that_instant(
     assert checked(capsys, config, "--at", "2026-03-01T00:00:00+07:00", "W-1")["reason"] == "ok"
     assert checked(capsys, config, "--at", "2027-01-01T00:00:00Z", "W-1")["reason"] == "expired"
     assert run(["pass", "check", "-c", str(config), "--at", "yesterday", "W-1"]) == 2
+
+
+def test_pass_check_says_when_its_subject_is_not_the_gates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    certificate, _ = issued(capsys, "--signer", str(tmp_path / "signer"))
+    config = config_file(tmp_path, tmp_path / "signer" / "trust-list.json")
+    assert run(["check-config", "-c", str(config)]) == 0  # as the installer runs it, as root
+    key = tmp_path / "state" / DEFAULT_KEY_NAME
+    assert not key.exists()  # else the service's user could not read a key root made
+    capsys.readouterr()
+    run(["pass", "check", "-c", str(config), certificate])
+    alone = capsys.readouterr()
+    assert json.loads(alone.out)["reason"] == "ok"
+    assert f"the subject is not the gate's: the gate's subject key {key} does not exist" in (
+        " ".join(alone.err.split())
+    )
+
+    with Store.open(tmp_path / "state" / "qrgate.db") as store:  # the gate, at its start
+        gate = Policy.from_config(load_config(config)[0], store, ManualClock(time.time()))
+        decision = gate.decide(certificate.encode())
+    assert isinstance(decision, Decision)
+    assert checked(capsys, config, certificate)["subject"] == decision.subject
+    run(["pass", "check", "-c", str(config), certificate])
+    assert capsys.readouterr().err == ""
+    assert json.loads(alone.out)["subject"] != decision.subject
 
 
 def test_inspect_reads_an_image_and_says_what_is_no_certificate(

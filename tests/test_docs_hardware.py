@@ -41,6 +41,17 @@ def test_the_checklist_for_a_new_pi_covers_camera_relay_and_a_scan() -> None:
         assert step.rstrip(" |").rsplit("|", 1)[1].strip()
 
 
+def test_the_walk_through_and_the_checklist_enroll_the_gates_event_key() -> None:
+    walk_through = section(INSTALL, "7. Keys")
+    checklist = section(INSTALL, "On real hardware: the checklist")
+    for text in (walk_through, checklist):
+        assert "sudo qrgate event-key" in text
+        assert "qrgate gates enroll " in text
+        assert re.search(r"factory-1/gate-1: key \S+ enrolled", text)  # what enrolling says
+    assert "enroll it at the monitor with:" in walk_through  # what event-key says
+    assert "not authenticated" in checklist
+
+
 @pytest.mark.parametrize(
     ("quoted", "in_the_code"),
     [

@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+import pwd
 import re
 import subprocess
 import time
@@ -94,6 +96,20 @@ def test_the_key_is_made_once_kept_private_and_signs_the_stored_bytes(tmp_path: 
     assert [p.name for p in path.parent.iterdir()] == ["event-key.pem"]  # no temporary left
     private = serialization.load_pem_private_key(path.read_bytes(), None)
     assert public_text(private.public_key()) == public_text(first.public)  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can hand a file to another user")
+def test_a_key_made_by_root_belongs_to_its_folder_s_owner_when_it_appears(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    service = pwd.getpwnam("nobody")
+    os.chown(state, service.pw_uid, service.pw_gid)
+    key = state / "event-key.pem"
+    assert create_key(key)
+    status = key.stat()
+    assert (status.st_uid, status.st_gid) == (service.pw_uid, service.pw_gid)
+    assert status.st_mode & 0o777 == 0o600
+    assert list(state.iterdir()) == [key]  # the temporary file is gone
 
 
 def test_a_resend_carries_the_bytes_signed_at_append(

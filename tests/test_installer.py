@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -108,6 +109,18 @@ def test_no_start_enables_without_starting(tmp_path: Path) -> None:
     assert "would run: systemctl enable qrgate.service" in done.stdout
     assert "systemctl restart" not in done.stdout
     assert "not started" in done.stdout
+
+
+EVENT_KEY = "would run: /opt/qrgate/venv/bin/qrgate event-key -c /etc/qrgate/config.toml"
+
+
+def test_shows_the_event_key_of_a_configured_gate_before_starting_it(tmp_path: Path) -> None:
+    fresh = staged(tmp_path, "--no-venv").stdout
+    assert EVENT_KEY not in fresh  # the defaults name no real gate yet
+    assert "once [gate] site and id are set: sudo qrgate event-key, and enroll" in fresh
+    (tmp_path / "etc/qrgate/config.toml").write_text('[gate]\nsite = "s-2"\nid = "gate-7"\n')
+    lines = staged(tmp_path, "--no-venv").stdout.splitlines()
+    assert lines.index(EVENT_KEY) < lines.index("would run: systemctl restart qrgate.service")
 
 
 def test_uninstall_keeps_config_and_state_unless_purged(tmp_path: Path) -> None:
@@ -245,6 +258,12 @@ def test_builds_the_venv_and_checks_the_config(tmp_path: Path) -> None:
     assert f"installed qrgate, version {__version__}" in done.stdout
     assert "==> checking /etc/qrgate/config.toml" in done.stdout
     assert checkout_listing() == before  # built from a copy: no build/ or egg-info here
+    shown = event_key(venv, tmp_path)  # what the installer runs on a configured gate
+    assert re.fullmatch(
+        r"gate        s-2/gate-7\npublic key  (\S{43})\nkey id      \S{43}\n"
+        r"enroll it at the monitor with:\n  qrgate gates enroll s-2/gate-7 \1 --db URL\n",
+        shown,
+    ), shown
 
     # A re-run reuses the venv; a config the new version rejects is named, not started.
     venv_made = (venv / "pyvenv.cfg").stat().st_mtime_ns
@@ -256,6 +275,21 @@ def test_builds_the_venv_and_checks_the_config(tmp_path: Path) -> None:
     assert "would run: systemctl restart" not in done.stdout
     assert "fix /etc/qrgate/config.toml" in done.stdout
     assert (venv / "pyvenv.cfg").stat().st_mtime_ns == venv_made
+
+
+def event_key(venv: Path, folder: Path) -> str:
+    """`qrgate event-key` from the installed venv, for a gate configured in `folder`."""
+    config = folder / "gate.toml"
+    state = folder / "gate-state" / "qrgate.db"
+    config.write_text(f'[gate]\nsite = "s-2"\nid = "gate-7"\n[store]\npath = "{state}"\n')
+    done = subprocess.run(
+        [str(venv / "bin/qrgate"), "event-key", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stderr == f"made a new event key: {state.parent / 'event-key.pem'}\n"
+    return done.stdout
 
 
 def setup_arguments(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:

@@ -1,13 +1,13 @@
 """One export path for every table: CSV as UTF-8 with a byte order mark (so spreadsheet
-programs read Vietnamese names right), values as `qrgate report --format csv` writes
-them, and text cells that a spreadsheet would run as a formula made inert."""
+programs read Vietnamese names right), values exactly as `qrgate report --format csv`
+writes them (`monitor.output.csv_value`: text a spreadsheet would run as a formula made
+inert, control characters removed)."""
 
 from __future__ import annotations
 
 import csv
 import io
 from datetime import tzinfo
-from typing import Any
 
 from starlette.responses import Response
 
@@ -15,15 +15,6 @@ from monitor.output import csv_value
 from monitor.reports import Report
 
 BOM = "\ufeff"
-# A cell starting with one of these is a formula (or becomes one) in spreadsheets.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise(value: Any) -> Any:
-    """Text that a spreadsheet would evaluate gets a leading apostrophe; numbers stay."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
 
 
 def csv_text(report: Report, zone: tzinfo) -> str:
@@ -32,8 +23,7 @@ def csv_text(report: Report, zone: tzinfo) -> str:
     writer.writerow(column.key for column in report.columns)
     for row in report.rows:
         writer.writerow(
-            neutralise(csv_value(getattr(row, column.key), column, zone))
-            for column in report.columns
+            csv_value(getattr(row, column.key), column, zone) for column in report.columns
         )
     return BOM + buffer.getvalue()
 

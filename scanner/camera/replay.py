@@ -1,9 +1,10 @@
 """Frames from files, paced like a camera: the demo and the tests feed the gate with it.
 
 `replay:PATH` is one image (shown again and again only with `replay_loop`), a folder of
-images in name order (other files are skipped), or a video file (through OpenCV, the
-`webcam` extra). Frames come at `camera.fps`: a late reader gets the next frame at once,
-never a burst to catch up, as with a real camera. Images keep their own size.
+images in name order (other files are skipped), a video file (through OpenCV, the
+`webcam` extra), or a stack of frames held in memory (`.npy`, `.npz`: see
+`scanner.camera.memory`). Frames come at `camera.fps`: a late reader gets the next frame
+at once, never a burst to catch up, as with a real camera. Images keep their own size.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from scanner.camera import CameraError, EndOfStream, Frame
+from scanner.camera.memory import STACK_SUFFIXES, FrameStack
 from scanner.camera.v4l2 import import_cv2, opencv_gray
 from scanner.vision.images import IMAGE_SUFFIXES, Gray, ImageError, image_files, load_gray
 
@@ -90,6 +92,8 @@ def open_reel(path: Path) -> Reel:
         return ImageReel(files)
     if not path.is_file():
         raise CameraError(f"replay: {path} does not exist")
+    if path.suffix.lower() in STACK_SUFFIXES:
+        return FrameStack(path)
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return ImageReel([path])
     return VideoReel(path)

@@ -20,15 +20,46 @@ from scanner.config import Config
 if TYPE_CHECKING:
     from mqtt.remote import SignedCommand
 
+# Every command and argument the gates take (mqtt/commands.py; a test parses each line).
 EXAMPLES = """
 \b
-Arguments are KEY=VALUE, VALUE as JSON where it parses (else a string), or @FILE.json:
+Examples, one per command and argument ("..." is --key ops.key.pem --kid ops-1 --site factory-1):
   qrgate cmd open --key ops.key.pem --kid ops-1 --site factory-1 --gate gate-1 seconds=10
-  qrgate cmd lockdown --key ops.key.pem --kid ops-1 --site factory-1
+  qrgate cmd open ... --gate gate-1
+  qrgate cmd lockdown ...
+  qrgate cmd normal ...
+  qrgate cmd emergency ... --gate gate-1
   qrgate cmd allowlist ... add='["W-1042", "W-1043"]' remove='["W-17"]'
+  qrgate cmd allowlist ... add='[{"subject": "001099012345", "kinds": ["cccd", "vnqr"]}]'
+  qrgate cmd allowlist ... add='[{"subject": "W-9", "kind": "badge", "name": "Lê Văn C"}]'
+  qrgate cmd allowlist ... add='[{"subject": "W-9", "name": "Lê An", "birth_date": "1990-04-30"}]'
+  qrgate cmd allowlist ... add='[{"subject": "V-7", "valid_from": 1767225600}]'
+  qrgate cmd allowlist ... add='[{"subject": "V-8", "valid_until": 1767312000}]'
   qrgate cmd allowlist ... version=12 entries=@allowlist.json
-  qrgate cmd revoke ... subjects='["W-17"]'
+  qrgate cmd revoke ... jti='["5f0c9a7e-pass"]' subjects='["W-17"]' until=1767312000
+  qrgate cmd revoke ... dcc='["cwi/yt0rCV2KiGwY9PYvHw=="]'
   qrgate cmd keys ... jwks=@jwks.json
+  qrgate cmd trustlist ... trust_list=@dsc-list.json
+
+Arguments are KEY=VALUE, VALUE read as JSON where it parses (else as a string), or @FILE
+for a JSON file.
+
+open: seconds holds the gate open (at most 3600); without it, one relay pulse. lockdown
+denies everyone, emergency holds the gate open, normal ends either.
+
+allowlist: add (entries) and remove (subjects) edit the list; entries, a list of
+entries numbered by version, replaces it (a gate ignores a version older than its own).
+An entry is a badge id, or {"subject", "kind": "badge", "cccd" or "vnqr" (or "kinds":
+[...]), "name", "birth_date": "YYYY-MM-DD", "valid_from", "valid_until"}, times in
+epoch seconds.
+
+revoke: pass ids (jti), subjects, health certificates by the hashes of the EU revocation
+lists (dcc; `qrgate dcc inspect` prints a certificate's), until a time (until, epoch
+seconds) or for good.
+
+keys: the public key set (JWKS) passes are checked against. trustlist: the EU gateway's
+trust list (JSON) of health-certificate signers. Both replace what the gate uses.
+docs/mqtt.md has every detail.
 """
 
 

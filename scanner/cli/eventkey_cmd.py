@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
@@ -29,7 +28,6 @@ def event_key(ctx: click.Context, config_path: Path | None, as_json: bool) -> No
     config, _ = load(ctx, config_path)
     path = event_key_path(config.store.path)
     if create_key(path):
-        hand_to_state_owner(path)
         click.echo(f"made a new event key: {path}", err=True)
     signer = EventSigner.load(path)
     where = f"{config.gate.site}/{config.gate.id}"
@@ -43,12 +41,3 @@ def event_key(ctx: click.Context, config_path: Path | None, as_json: bool) -> No
     click.echo(f"key id      {signer.kid}")
     click.echo("enroll it at the monitor with:")
     click.echo(f"  qrgate gates enroll {where} {public} --db URL")
-
-
-def hand_to_state_owner(path: Path) -> None:
-    """Made by root (an installer, a technician with sudo): give the key to the user that
-    owns the state directory, the service's user, or the service could not read it."""
-    if os.geteuid() != 0:
-        return
-    owner = path.parent.stat()
-    os.chown(path, owner.st_uid, owner.st_gid)

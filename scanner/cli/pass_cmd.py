@@ -171,8 +171,19 @@ def check(ctx: click.Context, payload: str, at: float | None, config_path: Path 
         policy = Policy.from_config(config, store, SystemClock(), readonly=True)
         decision = policy.evaluate(data, at=at)
     click.echo(json.dumps(decision.as_dict(), ensure_ascii=False))
+    if decision.credential == "dcc" and decision.subject and policy.subject_stand_in:
+        click.echo(not_the_gates_subject(policy.subject_stand_in), err=True)
     if not decision.granted:
         ctx.exit(EXIT_DENIED)
+
+
+def not_the_gates_subject(why: str) -> str:
+    return (
+        f"qrgate: note: the subject is not the gate's: the gate's subject key {why} (the"
+        " gate makes it at its first start), so this check used a key of its own; the"
+        " gate's subject for this certificate differs, and a revocation of it is not"
+        " seen here"
+    )
 
 
 def read_payload(argument: str) -> bytes:

@@ -19,7 +19,8 @@ def run(ctx: click.Context, config_path: Path | None) -> int:
     """Run the gate: camera, decisions, relay and LEDs, events to the broker.
 
     Logs to stderr (journald under systemd). SIGTERM or Ctrl-C stops it with the relay
-    off; SIGHUP reloads the pass keys and the gate mode. Exits 78 on a bad config.
+    off; SIGHUP reloads the gate mode, the pass keys and the trust list, and logs what
+    it read. Exits 78 on a bad config.
     """
     from scanner.daemon.assemble import build_daemon
 

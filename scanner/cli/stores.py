@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from scanner.errors import ConfigError
-from scanner.state.store import Store
+from scanner.state.store import Store, StoreError
 
 
 @contextmanager
@@ -19,13 +19,25 @@ def reading_store(path: Path) -> Iterator[Store]:
     A command that only looks must not create `/var/lib/qrgate/...` on a machine that
     is not a gate, nor take a gate's store for a missing one in silence.
     """
-    if path.exists():
+    if store_exists(path):
         store = Store.open_readonly(path)
     else:
         click.echo(f"qrgate: store {path} does not exist: the allowlist is empty", err=True)
         store = Store.in_memory()
     with store:
         yield store
+
+
+def store_exists(path: Path) -> bool:
+    """Whether the store is there; StoreError when this user may not even look (the
+    gate's state directory is the service's alone)."""
+    try:
+        return path.exists()
+    except PermissionError:
+        raise StoreError(
+            f"store {path}: permission denied; run this as the gate's user "
+            "(sudo -u qrgate qrgate ...) or as root"
+        ) from None
 
 
 @contextmanager

@@ -162,7 +162,11 @@ def restore_state(gate: Gate, config: Config) -> None:
 
 def frame_loop(config: Config, source: FrameSource, gate: Gate) -> FrameLoop:
     camera = config.camera
-    decoder = make_decoder(camera.decoder, live_share=camera.second_look_share)
+    decoder = make_decoder(
+        camera.decoder,
+        live_share=camera.second_look_share,
+        skip_unchanged=camera.skip_unchanged,
+    )
     return FrameLoop(
         source,
         decoder,

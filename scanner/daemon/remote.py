@@ -13,6 +13,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Mapping
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,6 @@ from mqtt.commands import Command, Handler
 from mqtt.errors import CommandRejectedError
 from mqtt.outbox import Outbox
 from mqtt.resend import resend_handler
-from scanner.credentials.dcc.revocation import normalise_hash
-from scanner.credentials.dcc.trustlist import PUSHED_NAME as PUSHED_TRUST_LIST
-from scanner.credentials.dcc.trustlist import signers_from_json
 from scanner.daemon.gate import Gate
 from scanner.errors import ConfigError
 from scanner.state.store import ALLOW_KINDS, AllowEntry, AllowKind, Mode, Store, StoreError
@@ -134,6 +132,9 @@ class Remote:
     def trust_list(self, command: Command) -> str:
         """A new health-certificate trust list, kept in the state directory; it replaces
         `[dcc] trust_list` from now on and after restarts."""
+        # Health certificates' modules load only on gates that use them.
+        from scanner.credentials.dcc.trustlist import PUSHED_NAME, signers_from_json
+
         document = command.args.get("trust_list")
         try:
             usable = list(signers_from_json(document))
@@ -143,7 +144,7 @@ class Remote:
             raise CommandRejectedError("no usable signer certificate")
         if self._gate.policy.trust_list is None:
             raise CommandRejectedError('this gate does not accept "dcc"')
-        target = self._pushed_jwks.with_name(PUSHED_TRUST_LIST)  # the same state directory
+        target = self._pushed_jwks.with_name(PUSHED_NAME)  # the same state directory
         stage_file(target, json.dumps(document).encode()).replace(target)
         self._gate.policy.use_trust_list(target)
         trust = self._gate.policy.trust_list
@@ -154,6 +155,8 @@ class Remote:
 
 def dcc_hash(item: object) -> str:
     """A revocation hash from a command, in the stored form."""
+    from scanner.credentials.dcc.revocation import normalise_hash
+
     hashed = normalise_hash(item) if isinstance(item, str) else None
     if hashed is None:
         raise CommandRejectedError("each dcc hash must be 16 bytes in base64, or hex")
@@ -187,7 +190,8 @@ def stage_file(target: Path, content: bytes) -> Path:
 
 
 def allow_entry(item: object) -> AllowEntry:
-    """An allowlist entry from a command: a badge id, or {subject, name, kind(s), valid_*}."""
+    """An allowlist entry from a command: a badge id, or {subject, name, kind(s),
+    birth_date, valid_*}."""
     if isinstance(item, str):
         return AllowEntry(item)
     if not isinstance(item, dict):
@@ -200,8 +204,25 @@ def allow_entry(item: object) -> AllowEntry:
     if name is not None and not isinstance(name, str):
         raise CommandRejectedError("name must be text")
     return AllowEntry(
-        subject_of(item), name, kinds, item.get("valid_from"), item.get("valid_until")
+        subject_of(item),
+        name,
+        kinds,
+        item.get("valid_from"),
+        item.get("valid_until"),
+        birth_date(item.get("birth_date")),
     )
+
+
+def birth_date(value: object) -> date | None:
+    """An entry's birth date, YYYY-MM-DD (the store checks the year)."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, str) and len(value) == len("YYYY-MM-DD"):
+            return date.fromisoformat(value)
+    except ValueError:
+        pass
+    raise CommandRejectedError("birth_date must be a date, YYYY-MM-DD")
 
 
 def entry_kinds(item: dict[str, Any]) -> frozenset[AllowKind]:

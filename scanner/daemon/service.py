@@ -4,8 +4,8 @@ Threads: the frame loop (capture + decode, calling `Gate.on_codes`), the publish
 one owner of the MQTT connection, which also runs command handlers), the firmware's timer
 and input callbacks, and the systemd watchdog. The main thread only supervises: it says
 READY=1 once the camera delivers frames, keeps STATUS= current, clears the camera fault
-when frames come back, reloads keys on SIGHUP, and on SIGTERM/SIGINT stops everything —
-the relay first.
+when frames come back, reloads the mode and the key sets on SIGHUP (logging what it
+read), and on SIGTERM/SIGINT stops everything — the relay first.
 """
 
 from __future__ import annotations
@@ -119,11 +119,13 @@ class Daemon:
     def _reload_keys(self) -> None:
         self._reload.clear()
         try:
-            self.parts.gate.policy.reload()
-        except QrgateError as error:
-            log.error("reload failed, keeping the keys in use: %s", error)
+            reloaded = self.parts.gate.policy.reload()
+        except QrgateError as error:  # the store: nothing was reloaded
+            log.error("reload failed, keeping the mode and keys in use: %s", error)
             return
-        log.info("reloaded pass keys and gate mode")
+        log.info("reloaded: %s", "; ".join(reloaded.read))
+        for kept in reloaded.kept:
+            log.error("reload: %s", kept)
 
     def shutdown(self) -> None:
         """Relay off first, then every thread; idempotent, bounded to about 2 s."""

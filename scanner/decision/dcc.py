@@ -23,12 +23,20 @@ CHECKED_FURTHER = frozenset({"ok", "schema_invalid"})
 
 class DccJudge:
     def __init__(
-        self, verifier: DccVerifier, rules: HealthRules, store: Store, subject_key: bytes
+        self,
+        verifier: DccVerifier,
+        rules: HealthRules,
+        store: Store,
+        subject_key: bytes,
+        *,
+        stand_in: str | None = None,
     ) -> None:
+        """`stand_in`: why `subject_key` is not the gate's, when it is not."""
         self.verifier = verifier
         self._rules = rules
         self._store = store
         self._subject_key = subject_key
+        self.subject_stand_in = stand_in
 
     def judge(self, payload: bytes, now: float) -> Verdict:
         check = self.verifier.verify(payload, now)

@@ -31,15 +31,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 from scanner.credentials.kinds import Credential, classify
-from scanner.credentials.passes import PassVerifier
-from scanner.decision.dcc import DccJudge
 from scanner.decision.listed import ListedJudge
 from scanner.decision.pairing import Held, Pairing
-from scanner.decision.passes import PassJudge
 from scanner.decision.verdict import (
     ADMITTED,
     DAEMON_REASONS,
@@ -54,14 +51,25 @@ from scanner.errors import ConfigError
 from scanner.state.store import ALLOW_KINDS, Mode, Store, StoreError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
     from scanner.clock import Clock
     from scanner.config import Config, PolicySection
     from scanner.credentials.dcc.trustlist import TrustList
+    from scanner.credentials.passes import PassVerifier
+    from scanner.decision.dcc import DccJudge
 
-__all__ = ["DAEMON_REASONS", "REASONS", "Decision", "Policy", "Reason", "Verdict", "Waiting"]
+__all__ = [
+    "DAEMON_REASONS",
+    "REASONS",
+    "Decision",
+    "Policy",
+    "Reason",
+    "Reloaded",
+    "Verdict",
+    "Waiting",
+]
 log = logging.getLogger(__name__)
 # Memory bounds: distinct codes within a repeat window, subjects within a passback window.
 REPEAT_CAPACITY = 1_024
@@ -121,7 +129,11 @@ class Policy:
         self._rules = rules
         self._store = store
         self._clock = clock
-        self._passes = PassJudge(passes, store) if passes is not None else None
+        self._passes = None
+        if passes is not None:
+            from scanner.decision.passes import PassJudge
+
+            self._passes = PassJudge(passes, store)
         self._dcc = dcc
         self._pairing = pairing
         recorded = set(rules.record_only)
@@ -146,9 +158,15 @@ class Policy:
     ) -> Policy:
         """The gate's policy; reads the JWKS when passes are accepted and the trust list
         when health certificates are (ConfigError if bad). `readonly`: make no file (the
-        health-certificate subject key), for checks that change nothing."""
+        health-certificate subject key), for checks that change nothing.
+
+        A kind's module, and the libraries it needs, is imported here and only when the
+        kind is accepted: a gate carries no weight for kinds it turns away.
+        """
         passes = None
         if "pass" in config.policy.accept:
+            from scanner.credentials.passes import PassVerifier
+
             passes = PassVerifier(
                 config.passes.jwks,
                 config.passes.algorithms,
@@ -174,6 +192,13 @@ class Policy:
         return self._pairing is not None
 
     @property
+    def subject_stand_in(self) -> str | None:
+        """Why health certificates' subjects here are not the gate's (made with a key of
+        this process only: a read-only check before the gate made its key); None when
+        they are, or when health certificates are not accepted."""
+        return self._dcc.subject_stand_in if self._dcc is not None else None
+
+    @property
     def trust_list(self) -> TrustList | None:
         """The health-certificate trust list in use; None when dcc is not accepted."""
         return self._dcc.verifier.trust_list if self._dcc is not None else None
@@ -186,22 +211,32 @@ class Policy:
             # A code held up while the mode changes gets a fresh decision.
             self._repeats.clear()
 
-    def reload(self) -> None:
-        """Re-read the JWKS, the trust list and the persisted mode (SIGHUP). Whatever
-        cannot be read keeps what was in use, and the first such error is raised after
-        the rest was reloaded."""
+    def reload(self) -> Reloaded:
+        """Re-read the persisted mode, the JWKS and the trust list (SIGHUP), and say what
+        was read. A key set that cannot be read keeps what was in use, and the rest is
+        reloaded all the same."""
         with self._lock:
             self._mode = self._store.get_mode()
             self._tidy_store()
-        errors: list[ConfigError] = []
-        reloads = [judge.verifier.reload for judge in (self._passes, self._dcc) if judge]
-        for reload in reloads:
+        read = [f"accepting {', '.join(self._rules.accept)}", f"mode {self._mode}"]
+        kept: list[str] = []
+        for reload, describe in self._key_sets():
             try:
                 reload()
             except ConfigError as error:
-                errors.append(error)
-        if errors:
-            raise errors[0]
+                kept.append(f"{describe()} kept: {'; '.join(map(str, error.problems))}")
+            else:
+                read.append(describe())
+        return Reloaded(tuple(read), tuple(kept))
+
+    def _key_sets(self) -> Iterator[tuple[Callable[[], None], Callable[[], str]]]:
+        """Each key set the gate reloads, with a description of the one in use."""
+        if self._passes is not None:
+            passes = self._passes.verifier
+            yield passes.reload, lambda: pass_keys_text(passes.kids, passes.source)
+        if self._dcc is not None:
+            dcc = self._dcc.verifier
+            yield dcc.reload, lambda: trust_list_text(dcc.trust_list)
 
     def use_keys(self, jwks: Path) -> None:
         """Trust the pass keys of `jwks` from now on (a `keys` command); ConfigError, with
@@ -374,6 +409,31 @@ class Policy:
             self._passages.mark(subject, now - min(max(wall - at, 0.0), window))
 
 
+@dataclass(frozen=True, slots=True)
+class Reloaded:
+    """What a reload read, for the log: the kinds accepted, the mode, each key set now in
+    use (`read`), and each key set that could not be read, kept as it was, and why."""
+
+    read: tuple[str, ...]
+    kept: tuple[str, ...] = ()
+
+
+SHOWN_KIDS = 8  # a key set's ids named in the log; a longer set is counted only
+
+
+def pass_keys_text(kids: list[str], source: Path) -> str:
+    shown = f" ({', '.join(kids)})" if len(kids) <= SHOWN_KIDS else ""
+    return f"{len(kids)} pass key{'s' if len(kids) != 1 else ''}{shown} from {source}"
+
+
+def trust_list_text(trust_list: TrustList) -> str:
+    count, countries = len(trust_list), len(trust_list.countries)
+    return (
+        f"{count} health-certificate signer{'s' if count != 1 else ''}"
+        f" ({countries} countr{'ies' if countries != 1 else 'y'}) from {trust_list.source}"
+    )
+
+
 def timed_out(held: Held) -> Decision:
     """A first code left alone: denied, the event saying what the code alone may say."""
     code = held.verdict
@@ -396,10 +456,12 @@ def dcc_judge(config: Config, store: Store, readonly: bool) -> DccJudge:
     from scanner.credentials.dcc.subject import default_key_path, load_subject_key
     from scanner.credentials.dcc.trustlist import trust_list_in_use
     from scanner.credentials.dcc.verifier import DccVerifier
+    from scanner.decision.dcc import DccJudge
 
     section, skew = config.dcc, config.policy.clock_skew_s
     verifier = DccVerifier(trust_list_in_use(section.trust_list, config.store.path), skew)
     key_path = section.subject_key_file or default_key_path(config.store.path)
     create = section.subject_key_file is None and not readonly
     key = load_subject_key(key_path, create=create)
-    return DccJudge(verifier, HealthRules.from_config(section, skew), store, key)
+    rules = HealthRules.from_config(section, skew)
+    return DccJudge(verifier, rules, store, key.secret, stand_in=key.stand_in)

@@ -6,8 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal, Protocol, get_args
 
-from scanner.credentials.dcc.certificate import CertType
-from scanner.credentials.dcc.rules import HealthReason
+from scanner.credentials.health import CertType, HealthReason
 from scanner.credentials.kinds import Credential
 
 if TYPE_CHECKING:

@@ -6,21 +6,25 @@ reads more than either alone while keeping the empty frame, the common case, che
 
 1. First pass, every frame: zxing-cpp exactly as a bare call does (LocalAverage
    binarizer, inverted codes, downscaled copies), then zxing-cpp's GlobalHistogram
-   binarizer, which keeps low-contrast, noisy and glared codes that the local binarizer
-   breaks up, for a fifth of the cost. Both passes also report symbols they located but
-   could not read.
-2. Second look, cheapest first: the FixedThreshold binarizer on the whole frame; in a
-   dim frame, zxing-cpp on the levels stretched to the full range; a 2x upscaled crop
-   around every located-but-unread symbol (1.5-2 px modules); pyzbar on the whole frame
-   (ten to twenty times dearer than zxing-cpp, and it reads some codes, dim ones above
-   all, that zxing-cpp misses altogether).
+   binarizer at full size only, which keeps low-contrast, noisy and glared codes that
+   the local binarizer breaks up, for a fifth of a bare call. In a dim frame (zxing-cpp
+   takes contrast under 24 grey levels for flat) both binarizers read the frame binned
+   2x2, which halves the sensor noise, with its levels stretched to the full range,
+   instead. Every pass also reports symbols it located but could not read: the
+   evidence of a code.
+2. Second look, cheapest first: the FixedThreshold binarizer on the whole frame; a 2x
+   upscaled crop around every located-but-unread symbol (1.5-2 px modules); pyzbar on
+   the whole frame (ten to twenty times dearer than zxing-cpp, and it reads some codes,
+   dim ones above all, that zxing-cpp locates but cannot read).
 
 A still-image decoder (`make_decoder(name)`, used by `qrgate decode`) runs every stage on
 every image, so it reads at least what either backend reads alone. A live decoder
 (`make_decoder(name, live_share=0.1)`) stops at the first stage that reads a code, since
-the gate needs one, and gives the second look at most `live_share` of one CPU core: a
-worker holds a code up for some thirty frames, so a second look on every few frames
-finds it without making the idle gate dear.
+the gate needs one, and gives a second look only to a frame that shows evidence of a code,
+within at most `live_share` of one CPU core: an empty frame costs the first pass and
+nothing more. With `skip_unchanged` it also skips frames whose view has not changed since
+the last frame it looked at, when that one showed no evidence (`scanner.vision.change`).
+A live decoder loads pyzbar and Pillow only when a second look first needs them.
 """
 
 from __future__ import annotations
@@ -37,9 +41,9 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import zxingcpp
 from numpy.typing import NDArray
-from PIL import Image
 
 from scanner.errors import QrgateError
+from scanner.vision.change import ChangeWatch
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +59,7 @@ HISTOGRAM = zxingcpp.Binarizer.GlobalHistogram
 FIXED = zxingcpp.Binarizer.FixedThreshold
 
 UPSCALE = 2
+BIN = 2  # a dim frame's first pass reads it binned, BIN x BIN pixels to one
 # A crop spans the located symbol and this many of its sizes on every side: zxing-cpp
 # often locates a false, smaller symbol inside a real code it cannot read.
 CROP_MARGIN = 1.0
@@ -67,8 +72,10 @@ MAX_CROP_PIXELS = 1_300_000
 # Both binarizers often locate the same symbol: boxes this close are looked at once.
 SAME_BOX_PX = 6
 # zxing-cpp's local binarizer takes blocks with less contrast than 24 grey levels for
-# flat; in a frame this dim a code is that faint, and stretching the levels brings it out.
+# flat; in a frame this dim (fewer than 1 % of its pixels this bright) a code is that
+# faint, and stretching the levels brings it out.
 DIM_LEVEL = 100
+DIM_SHARE = 0.01
 # Unused second-look credit is capped so that an idle hour does not bank a long burst.
 BURST_S = 0.05
 
@@ -101,33 +108,49 @@ class Decoder(Protocol):
     def decode(self, image: Gray) -> list[Code]: ...
 
 
-def make_decoder(name: DecoderName, *, live_share: float | None = None) -> Decoder:
+def make_decoder(
+    name: DecoderName, *, live_share: float | None = None, skip_unchanged: bool = False
+) -> Decoder:
     """The configured decoder: `auto` is the layered strategy on both backends.
 
     `live_share=None` makes a still-image decoder that runs every stage; a number makes a
-    live one whose second look uses at most that share of one CPU core (see the module
-    docstring). `zxing` is the same strategy without pyzbar; `pyzbar` is pyzbar alone.
+    live one whose second look uses at most that share of one CPU core, and which with
+    `skip_unchanged` skips frames that hold nothing new (see the module docstring).
+    `zxing` is the same strategy without pyzbar; `pyzbar` is pyzbar alone.
     """
     if name == "pyzbar":
         return ZbarReader()
     if name not in ("auto", "zxing"):
         raise ValueError(f"unknown decoder {name!r}: expected auto, zxing or pyzbar")
-    zbar = None
-    if name == "auto":
-        try:
-            zbar = ZbarReader()
-        except DecodeError as error:
-            log.warning("decoding with zxing-cpp only: %s", error)
-    budget = None if live_share is None else Budget(live_share)
-    return LayeredDecoder(zbar, budget)
+    if live_share is None:
+        return LayeredDecoder(still_zbar() if name == "auto" else None)
+    zbar = ZbarOnFirstUse() if name == "auto" else None
+    watch = ChangeWatch() if skip_unchanged else None
+    return LayeredDecoder(zbar, Budget(live_share), watch=watch)
+
+
+def still_zbar() -> ZbarReader | None:
+    try:
+        return ZbarReader()
+    except DecodeError as error:
+        log.warning("decoding with zxing-cpp only: %s", error)
+        return None
 
 
 def zxing_read(
-    image: Gray, binarizer: zxingcpp.Binarizer = LOCAL
+    image: Gray, binarizer: zxingcpp.Binarizer = LOCAL, *, full_size_only: bool = False
 ) -> tuple[list[Code], list[Corners]]:
-    """zxing-cpp with its defaults but the binarizer: codes read, and symbols only located."""
+    """zxing-cpp with its defaults but the binarizer: codes read, and symbols only located.
+
+    `full_size_only` leaves out inverted codes and downscaled copies (a third of the cost).
+    """
     results = zxingcpp.read_barcodes(
-        image, formats=QR_FORMATS, binarizer=binarizer, return_errors=True
+        image,
+        formats=QR_FORMATS,
+        binarizer=binarizer,
+        try_invert=not full_size_only,
+        try_downscale=not full_size_only,
+        return_errors=True,
     )
     codes = [
         Code.of(result.bytes, corners(result.position), "zxing")
@@ -209,6 +232,24 @@ def bounding_corners(points: Corners) -> Corners:
     return ((min(xs), min(ys)), (max(xs), min(ys)), (max(xs), max(ys)), (min(xs), max(ys)))
 
 
+class ZbarOnFirstUse:
+    """pyzbar, loaded when a second look first gets to it: zbar and its libraries stay out
+    of a live gate's memory until a frame needs them. Without zbar it warns once, and the
+    second look goes on with zxing-cpp alone."""
+
+    name = "pyzbar"
+
+    def __init__(self) -> None:
+        self._reader: ZbarReader | None = None
+        self._missing = False
+
+    def decode(self, image: Gray) -> list[Code]:
+        if self._reader is None and not self._missing:
+            self._reader = still_zbar()
+            self._missing = self._reader is None
+        return [] if self._reader is None else self._reader.decode(image)
+
+
 class Budget:
     """A share of one CPU core for second looks, refilled by the wall clock."""
 
@@ -251,22 +292,29 @@ class LayeredDecoder:
     """The strategy of the module docstring: a cheap first pass, then a second look.
 
     `budget=None` decodes stills (every stage, every image); with a budget it decodes live
-    frames (stop at the first stage that reads, second looks within the budget). Counters
-    `first_passes` and `second_looks` say how often each ran.
+    frames (stop at the first stage that reads; second looks only where the first pass
+    found evidence of a code, within the budget), and with a `watch` it skips frames that
+    hold nothing new. Counters: `first_passes`, `second_looks`, `skipped`; `evidence`
+    says whether the last frame looked at showed evidence of a code (read or located).
     """
 
     def __init__(
         self,
-        zbar: ZbarReader | None = None,
+        zbar: Decoder | None = None,
         budget: Budget | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        *,
+        watch: ChangeWatch | None = None,
     ) -> None:
         self.name = "zxing+pyzbar" if zbar else "zxing"
         self._zbar = zbar
         self._budget = budget
         self._clock = clock
+        self._watch = watch
         self.first_passes = 0
         self.second_looks = 0
+        self.skipped = 0
+        self.evidence = False
 
     @property
     def live(self) -> bool:
@@ -274,45 +322,96 @@ class LayeredDecoder:
 
     def decode(self, image: Gray) -> list[Code]:
         check_gray(image)
+        if self._watch is not None and self._watch.unchanged(image):
+            self.skipped += 1
+            return []
         found = Found()
-        located = self._first_pass(image, found)
-        if found and self.live:
-            return found.codes()
+        dim = is_dim(image)
+        located = self._first_pass(image, dim, found)
+        self.evidence = bool(found or located)
+        if self._watch is not None:
+            self._watch.looked_at(image, self.evidence)
         if self._budget is None:
-            self._second_look(image, located, found)
-        elif self._budget.allows():
+            self._second_look(image, dim, located, found)
+        elif not found and located and self._budget.allows():
             start = self._clock()
-            self._second_look(image, located, found)
+            self._second_look(image, dim, located, found)
             self._budget.spend(self._clock() - start)
         return found.codes()
 
-    def _first_pass(self, image: Gray, found: Found) -> list[Corners]:
+    def _first_pass(self, image: Gray, dim: bool, found: Found) -> list[Corners]:
+        """Read what the first pass reads; return the symbols it located."""
         self.first_passes += 1
         located: list[Corners] = []
-        for binarizer in (LOCAL, HISTOGRAM):
-            codes, seen = zxing_read(image, binarizer)
+        for read in first_reads(image, dim):
+            codes, seen = read()
             found.add(codes)
             located += seen
             if found and self.live:
                 break
         return located
 
-    def _second_look(self, image: Gray, located: list[Corners], found: Found) -> None:
+    def _second_look(self, image: Gray, dim: bool, located: list[Corners], found: Found) -> None:
         self.second_looks += 1
-        for look in self._looks(image, located):
+        view = stretched(image) if dim else image
+        for look in self._looks(image, view, located):
             found.add(look())
             if found and self.live:
                 return
 
-    def _looks(self, image: Gray, located: list[Corners]) -> Iterator[Callable[[], list[Code]]]:
-        """The second-look stages, cheapest first."""
-        yield lambda: zxing_read(image, FIXED)[0]
-        if is_dim(image):
-            yield lambda: zxing_read(stretched(image))[0]
-        for box in crop_boxes(image.shape, located):
-            yield partial(read_upscaled, image, box)
+    def _looks(
+        self, image: Gray, view: Gray, located: list[Corners]
+    ) -> Iterator[Callable[[], list[Code]]]:
+        """The second-look stages, cheapest first; `view` is the frame, or in a dim frame
+        its levels stretched."""
+        yield lambda: zxing_read(view, FIXED)[0]
+        for box in crop_boxes(view.shape, located):
+            yield partial(read_upscaled, view, box)
         if self._zbar is not None:
             yield partial(self._zbar.decode, image)
+
+
+Read = Callable[[], tuple[list[Code], list[Corners]]]
+
+
+def first_reads(image: Gray, dim: bool) -> Iterator[Read]:
+    """The first pass's reads, in order: bare zxing-cpp on the frame, then the histogram
+    binarizer at full size; in a dim frame, both binarizers on the frame binned and
+    stretched instead of the histogram one on the frame."""
+    yield partial(zxing_read, image)
+    if dim:
+        yield partial(read_dim, image)
+    else:
+        yield partial(zxing_read, image, HISTOGRAM, full_size_only=True)
+
+
+def read_dim(image: Gray) -> tuple[list[Code], list[Corners]]:
+    """Both binarizers at full size on the frame binned 2x2 (half the sensor noise, a
+    quarter of the pixels) with its levels stretched; positions in frame pixels."""
+    view = stretched(binned(image))
+    codes, located = zxing_read(view, full_size_only=True)
+    more, seen = zxing_read(view, HISTOGRAM, full_size_only=True)
+    return (
+        [rescaled(code, BIN) for code in codes + more],
+        [tuple((x * BIN, y * BIN) for x, y in points) for points in located + seen],
+    )
+
+
+def binned(image: Gray) -> Gray:
+    """The frame at half its size, each pixel the mean of 2x2."""
+    height, width = image.shape[0] // BIN * BIN, image.shape[1] // BIN * BIN
+    sums = image[:height:2, :width:2].astype(np.uint16)
+    sums += image[1:height:2, :width:2]
+    sums += image[:height:2, 1:width:2]
+    sums += image[1:height:2, 1:width:2]
+    return (sums // 4).astype(np.uint8)
+
+
+def rescaled(code: Code, scale: float, offset: Point = (0, 0)) -> Code:
+    """`code` with its corners taken from a resized or cropped image back to the frame."""
+    x0, y0 = offset
+    position = tuple((x0 + int(x * scale), y0 + int(y * scale)) for x, y in code.position)
+    return Code(code.payload, code.text, position, code.backend)
 
 
 def check_gray(image: Gray) -> None:
@@ -321,8 +420,10 @@ def check_gray(image: Gray) -> None:
 
 
 def is_dim(image: Gray) -> bool:
-    """True when even the brightest parts of the frame are dark (sampled, for speed)."""
-    return float(np.percentile(image[::8, ::8], 99)) < DIM_LEVEL
+    """True when even the brightest parts of the frame are dark: fewer than DIM_SHARE of
+    its pixels (sampled, for speed) reach DIM_LEVEL."""
+    sample = image[::32, ::32]
+    return bool(np.count_nonzero(sample >= DIM_LEVEL) < DIM_SHARE * sample.size)
 
 
 def stretched(image: Gray) -> Gray:
@@ -377,18 +478,12 @@ def same_box(one: Box, other: Box) -> bool:
 
 def read_upscaled(image: Gray, box: Box) -> list[Code]:
     """zxing-cpp on a crop enlarged with bicubic interpolation; positions in frame pixels."""
+    from PIL import Image
+
     x0, y0, x1, y1 = box
     crop = Image.fromarray(np.ascontiguousarray(image[y0:y1, x0:x1]))
     large = np.asarray(
         crop.resize((crop.width * UPSCALE, crop.height * UPSCALE), Image.Resampling.BICUBIC)
     )
     codes, _ = zxing_read(large)
-    return [
-        Code(
-            code.payload,
-            code.text,
-            tuple((x0 + x // UPSCALE, y0 + y // UPSCALE) for x, y in code.position),
-            code.backend,
-        )
-        for code in codes
-    ]
+    return [rescaled(code, 1 / UPSCALE, (x0, y0)) for code in codes]

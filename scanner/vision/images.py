@@ -1,15 +1,21 @@
 """Image files as the decoders want them: which files in a folder are images, and reading
-one as an 8-bit grayscale array (used by the replay camera and `qrgate decode`)."""
+one as an 8-bit grayscale array (used by the replay camera and `qrgate decode`).
+
+Pillow loads with the first image read, not with this module: a gate whose camera hands
+over arrays never needs it."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image
 
 from scanner.errors import QrgateError
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PillowImage
 
 Gray = NDArray[np.uint8]
 
@@ -36,6 +42,8 @@ def image_files(folder: Path) -> list[Path]:
 
 def load_gray(path: Path) -> Gray:
     """The image at `path` as 8-bit grayscale; ImageError saying why it cannot be read."""
+    from PIL import Image
+
     try:
         with Image.open(path) as image:
             image.load()
@@ -46,8 +54,10 @@ def load_gray(path: Path) -> Gray:
         raise ImageError(f"{path}: {error}") from None
 
 
-def to_gray(image: Image.Image) -> Gray:
+def to_gray(image: PillowImage) -> Gray:
     """Luma of any Pillow image; transparency counts as white paper, 16-bit is scaled."""
+    from PIL import Image
+
     if image.mode.startswith("I;16"):
         return (np.asarray(image, dtype=np.uint16) >> 8).astype(np.uint8)
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:

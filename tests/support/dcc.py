@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from scanner.credentials.dcc import issue
-from scanner.credentials.dcc.certificate import CertType
+from scanner.credentials.health import CertType
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "dcc"
 TESTDATA = DATA / "dgc-testdata"

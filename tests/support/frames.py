@@ -79,6 +79,19 @@ def empty_frame(size: tuple[int, int] = (640, 480), *, seed: int = 0, noise: flo
     return finish(background(size, rng), Look(noise=noise), rng)
 
 
+def damaged_frame(size: tuple[int, int] = (320, 240), module_px: int = 3, seed: int = 1) -> Gray:
+    """A code scribbled over in its middle: its finder patterns are whole, so a decoder
+    locates it, but too many of its modules are wrong for any decoder to read it."""
+    frame = render_qr(b"W-00042: a code with a ruined middle", size, Look(module_px=module_px))
+    height, width = frame.shape
+    half = 6 * module_px  # 12 modules across, beyond what error correction repairs
+    cells = np.random.default_rng(seed).integers(0, 2, size=(12, 12)).astype(bool)
+    scribble = np.where(cells.repeat(module_px, 0).repeat(module_px, 1), 25, 225)
+    top, left = height // 2 - half, width // 2 - half
+    frame[top : top + 2 * half, left : left + 2 * half] = scribble
+    return frame
+
+
 def background(size: tuple[int, int], rng: np.random.Generator) -> NDArray[np.float64]:
     """A cluttered scene: a lighting gradient, boxes and bars, like a gate's surroundings."""
     width, height = size

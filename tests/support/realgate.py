@@ -37,7 +37,10 @@ TOPICS = GateTopics("qrgate", "factory-1", "gate-1")
 class RealGate:
     """Gate, store, outbox, outputs and command intake of one gate in `folder`."""
 
-    def __init__(self, folder: Path, factory: MockFactory, accept: list[str]) -> None:
+    def __init__(
+        self, folder: Path, factory: MockFactory, accept: list[str], **sections: Any
+    ) -> None:
+        """`sections`: more of the config (`dcc={...}`)."""
         folder.mkdir(parents=True, exist_ok=True)
         self.issuer, self.centre = IssuerKey.ed25519("issuer"), IssuerKey.ed25519("centre")
         self.config: Config = parse_config(
@@ -46,6 +49,7 @@ class RealGate:
                 "policy": {"accept": accept, "repeat_window_s": 1.0},
                 "passes": {"jwks": str(write_jwks(folder / "jwks.json", self.issuer))},
                 "store": {"path": str(folder / "state" / "q.db")},
+                **sections,
             }
         )
         self.clock, self.timer, self.factory = ManualClock(), ManualScheduler(), factory

@@ -13,9 +13,10 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import ClassVar, Final, Literal
+from typing import ClassVar, Final
 
-CertType = Literal["vaccination", "test", "recovery"]
+from scanner.credentials.health import CertType
+
 CERT_TYPES: Final[tuple[CertType, ...]] = ("vaccination", "test", "recovery")
 # The certificate's groups by key; the schema allows exactly one, holding one entry.
 GROUPS: Final[dict[str, CertType]] = {"v": "vaccination", "t": "test", "r": "recovery"}

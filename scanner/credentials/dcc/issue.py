@@ -27,9 +27,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from scanner.credentials.dcc import chain
-from scanner.credentials.dcc.certificate import CertType
 from scanner.credentials.dcc.cose import ES256, PS256, PSS, der_to_raw
 from scanner.credentials.dcc.trustlist import USAGE_OIDS, compute_kid
+from scanner.credentials.health import CertType
 from scanner.credentials.person import icao_name
 
 SignerAlg = Literal["ES256", "PS256"]

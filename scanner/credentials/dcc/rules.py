@@ -11,33 +11,20 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final
 
 from scanner.credentials.dcc.certificate import (
-    CertType,
     Entry,
     HealthCertificate,
     Recovery,
     Test,
     Vaccination,
 )
+from scanner.credentials.health import CertType, HealthReason
 
 if TYPE_CHECKING:
     from scanner.config import DccSection
 
-HealthReason = Literal[
-    "type_not_accepted",
-    "disease_not_accepted",
-    "vaccine_not_accepted",
-    "vaccination_incomplete",
-    "vaccination_too_recent",
-    "vaccination_too_old",
-    "test_type_not_accepted",
-    "test_positive",
-    "test_in_future",
-    "test_too_old",
-    "recovery_not_valid",
-]
 COVID_19: Final = "840539006"  # SNOMED CT, value set disease-agent-targeted
 NAAT: Final = "LP6464-4"  # LOINC: nucleic acid amplification (PCR)
 RAPID_ANTIGEN: Final = "LP217198-3"  # LOINC: rapid immunoassay

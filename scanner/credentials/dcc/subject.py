@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 from scanner.errors import ConfigError
@@ -35,18 +36,30 @@ def default_key_path(store_path: Path) -> Path:
     return store_path.parent / DEFAULT_KEY_NAME
 
 
-def load_subject_key(path: Path, *, create: bool) -> bytes:
+@dataclass(frozen=True, slots=True)
+class SubjectKey:
+    """The key subjects are made with; `stand_in` says why it is not the gate's (a key
+    of this process only), None when it is."""
+
+    secret: bytes
+    stand_in: str | None = None
+
+
+def load_subject_key(path: Path, *, create: bool) -> SubjectKey:
     """The key in `path`; when it does not exist, a new one written there (mode 0600)
-    if `create`, else a key for this process only (a read-only check changes nothing)."""
+    if `create`, else a stand-in for this process only, which says so: a read-only
+    check changes nothing, and its subjects are then not the gate's."""
     try:
         key = path.read_bytes()
     except FileNotFoundError:
-        return write_new_key(path) if create else secrets.token_bytes(KEY_BYTES)
+        if create:
+            return SubjectKey(write_new_key(path))
+        return SubjectKey(secrets.token_bytes(KEY_BYTES), f"{path} does not exist")
     except OSError as error:
         raise ConfigError.single(KEY, f"cannot read: {error}", value=str(path)) from None
     if len(key) < KEY_BYTES:
         raise ConfigError.single(KEY, f"must hold at least {KEY_BYTES} bytes", value=str(path))
-    return key
+    return SubjectKey(key)
 
 
 def write_new_key(path: Path) -> bytes:

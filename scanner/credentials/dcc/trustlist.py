@@ -32,7 +32,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import NameOID
 
-from scanner.credentials.dcc.certificate import CertType
+from scanner.credentials.health import CertType
 from scanner.errors import ConfigError
 
 log = logging.getLogger(__name__)

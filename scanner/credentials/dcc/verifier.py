@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Literal
 
 from scanner.credentials.dcc.certificate import (
-    CertType,
     HealthCertificate,
     find_uvci,
     groups_present,
@@ -32,6 +31,7 @@ from scanner.credentials.dcc.chain import AuthReason, Claims, CoseSign1, Reject,
 from scanner.credentials.dcc.cose import ALGORITHMS, verify_signature
 from scanner.credentials.dcc.revocation import revocation_hashes
 from scanner.credentials.dcc.trustlist import Signer, TrustList, load_trust_list
+from scanner.credentials.health import CertType
 
 DccReason = AuthReason | Literal["ok", "schema_invalid"]
 _COUNTRY = re.compile(r"[A-Z]{2}")
