@@ -13,7 +13,9 @@
 2. Store write without the broker: our batched write vs a bare executemany of the same
    rows in one transaction, into a fresh SQLite file.
 3. Reports on 1 million generated events (2,000 people x 250 days x in and out, two
-   sites): each report's time, against one full scan of the events table.
+   sites; on PostgreSQL a partition per month): each report's time, against one full
+   scan of the events table. Before them, what the Events filters' indexes cost the
+   writer: Store.write into a copy of that store, with and without them.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from paho.mqtt.properties import Properties
 from monitor import reports
 from monitor.enrollment import EnrolledKey, Enrollment
 from monitor.ingest import EventRecord, classify
+from monitor.schema import FILTER_INDEXES, FROM_EVENTS
 from monitor.state import LiveState
 from monitor.store import EVENT_COLUMNS, Store
 from monitor.subscriber import Broker, Settings, Subscriber
@@ -50,6 +53,7 @@ from tests.support.monitor_events import gate_event, payload, record, topic
 from tests.support.postgres import Postgres
 
 FILTER = "qrgate/+/+/events"
+ROUNDS = 3  # of the filter indexes' write cost
 START_DAY = datetime(2025, 1, 6, tzinfo=UTC)
 DAY = "2026-03-02T08:00"
 # store, report, rows found, ms, ratio to the full scan
@@ -188,6 +192,17 @@ def bench_ingest(count: int, postgres: Postgres, workdir: Path) -> None:
                 False,
                 lambda cid: drain_ours(broker, cid, count, postgres.create_database("ingest")),
             ),
+            (
+                "monitor -> PostgreSQL, signed, verified",
+                True,
+                lambda cid: drain_ours(
+                    broker,
+                    cid,
+                    count,
+                    postgres.create_database("signed"),
+                    enrolled_keys(signer),
+                ),
+            ),
         ]
         baseline = None
         for index, (name, signed, drain) in enumerate(consumers):
@@ -285,6 +300,89 @@ def bench_write(count: int, workdir: Path) -> None:
     )
 
 
+def bench_filter_indexes(sqlite_url: str, pg_url: str, postgres: Postgres, count: int) -> None:
+    """What the Events filters' indexes (result, reason, credential, subject, each with
+    the time) cost the writer: Store.write of `count` more events into a copy of the
+    store of a million, with the indexes and without them."""
+    records = [
+        record(
+            gate_event(
+                seq,
+                "2025-09-10T08:00",
+                gate=f"bench-{seq % 40}",
+                subject=f"W-{seq % 2000:05d}",
+                result="denied" if seq % 9 == 0 else "granted",
+            )
+        )
+        for seq in range(1, count + 1)
+    ]
+    source = Path(sqlite_url.removeprefix("sqlite:///"))
+    rows = []
+    copies: list[tuple[str, Callable[[str], str]]] = [
+        ("SQLite", lambda name: copy_sqlite(source, name)),
+        ("PostgreSQL", lambda name: copy_postgres(postgres, pg_url, name)),
+    ]
+    for label, url_of in copies:
+        # Alternated, each on a fresh copy: the machine's other work weighs on both alike.
+        rates: dict[bool, list[float]] = {False: [], True: []}
+        for round_ in range(ROUNDS):
+            for indexed in (False, True):
+                url = url_of(f"{'with' if indexed else 'without'}{round_}")
+                rates[indexed].append(write_rate(url, records, drop=not indexed))
+                discard(postgres, url)
+        bare, ours = statistics.median(rates[False]), statistics.median(rates[True])
+        rows.append((label, "without the filter indexes", f"{bare:,.0f}", "1.00"))
+        rows.append((label, "with them (as shipped)", f"{ours:,.0f}", f"{ours / bare:.2f}"))
+    table(
+        f"Store.write, {count} more events (batches of 500) into a store of a million "
+        f"(median of {ROUNDS})",
+        rows,
+        ("store", "indexes", "events/s", "vs without"),
+    )
+
+
+def copy_sqlite(source: Path, name: str) -> str:
+    target = source.with_name(f"{name}-{source.name}")
+    shutil.copyfile(source, target)
+    return f"sqlite:///{target}"
+
+
+def copy_postgres(postgres: Postgres, url: str, name: str) -> str:
+    import psycopg
+
+    with psycopg.connect(postgres.url(), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{url.rsplit("/", 1)[1]}"')
+    return postgres.url(name)
+
+
+def discard(postgres: Postgres, url: str) -> None:
+    """Remove a copy made for one measurement."""
+    if url.startswith("sqlite:"):
+        for path in Path(url.removeprefix("sqlite:///")).parent.glob(
+            Path(url).name.split("?")[0] + "*"
+        ):
+            path.unlink()
+        return
+    import psycopg
+
+    with psycopg.connect(postgres.url(), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE "{url.rsplit("/", 1)[1]}"')
+
+
+def write_rate(url: str, records: list[EventRecord], *, drop: bool) -> float:
+    store = Store(url, create=False)
+    if drop:
+        with store._transaction("BEGIN") as cursor:
+            for statement in FILTER_INDEXES:
+                cursor.execute("DROP INDEX " + statement.split(" IF NOT EXISTS ")[1].split()[0])
+    started = time.perf_counter()
+    for start in range(0, len(records), 500):
+        store.write(records[start : start + 500])
+    took = time.perf_counter() - started
+    store.close()
+    return len(records) / took
+
+
 def event_row(item: EventRecord) -> tuple[object, ...]:
     event = item.event
     return (
@@ -325,11 +423,14 @@ def generated(people: int, days: int) -> Iterator[tuple[object, ...]]:
 
 
 def fill_sqlite(url: str, people: int, days: int, analyze: bool = True) -> None:
+    """Generated events loaded in bulk, and the seq ranges the monitor would have kept."""
     Store(url).close()
     connection = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
     marks = ", ".join("?" * len(EVENT_COLUMNS))
     connection.execute("BEGIN")
     connection.executemany(f"INSERT INTO events VALUES ({marks})", generated(people, days))  # noqa: S608
+    for statement in FROM_EVENTS:
+        connection.execute(statement)
     connection.execute("COMMIT")
     if analyze:
         connection.execute("ANALYZE")
@@ -337,16 +438,21 @@ def fill_sqlite(url: str, people: int, days: int, analyze: bool = True) -> None:
 
 
 def fill_postgres(url: str, people: int, days: int) -> None:
+    """The same into PostgreSQL, each month in a partition of its own, made first."""
     import psycopg
 
-    Store(url).close()
+    store = Store(url)
+    store.prepare_partitions(since_ms=int(START_DAY.timestamp() * 1000))
+    store.close()
     with psycopg.connect(url) as connection, connection.cursor() as cursor:
         with cursor.copy(f"COPY events ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as copy:
             for row in generated(people, days):
                 copy.write_row(row)
+        for statement in FROM_EVENTS:
+            cursor.execute(statement)
         connection.commit()
         connection.autocommit = True
-        connection.execute("VACUUM ANALYZE events")
+        connection.execute("VACUUM ANALYZE")
 
 
 def timed(work: Callable[[], object], runs: int = 3) -> float:
@@ -424,6 +530,7 @@ def main() -> None:
         )
         pg_url = postgres.create_database("reports")
         fill_postgres(pg_url, people, days)
+        bench_filter_indexes(sqlite_url, pg_url, postgres, args.events)
         rows = bench_reports(sqlite_url, "SQLite", count) + bench_reports(
             pg_url, "PostgreSQL", count
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import signal
 import socket
 import sys
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_DB = "sqlite:///./qrgate-monitor.db"
+PERSISTENT_SESSION_S = 7 * 24 * 3600
 STATS_EVERY_S = 60.0
 REFRESH_S = 0.5
 
@@ -41,6 +43,24 @@ def db_option(func: F) -> F:
         help="Event store: sqlite:///PATH (relative), sqlite:////PATH (absolute) or "
         "postgresql://USER@HOST[:PORT]/DB. Also $QRGATE_MONITOR_DB.",
     )(func)
+
+
+def login_options(func: F) -> F:
+    """How to prove who we are to the broker (as the gates do)."""
+    options = [
+        click.option(
+            "--ca-file", type=ExistingFile, help="CA certificate(s) to verify the broker (TLS)."
+        ),
+        click.option("--cert-file", type=ExistingFile, help="Client certificate (TLS)."),
+        click.option(
+            "--key-file", type=ExistingFile, help="Client certificate's private key (TLS)."
+        ),
+        click.option("--username", default=None, help="MQTT user name."),
+        click.option("--password-file", type=ExistingFile, help="File holding the MQTT password."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
 
 
 # ---- qrgate monitor -------------------------------------------------------------------
@@ -61,21 +81,19 @@ def db_option(func: F) -> F:
     "shared_group",
     default=None,
     help="Take events through the MQTT v5 shared subscription $share/GROUP/...: "
-    "monitors of one group split the events between them.",
+    "monitors of one group split the events between them. Clean sessions unless "
+    "--session-expiry says otherwise; what a dead member held comes back from the gates "
+    "(qrgate report gaps --resend).",
 )
 @click.option(
     "--session-expiry",
     type=click.IntRange(0, 2**32 - 1),
-    default=7 * 24 * 3600,
-    show_default=True,
-    help="Seconds the broker keeps our session (and queues events) while we are away.",
+    default=None,
+    help="Seconds the broker keeps our session (and queues events) while we are away "
+    "[default: 604800, a week; with --shared: 0, a clean session].",
 )
 @click.option("--quiet", is_flag=True, help="No live view: log only (for a service).")
-@click.option("--ca-file", type=ExistingFile, help="CA certificate(s) to verify the broker (TLS).")
-@click.option("--cert-file", type=ExistingFile, help="Client certificate (TLS).")
-@click.option("--key-file", type=ExistingFile, help="Client certificate's private key (TLS).")
-@click.option("--username", default=None, help="MQTT user name.")
-@click.option("--password-file", type=ExistingFile, help="File holding the MQTT password.")
+@login_options
 @click.option(
     "--http",
     default=None,
@@ -139,7 +157,7 @@ def monitor(
     prefix: str,
     client_id: str | None,
     shared_group: str | None,
-    session_expiry: int,
+    session_expiry: int | None,
     quiet: bool,
     ca_file: Path | None,
     cert_file: Path | None,
@@ -197,7 +215,7 @@ def monitor(
         client_id=client_id or default_client_id(),
         prefix=prefix,
         shared_group=shared_group,
-        session_expiry_s=session_expiry,
+        session_expiry_s=session_expiry_for(shared_group, session_expiry),
         enrolled_only=enrolled_only,
     )
     web = dashboard_settings(http, dashboard)
@@ -299,6 +317,21 @@ def link_home_assistant(
     link.start()
     extras.callback(link.stop)
     return link.observe
+
+
+def session_expiry_for(shared_group: str | None, asked: int | None) -> int:
+    """A persistent session alone; a clean one in a shared group unless asked otherwise
+    (a dead member's persistent session keeps taking its share: docs/monitor.md)."""
+    if asked is not None:
+        if shared_group is not None and asked > 0:
+            log.warning(
+                "--shared with a persistent session (--session-expiry %d): while this "
+                "monitor is away the broker keeps queueing its share of the events for it; "
+                "watch qrgate_gate_missing_events",
+                asked,
+            )
+        return asked
+    return 0 if shared_group is not None else PERSISTENT_SESSION_S
 
 
 def read_secret(path: Path | None) -> str | None:
@@ -460,12 +493,117 @@ def contacts(*, subject: str, start: str, end: str, db: str, form: str, zone: tz
 @report.command("gaps")
 @click.option("--site", default=None, help="Only this site.")
 @report_options
-def gaps(site: str | None, db: str, form: str, zone: tzinfo) -> None:
-    """Missing seq ranges per gate: events the store has not received (yet)."""
+@click.option(
+    "--resend",
+    is_flag=True,
+    help="Ask each gate to send again what is missing (a signed resend command per gate, "
+    "as qrgate cmd signs it); needs --broker, --command-key and --command-kid.",
+)
+@click.option("--broker", default=None, help="mqtt://HOST[:1883] or mqtts://HOST[:8883].")
+@click.option("--prefix", default="qrgate", show_default=True, help="The gates' topic prefix.")
+@click.option("--command-key", type=ExistingFile, help="The centre's command key (PEM).")
+@click.option("--command-kid", default=None, help="That key's id in the gates' key set.")
+@login_options
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1, 600),
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for the gates' replies.",
+)
+@click.option(
+    "--wait",
+    type=click.FloatRange(0, 3600),
+    default=0.0,
+    show_default=True,
+    help="Then wait up to this many seconds for the events to be stored, and report "
+    "what is still missing.",
+)
+@click.pass_context
+def gaps(
+    ctx: click.Context, /, site: str | None, db: str, form: str, zone: tzinfo, **options: Any
+) -> None:
+    """Missing seq ranges per gate: events the store has not received (yet).
+
+    With --resend, each gate with gaps is asked for them, and each gate online for what
+    it kept after the last event stored; the replies go to stderr. Exits 1 if a gate did
+    not answer, refused, or (with --wait) events asked for are still missing.
+    """
     from monitor import reports
 
+    sender = resend_sender(options) if options["resend"] else None
     with opened(db) as store:
+        complete = True
+        if sender is not None:
+            complete = ask_to_resend(store, site, sender, options["wait"])
         show(reports.gaps(store, site), form, zone)
+    ctx.exit(0 if complete else 1)
+
+
+def resend_sender(options: dict[str, Any]) -> Any:
+    """The command key and broker for --resend; usage errors for what is missing."""
+    from monitor.resend import Sender
+    from mqtt.remote import CommandError, load_signing_key
+
+    needed = [name for name in ("broker", "command_key", "command_kid") if not options[name]]
+    if needed:
+        wanted = ", ".join("--" + name.replace("_", "-") for name in needed)
+        raise click.UsageError(f"--resend needs {wanted}")
+    endpoint = monitor_broker(options)
+    try:
+        key = load_signing_key(options["command_key"])
+    except CommandError as error:
+        raise click.BadParameter(str(error), param_hint="--command-key") from None
+    broker = endpoint.settings(f"qrgate-resend-{secrets.token_hex(6)}")
+    return Sender(broker, options["prefix"], key, options["command_kid"], options["timeout"])
+
+
+def monitor_broker(options: dict[str, Any]) -> Any:
+    """The broker options as the monitor takes them."""
+    from monitor.subscriber import Broker
+
+    if (options["cert_file"] is None) != (options["key_file"] is None):
+        raise click.UsageError("--cert-file and --key-file go together")
+    if options["password_file"] is not None and options["username"] is None:
+        raise click.UsageError("--password-file needs --username")
+    try:
+        return Broker.from_url(
+            options["broker"],
+            ca_file=options["ca_file"],
+            cert_file=options["cert_file"],
+            key_file=options["key_file"],
+            username=options["username"],
+            password=read_secret(options["password_file"]),
+        )
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--broker") from None
+
+
+def ask_to_resend(store: Any, site: str | None, sender: Any, wait_s: float) -> bool:
+    """Ask, tell on stderr what each gate answered, wait if asked to; True when every
+    gate said yes and nothing asked for is still missing."""
+    from monitor.resend import plan, wait_until_filled
+    from mqtt.errors import MqttError
+
+    gates = [row for row in store.gates() if site in (None, row.site)]
+    asks = plan(store.gaps(site), gates)
+    try:
+        answers = sender.resend(asks)
+    except MqttError as error:
+        raise click.ClickException(f"cannot ask the gates: {error}") from None
+    for answer in answers:
+        detail = f" ({answer.detail})" if answer.detail else ""
+        click.echo(
+            f"resend {answer.site}/{answer.gate}: {answer.asked} missing asked for, "
+            f"and what it kept after the last stored: {answer.outcome}{detail}",
+            err=True,
+        )
+    left = (
+        wait_until_filled(store.count_events, lambda: store.gaps(site), asks, wait_s)
+        if wait_s
+        else []
+    )
+    return all(answer.ok for answer in answers) and not left
 
 
 @contextmanager

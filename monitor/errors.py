@@ -14,5 +14,10 @@ class StoreUnavailableError(StoreError):
     the same write is tried again later, and the broker keeps the messages meanwhile."""
 
 
+class StoreConflictError(StoreUnavailableError):
+    """A write met another monitor's (a deadlock PostgreSQL broke, a serialization
+    failure): nothing of it was kept, and trying it again at once is right."""
+
+
 class StoreRefusedError(StoreError):
     """The store refused the data itself (a value it cannot hold): retrying cannot help."""

@@ -1,11 +1,15 @@
 """The store's upkeep, hourly: event retention (events older than so many days are
-deleted and counted), and fresh query-planner statistics.
+deleted and counted), PostgreSQL's monthly partitions made ahead, and fresh
+query-planner statistics.
 
 Personal data is kept no longer than it serves (contact tracing looks back days, not
-years). Deleting runs in batches of one short transaction each, so the monitor's
-writer, which shares the database, waits at most one batch for the write lock. Time is
-the event's own `ts`, through the `(ts_ms)` index. The gaps report knows, per gate, the
-highest seq deleted, so deleted events are not reported as missing.
+years). On PostgreSQL a month whose every event is past the retention goes as a whole
+(its partition dropped: monitor.partitions); what is left (the part of a month that
+is past, events of the default partition, SQLite) is deleted in batches of one short
+transaction each, so the monitor's writer, which shares the database, waits at most one
+batch for the write lock. Time is the event's own `ts`, through the time index. The
+gaps report knows, per gate, the highest seq deleted, so deleted events are not
+reported as missing.
 
 SQLite plans its queries without statistics until something runs ANALYZE, and on
 millions of events the reports and the dashboard's pages are several times slower
@@ -40,12 +44,13 @@ class UpkeepPolicy:
 def prune(store: Store, days: float, now_ms: int, batch: int = BATCH) -> int:
     """Delete every event older than `days` before `now_ms`; returns how many went."""
     cutoff_ms = now_ms - round(days * DAY_MS)
-    deleted = 0
+    deleted = store.drop_partitions_before(cutoff_ms)
     while True:
         count = store.delete_events_before(cutoff_ms, batch)
         deleted += count
         if count < batch:
             break
+    store.forget_people_before(cutoff_ms)
     if deleted:
         since = datetime.fromtimestamp(cutoff_ms / 1000, tz=UTC).isoformat(timespec="seconds")
         log.info("retention: deleted %d events older than %s", deleted, since)
@@ -83,7 +88,7 @@ class Upkeep:
         store: Store | None = None
         try:
             while True:
-                store = store or Store(self.url, create=False)
+                store = store or Store(self.url, create=False, clock=self.clock)
                 self._run_once(store)
                 if self._stopping.wait(self.policy.every_s):
                     return
@@ -95,6 +100,7 @@ class Upkeep:
 
     def _run_once(self, store: Store) -> None:
         try:
+            store.prepare_partitions()
             if self.policy.retain_days is not None:
                 prune(store, self.policy.retain_days, round(self.clock() * 1000))
             store.refresh_statistics()

@@ -2,8 +2,12 @@
 
 One class speaks to both through the DB-API; the few differences (placeholders, column
 types, how a write transaction starts, which errors pass) live in a `Dialect`. Every
-write is one transaction: events are inserted with `ON CONFLICT (id) DO NOTHING`, so a
-message delivered twice, or to two monitors sharing the database, is stored once.
+write is one transaction: events are inserted with `ON CONFLICT DO NOTHING` on their key
+(`id`; on PostgreSQL, whose events are partitioned by month, `(ts_ms, id)`), so a
+message delivered twice, or to two monitors sharing the database, is stored once. The
+gates' rows a batch touches are locked first, in one order, so that monitors sharing
+PostgreSQL wait for each other instead of deadlocking (and a write that meets another
+all the same is tried again).
 
 URLs: `sqlite:///relative/path.db`, `sqlite:////absolute/path.db`,
 `postgresql://user@host:port/dbname` (anything libpq accepts; psycopg 3, loaded lazily).
@@ -12,16 +16,24 @@ URLs: `sqlite:///relative/path.db`, `sqlite:////absolute/path.db`,
 from __future__ import annotations
 
 import logging
+import random
 import re
 import sqlite3
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from monitor import partitions, seqranges
 from monitor.enrollment import EnrolledKey
-from monitor.errors import StoreError, StoreRefusedError, StoreUnavailableError
+from monitor.errors import (
+    StoreConflictError,
+    StoreError,
+    StoreRefusedError,
+    StoreUnavailableError,
+)
 from monitor.ingest import (
     Cleared,
     EventRecord,
@@ -29,6 +41,14 @@ from monitor.ingest import (
     Record,
     Rejected,
     StatusRecord,
+)
+from monitor.presence_sql import (
+    FORGET_PEOPLE,
+    INSIDE,
+    INSIDE_LATERAL,
+    RECENT_MS,
+    SCANS,
+    SEE_PEOPLE,
 )
 from monitor.records import (
     EventFilter,
@@ -40,11 +60,17 @@ from monitor.records import (
     Scan,
     SeqJump,
 )
+from monitor.schema import (
+    FILTERED_COLUMNS,
+    FIRST_SCHEMA_VERSION,
+    MIGRATIONS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    run_step,
+)
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
-FIRST_SCHEMA_VERSION = 1  # SCHEMA below; MIGRATIONS take it from there
 EVENT_COLUMNS = (
     "id", "site", "gate", "seq", "ts_ms", "direction", "type", "result", "reason",
     "credential", "subject", "name", "code_sha256", "latency_ms", "detail", "ts_trusted",
@@ -52,77 +78,6 @@ EVENT_COLUMNS = (
 )  # fmt: skip
 # Rows per INSERT statement: under SQLite's and PostgreSQL's bound-parameter limits.
 INSERT_CHUNK = 500
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
-    id TEXT PRIMARY KEY,
-    site TEXT NOT NULL,
-    gate TEXT NOT NULL,
-    seq BIGINT NOT NULL,
-    ts_ms BIGINT NOT NULL,
-    direction TEXT NOT NULL,
-    type TEXT NOT NULL,
-    result TEXT,
-    reason TEXT,
-    credential TEXT,
-    subject TEXT,
-    name TEXT,
-    code_sha256 TEXT,
-    latency_ms DOUBLE PRECISION,
-    detail TEXT,
-    ts_trusted BOOLEAN NOT NULL,
-    extra TEXT,
-    received_ms BIGINT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_gate_seq ON events (site, gate, seq);
-CREATE INDEX IF NOT EXISTS events_time ON events (ts_ms);
-CREATE INDEX IF NOT EXISTS events_presence ON events (site, subject, ts_ms, seq)
-    WHERE type = 'scan' AND result = 'granted' AND subject IS NOT NULL;
-CREATE TABLE IF NOT EXISTS gates (
-    site TEXT NOT NULL,
-    gate TEXT NOT NULL,
-    state TEXT,
-    state_ts TEXT,
-    version TEXT,
-    state_received_ms BIGINT,
-    health TEXT,
-    health_received_ms BIGINT,
-    events BIGINT NOT NULL DEFAULT 0,
-    last_seq BIGINT NOT NULL DEFAULT 0,
-    last_event_ms BIGINT NOT NULL DEFAULT 0,
-    PRIMARY KEY (site, gate)
-);
-CREATE TABLE IF NOT EXISTS rejects (
-    received_ms BIGINT NOT NULL,
-    topic TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    payload {blob} NOT NULL
-);
-"""
-
-# From version N to N + 1 (SCHEMA above is version 1). Version 2: events' signatures
-# (`kid`: the enrolled key that verified it, NULL when its gate was not enrolled), seq
-# jumps not believed, the gates' enrolled keys, and the index that bounds `rejects`.
-MIGRATIONS = {
-    1: (
-        "ALTER TABLE events ADD COLUMN kid TEXT",
-        "ALTER TABLE events ADD COLUMN seq_believed BOOLEAN NOT NULL DEFAULT TRUE",
-        "ALTER TABLE gates ADD COLUMN flagged BIGINT NOT NULL DEFAULT 0",
-        "ALTER TABLE gates ADD COLUMN unauthenticated BIGINT NOT NULL DEFAULT 0",
-        "ALTER TABLE gates ADD COLUMN last_seq_received_ms BIGINT",
-        "UPDATE gates SET unauthenticated = events",
-        """CREATE TABLE gate_keys (
-            site TEXT NOT NULL,
-            gate TEXT NOT NULL,
-            kid TEXT NOT NULL,
-            public_key TEXT NOT NULL,
-            enrolled_ms BIGINT NOT NULL,
-            PRIMARY KEY (site, gate, kid)
-        )""",
-        "CREATE INDEX rejects_time ON rejects (received_ms)",
-    ),
-}
 
 LINE_COLUMNS = "ts_ms, site, gate, seq, direction, type, result, reason, subject, name"
 
@@ -141,7 +96,17 @@ ON CONFLICT (site, gate) DO UPDATE SET
     last_event_ms = CASE WHEN excluded.last_event_ms > gates.last_event_ms
                          THEN excluded.last_event_ms ELSE gates.last_event_ms END
 """
-BASELINE = "SELECT last_seq, last_seq_received_ms FROM gates WHERE site = ? AND gate = ?"
+# The batch's gates, made if new and locked in (site, gate) order, with what each seq
+# is judged by: every writer takes the gate rows it needs in this one order, first.
+LOCK_GATES = """
+INSERT INTO gates (site, gate) VALUES {values}
+ON CONFLICT (site, gate) DO UPDATE SET site = excluded.site
+RETURNING site, gate, last_seq, last_seq_received_ms
+"""
+# Writes that meet another monitor's (PostgreSQL: a deadlock found, a serialization
+# failure) are tried again at once, this many times, before the writer backs off.
+CONFLICT_RETRIES = 5
+CONFLICT_PAUSE_S = 0.05
 # A seq is believed up to what its gate could have made since its last believed event:
 # SEQ_RATE a second (beyond any camera's frame rate) plus SEQ_SLACK; a gate heard of for
 # the first time, up to FIRST_SEQ_MAX (a busy gate takes decades to get there).
@@ -163,42 +128,6 @@ ON CONFLICT (site, gate) DO UPDATE SET health = excluded.health,
 """
 KEEP_REJECT = "INSERT INTO rejects (received_ms, topic, reason, payload) VALUES (?, ?, ?, ?)"
 
-# Presence is made of granted scans with a subject: the queries below repeat the
-# condition of the partial index `events_presence` word for word, so SQLite uses it.
-# Per person and site, one index seek for their latest granted scan (not a window over
-# every scan): fast on millions of events, on both databases.
-INSIDE = """
-SELECT site, subject, name, gate, direction, ts_ms FROM events
-WHERE id IN (
-    SELECT (
-        SELECT latest.id FROM events AS latest
-        WHERE latest.site = people.site AND latest.subject = people.subject
-            AND latest.type = 'scan' AND latest.result = 'granted'
-            AND latest.subject IS NOT NULL AND latest.ts_ms < ?
-        ORDER BY latest.ts_ms DESC, latest.seq DESC LIMIT 1
-    )
-    FROM (
-        SELECT DISTINCT site, subject FROM events
-        WHERE type = 'scan' AND result = 'granted' AND subject IS NOT NULL {filters}
-    ) AS people
-) AND direction = 'in'
-ORDER BY site, subject
-"""
-SCANS = """
-SELECT site, subject, name, gate, direction, ts_ms FROM events
-WHERE type = 'scan' AND result = 'granted' AND subject IS NOT NULL
-    AND ts_ms >= ? AND ts_ms < ? {filters}
-ORDER BY site, subject, ts_ms, seq, id
-"""
-# LAG(seq, 1, 0): seq starts at 1, so events missing before the first one received count.
-GAPS = """
-SELECT site, gate, previous + 1, seq - 1 FROM (
-    SELECT site, gate, seq, LAG(seq, 1, 0) OVER (PARTITION BY site, gate ORDER BY seq) AS previous
-    FROM events {where}
-) AS ordered
-WHERE seq > previous + 1
-ORDER BY site, gate, previous
-"""
 SEQ_JUMPS = """
 SELECT site, gate, seq, received_ms FROM events WHERE NOT seq_believed {filters}
 ORDER BY site, gate, seq LIMIT ?
@@ -219,10 +148,12 @@ ROW_COLUMNS = (
 )
 # Fields of EventFilter compared for equality, each a column of the same name.
 FILTER_COLUMNS = ("site", "gate", "direction", "result", "reason", "credential", "subject")
+LAST_SEQS = "SELECT site, gate, last_seq FROM gates {where}"
 # Events older than the retention are deleted; per gate, the highest seq deleted is kept
 # in `meta` under this prefix, so the events before it are not reported as missing.
 PRUNED_KEY = "pruned_seq:"
-OLDEST = "SELECT id, site, gate, seq FROM events WHERE ts_ms < ? ORDER BY ts_ms LIMIT ?"
+OLDEST = "SELECT id, site, gate, seq, ts_ms FROM events WHERE ts_ms < ? ORDER BY ts_ms LIMIT ?"
+DELETE_OLDEST = "DELETE FROM events WHERE ts_ms >= ? AND ts_ms <= ? AND id IN ({ids})"
 KEEP_PRUNED = """
 INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value
 WHERE CAST(meta.value AS BIGINT) < CAST(excluded.value AS BIGINT)
@@ -245,6 +176,8 @@ class Dialect:
     transient: tuple[type[BaseException], ...]
     refused: tuple[type[BaseException], ...]
     missing_table: tuple[type[BaseException], ...] = ()
+    # Failures of a transaction that met another one (tried again at once).
+    conflict: tuple[type[BaseException], ...] = ()
     placeholder: str = "?"
     lock: str = ""  # what makes a SELECT lock its rows until the transaction ends
 
@@ -278,6 +211,7 @@ def postgres_dialect() -> Dialect:
         transient=(psycopg.OperationalError, psycopg.InterfaceError),
         refused=(psycopg.DataError, psycopg.IntegrityError, OverflowError, UnicodeError),
         missing_table=(psycopg.errors.UndefinedTable,),
+        conflict=(psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected),
         placeholder="%s",
         lock=" FOR UPDATE",
     )
@@ -287,11 +221,17 @@ class Store:
     """The event store of one database; not shared between threads (open one per thread)."""
 
     def __init__(
-        self, url: str, *, create: bool = True, rejects: RejectLimits | None = None
+        self,
+        url: str,
+        *,
+        create: bool = True,
+        rejects: RejectLimits | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.url = url
         self.dialect, self._connect = resolve(url, create=create)
         self.reject_limits = rejects or RejectLimits()
+        self.clock = clock
         self._pruned_ms = 0
         self._connection: Any = None
         with self._unavailable_as_error():
@@ -308,18 +248,45 @@ class Store:
         Raises StoreUnavailableError when trying again later may work, StoreRefusedError when the
         database cannot hold some value of the batch (nothing of the batch is stored).
         """
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                return self._write_once(records)
+            except StoreConflictError as error:
+                log.info("%s; trying again (%d)", error, attempt + 1)
+                time.sleep(CONFLICT_PAUSE_S * random.uniform(0.5, 1.5))  # noqa: S311 - jitter
+        return self._write_once(records)
+
+    def _write_once(self, records: Sequence[Record]) -> list[EventRecord]:
         with self._transaction(self.dialect.begin_write) as cursor:
             events = unique_events(records)
-            believed = self._believed(cursor, events)
+            baselines = self._lock_gates(cursor, gate_keys(records))
+            believed = believed_ids(events, baselines)
             new = [
                 record if record.event.id in believed else replace(record, seq_believed=False)
                 for record in self._insert_events(cursor, events, believed)
             ]
             self._count_new(cursor, new, believed)
+            seqranges.record_new(cursor, self.dialect.sql, believed_seqs(new, believed))
+            self._see_people(cursor, new)
             for record in records:
                 self._apply(cursor, record)
             self._prune_rejects(cursor, records)
         return new
+
+    def _lock_gates(
+        self, cursor: Any, keys: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[int, int | None]]:
+        """Make and lock the rows of these gates, in (site, gate) order, before anything
+        else: two monitors writing the same gates wait for each other, never deadlock.
+        Returns each gate's last believed seq and when it came."""
+        if not keys:
+            return {}
+        values = ", ".join(["(?, ?)"] * len(keys))
+        cursor.execute(
+            self.dialect.sql(LOCK_GATES.format(values=values)),
+            [part for key in keys for part in key],
+        )
+        return {(site, gate): (int(last), at) for site, gate, last, at in cursor.fetchall()}
 
     def _insert_events(
         self, cursor: Any, events: list[EventRecord], believed: set[str]
@@ -333,32 +300,28 @@ class Store:
             stored.update(row[0] for row in cursor.fetchall())
         return [record for record in events if record.event.id in stored]
 
-    def _believed(self, cursor: Any, events: list[EventRecord]) -> set[str]:
-        """The ids of the events whose seq is believable (see `seq_bound`), in batch order."""
-        baselines: dict[tuple[str, str], tuple[int, int | None]] = {}
-        believed: set[str] = set()
-        for record in events:
-            key = record.gate_key
-            if key not in baselines:
-                cursor.execute(self.dialect.sql(BASELINE), key)
-                row = cursor.fetchone()
-                baselines[key] = (int(row[0]), row[1]) if row else (0, None)
-            last, last_ms = baselines[key]
-            if record.event.seq <= seq_bound(last, last_ms, record.received_ms):
-                believed.add(record.event.id)
-                if record.event.seq > last:
-                    baselines[key] = (record.event.seq, record.received_ms)
-        return believed
-
     def _count_new(self, cursor: Any, new: list[EventRecord], believed: set[str]) -> None:
         per_gate: dict[tuple[str, str], list[EventRecord]] = {}
         for record in new:
             per_gate.setdefault(record.gate_key, []).append(record)
         rows = [
-            gate_counts(site, gate, items, believed) for (site, gate), items in per_gate.items()
+            gate_counts(site, gate, items, believed)
+            for (site, gate), items in sorted(per_gate.items())
         ]
         if rows:
             cursor.executemany(self.dialect.sql(COUNT_NEW), rows)
+
+    def _see_people(self, cursor: Any, new: list[EventRecord]) -> None:
+        """Per person and site, the time of their latest granted scan (`people`)."""
+        latest: dict[tuple[str, str], int] = {}
+        for record in new:
+            event = record.event
+            if event.type == "scan" and event.result == "granted" and event.subject is not None:
+                key = (event.site, event.subject)
+                latest[key] = max(record.ts_ms, latest.get(key, record.ts_ms))
+        if latest:
+            rows = [(site, subject, ms) for (site, subject), ms in sorted(latest.items())]
+            cursor.executemany(self.dialect.sql(SEE_PEOPLE), rows)
 
     def _prune_rejects(self, cursor: Any, records: Sequence[Record]) -> None:
         """Keep the rejects table bounded (junk can arrive faster than anyone reads it):
@@ -411,7 +374,13 @@ class Store:
         """Whoever's last granted scan before `before_ms` (else ever) was an `in`, per site."""
         filters, params = subject_filters(site, subject)
         before = END_OF_TIME_MS if before_ms is None else before_ms
-        return [Scan(*row) for row in self._read(INSIDE.format(filters=filters), before, *params)]
+        if self.dialect.name == "postgresql":
+            bounds = (before, before, before - RECENT_MS, before)
+            people = filters.replace(" site", " people.site").replace(" subject", " people.subject")
+            rows = self._read(INSIDE_LATERAL.format(filters=people), *bounds, *params)
+        else:
+            rows = self._read(INSIDE.format(filters=filters), before, *params)
+        return [Scan(*row) for row in rows]
 
     def scans(
         self, from_ms: int, to_ms: int, site: str | None = None, subject: str | None = None
@@ -423,27 +392,25 @@ class Store:
 
     def gaps(self, site: str | None = None) -> list[Gap]:
         """Missing seq ranges per gate, from 1 (or above what the retention deleted) up to
-        the highest believed seq received."""
-        where, params = (
-            ("WHERE seq_believed AND site = ?", (site,)) if site else ("WHERE seq_believed", ())
-        )
+        the highest believed seq received: the holes between the seq ranges received."""
+        where, params = ("WHERE site = ?", [site]) if site else ("", [])
+        # The highest seqs first: ranges read after them hold at least as much.
+        tops = {
+            (row[0], row[1]): int(row[2])
+            for row in self._read(LAST_SEQS.format(where=where), *params)
+        }
+        ranges = seqranges.read_ranges(self._read(seqranges.ALL.format(where=where), *params))
         marks = self.pruned_marks()
-        found = [
-            above_mark(Gap(*row), marks.get((row[0], row[1]), 0))
-            for row in self._read(GAPS.format(where=where), *params)
-        ]
-        return [gap for gap in found if gap.first <= gap.last]
+        found: list[Gap] = []
+        for (site_, gate), last in sorted(tops.items()):
+            above = marks.get((site_, gate), 0)
+            found += seqranges.holes(site_, gate, ranges.get((site_, gate), []), above, last)
+        return found
 
     def gaps_of(self, gates: Sequence[tuple[str, str]]) -> list[Gap]:
-        """Missing seq ranges of these gates only, each read through the (site, gate, seq)
-        index; events deleted by the retention are not missing."""
-        found: list[Gap] = []
-        marks = self.pruned_marks()
-        for site, gate in sorted(set(gates)):
-            where = "WHERE seq_believed AND site = ? AND gate = ?"
-            rows = self._read(GAPS.format(where=where), site, gate)
-            found.extend(above_mark(Gap(*row), marks.get((site, gate), 0)) for row in rows)
-        return [gap for gap in found if gap.first <= gap.last]
+        """Missing seq ranges of these gates only."""
+        wanted = set(gates)
+        return [gap for gap in self.gaps() if (gap.site, gap.gate) in wanted] if wanted else []
 
     def pruned_marks(self) -> dict[tuple[str, str], int]:
         """Per gate, the highest seq the retention deleted."""
@@ -459,9 +426,10 @@ class Store:
         self, where: EventFilter, before: tuple[int, str] | None = None, limit: int = 50
     ) -> list[EventRow]:
         """Events matching `where`, newest first; `before` (ts_ms, id) pages to older ones."""
-        # On SQLite `+column` keeps a filter from choosing its own index: the newest rows
-        # are then read through the time index and the scan stops at `limit` matches,
-        # instead of sorting, say, a whole gate's events by time.
+        # On SQLite `+column` keeps a filter without a (column, ts_ms) index from choosing
+        # an index of its own: the newest rows are then read through the time index and
+        # the scan stops at `limit` matches, instead of sorting, say, a whole gate's events
+        # by time. A filter with such an index reads it newest first.
         conditions, params = event_conditions(where, "+" if self.dialect.name == "sqlite" else "")
         if before is not None:
             conditions.append("(ts_ms < ? OR (ts_ms = ? AND id < ?))")
@@ -520,23 +488,87 @@ class Store:
 
     def delete_events_before(self, cutoff_ms: int, limit: int = 10_000) -> int:
         """Delete up to `limit` of the oldest events with ts_ms < cutoff_ms, in one
-        transaction; returns how many. Per gate the highest seq deleted is remembered."""
+        transaction; returns how many. Per gate the highest seq deleted is remembered.
+        On PostgreSQL one monitor at a time does this (others find nothing to do)."""
         sql = self.dialect.sql
         with self._transaction(self.dialect.begin_write) as cursor:
+            if not self._upkeep_claimed(cursor):
+                return 0
             cursor.execute(sql(OLDEST), (cutoff_ms, limit))
             rows = cursor.fetchall()
-            highest: dict[str, int] = {}
-            for _, site, gate, seq in rows:
-                key = f"{PRUNED_KEY}{site}/{gate}"
-                highest[key] = max(seq, highest.get(key, 0))
-            marks = [(key, str(seq)) for key, seq in highest.items()]
-            if marks:
-                cursor.executemany(sql(KEEP_PRUNED), marks)
+            highest: dict[tuple[str, str], int] = {}
+            for _, site, gate, seq, _ in rows:
+                highest[(site, gate)] = max(seq, highest.get((site, gate), 0))
+            self._keep_pruned(cursor, highest)
             for start in range(0, len(rows), INSERT_CHUNK):
-                ids = [row[0] for row in rows[start : start + INSERT_CHUNK]]
+                chunk = rows[start : start + INSERT_CHUNK]
+                ids = [row[0] for row in chunk]
+                # Within the chunk's time span: PostgreSQL finds them by its (ts_ms, id) key.
+                span = [min(row[4] for row in chunk), max(row[4] for row in chunk)]
                 marks_sql = ", ".join("?" * len(ids))
-                cursor.execute(sql(f"DELETE FROM events WHERE id IN ({marks_sql})"), ids)  # noqa: S608
+                cursor.execute(sql(DELETE_OLDEST.format(ids=marks_sql)), [*span, *ids])
         return len(rows)
+
+    def forget_people_before(self, cutoff_ms: int) -> int:
+        """People whose latest granted scan is older than `cutoff_ms` (the retention
+        deleted it): no longer looked at by presence; returns how many."""
+        with self._transaction(self.dialect.begin_write) as cursor:
+            cursor.execute(self.dialect.sql(FORGET_PEOPLE), (cutoff_ms,))
+            return int(cursor.rowcount)
+
+    def drop_partitions_before(self, cutoff_ms: int) -> int:
+        """PostgreSQL: drop each month's partition whose every event is older than
+        `cutoff_ms`, one transaction each, the pruned marks kept first; returns how many
+        events went. Nothing on SQLite, or while another monitor does it."""
+        if self.dialect.name != "postgresql":
+            return 0
+        with self._transaction(self.dialect.begin_write) as cursor:
+            doomed = partitions.past(cursor, cutoff_ms)
+        gates = [(gate.site, gate.gate) for gate in self.gates()]
+        dropped = 0
+        for part in doomed:
+            with self._transaction(self.dialect.begin_write) as cursor:
+                if not self._upkeep_claimed(cursor):
+                    break
+                self._keep_pruned(cursor, partitions.highest_seqs(cursor, part.name, gates))
+                cursor.execute(f"SELECT COUNT(*) FROM {part.name}")  # noqa: S608 - a catalog name
+                count = int(cursor.fetchone()[0])
+                partitions.drop(cursor, part.name)
+            log.info("retention: dropped partition %s (%d events)", part.name, count)
+            dropped += count
+        return dropped
+
+    def prepare_partitions(self, since_ms: int | None = None) -> list[str]:
+        """PostgreSQL: this month's and next month's partitions (and every month from
+        `since_ms`'s on: events loaded in bulk), where missing, made ahead so that events
+        never wait for one; the names of those made."""
+        if self.dialect.name != "postgresql":
+            return []
+        with self._transaction(self.dialect.begin_write) as cursor:
+            if not self._upkeep_claimed(cursor):
+                return []
+            made = partitions.ensure_months(cursor, self._now_ms(), since_ms)
+        for name in made:
+            log.info("made partition %s", name)
+        return made
+
+    def partitions(self) -> list[partitions.Partition]:
+        """PostgreSQL: the events table's partitions, oldest first ([] on SQLite)."""
+        if self.dialect.name != "postgresql":
+            return []
+        with self._transaction("BEGIN") as cursor:
+            return partitions.partitions(cursor)
+
+    def _upkeep_claimed(self, cursor: Any) -> bool:
+        return self.dialect.name != "postgresql" or partitions.try_upkeep_lock(cursor)
+
+    def _keep_pruned(self, cursor: Any, highest: dict[tuple[str, str], int]) -> None:
+        marks = [
+            (f"{PRUNED_KEY}{site}/{gate}", str(seq))
+            for (site, gate), seq in sorted(highest.items())
+        ]
+        if marks:
+            cursor.executemany(self.dialect.sql(KEEP_PRUNED), marks)
 
     def refresh_statistics(self) -> None:
         """Sampled planner statistics for SQLite (PostgreSQL's autovacuum keeps its own)."""
@@ -583,6 +615,9 @@ class Store:
 
     # ---- plumbing ------------------------------------------------------------------
 
+    def _now_ms(self) -> int:
+        return round(self.clock() * 1000)
+
     def _read(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
         with self._transaction("BEGIN") as cursor:
             cursor.execute(self.dialect.sql(sql), params)
@@ -606,6 +641,10 @@ class Store:
     def _unavailable_as_error(self) -> Iterator[None]:
         try:
             yield
+        except self.dialect.conflict as error:
+            raise StoreConflictError(
+                f"{self.dialect.name} store: a write met another one: {first_line(error)}"
+            ) from error
         except self.dialect.transient as error:
             self._drop_connection()
             raise StoreUnavailableError(
@@ -655,8 +694,8 @@ class Store:
             with self._transaction(self.dialect.begin_write) as cursor:
                 cursor.execute(SCHEMA_ROW + self.dialect.lock)
                 version = int(cursor.fetchone()[0])
-                for statement in MIGRATIONS.get(version, ()):
-                    cursor.execute(statement)
+                if version in MIGRATIONS:
+                    run_step(MIGRATIONS[version], cursor, self.dialect.name, self._now_ms())
                 cursor.execute(
                     self.dialect.sql("UPDATE meta SET value = ? WHERE key = 'schema'"),
                     (str(version + 1 if version in MIGRATIONS else version),),
@@ -692,6 +731,42 @@ class Store:
             )
 
 
+def gate_keys(records: Sequence[Record]) -> list[tuple[str, str]]:
+    """The gates a batch writes to, in the one order every writer locks them in."""
+    keys: set[tuple[str, str]] = set()
+    for record in records:
+        match record:
+            case EventRecord():
+                keys.add(record.gate_key)
+            case StatusRecord(site=site, gate=gate) | HealthRecord(site=site, gate=gate):
+                keys.add((site, gate))
+    return sorted(keys)
+
+
+def believed_ids(
+    events: list[EventRecord], baselines: dict[tuple[str, str], tuple[int, int | None]]
+) -> set[str]:
+    """The ids of the events whose seq is believable (see `seq_bound`), in batch order."""
+    believed: set[str] = set()
+    for record in events:
+        key = record.gate_key
+        last, last_ms = baselines.get(key, (0, None))
+        if record.event.seq <= seq_bound(last, last_ms, record.received_ms):
+            believed.add(record.event.id)
+            if record.event.seq > last:
+                baselines[key] = (record.event.seq, record.received_ms)
+    return believed
+
+
+def believed_seqs(new: list[EventRecord], believed: set[str]) -> dict[tuple[str, str], list[int]]:
+    """Per gate, the seqs of the new events that were believed (what the ranges hold)."""
+    found: dict[tuple[str, str], list[int]] = {}
+    for record in new:
+        if record.event.id in believed:
+            found.setdefault(record.gate_key, []).append(record.event.seq)
+    return found
+
+
 def unique_events(records: Sequence[Record]) -> list[EventRecord]:
     """The batch's events, each id once (the first copy wins, as the database's would)."""
     seen: dict[str, EventRecord] = {}
@@ -704,9 +779,7 @@ def unique_events(records: Sequence[Record]) -> list[EventRecord]:
 def insert_events_sql(rows: int) -> str:
     values = ", ".join(["(" + ", ".join("?" * len(EVENT_COLUMNS)) + ")"] * rows)
     columns = ", ".join(EVENT_COLUMNS)
-    return (
-        f"INSERT INTO events ({columns}) VALUES {values} ON CONFLICT (id) DO NOTHING RETURNING id"  # noqa: S608
-    )
+    return f"INSERT INTO events ({columns}) VALUES {values} ON CONFLICT DO NOTHING RETURNING id"  # noqa: S608
 
 
 def event_params(records: Sequence[EventRecord], believed: set[str]) -> list[object]:
@@ -770,7 +843,7 @@ def event_conditions(where: EventFilter, prefix: str = "") -> tuple[list[str], l
     for column in FILTER_COLUMNS:
         value = getattr(where, column)
         if value is not None:
-            conditions.append(f"{prefix}{column} = ?")
+            conditions.append(f"{'' if column in FILTERED_COLUMNS else prefix}{column} = ?")
             params.append(value)
     if where.from_ms is not None:
         conditions.append("ts_ms >= ?")
@@ -779,11 +852,6 @@ def event_conditions(where: EventFilter, prefix: str = "") -> tuple[list[str], l
         conditions.append("ts_ms < ?")
         params.append(where.to_ms)
     return conditions, params
-
-
-def above_mark(gap: Gap, mark: int) -> Gap:
-    """The part of a gap above what the retention deleted (empty: first > last)."""
-    return gap if gap.first > mark else Gap(gap.site, gap.gate, mark + 1, gap.last)
 
 
 def resolve(url: str, *, create: bool) -> tuple[Dialect, Any]:

@@ -1,4 +1,4 @@
-"""The monitor's MQTT side: one persistent MQTT v5 session that sees every gate.
+"""The monitor's MQTT side: one MQTT v5 session that sees every gate.
 
 paho's network thread only queues what arrives; one writer thread takes what is queued
 in batches, stores each batch in one transaction, and only then acknowledges its
@@ -10,10 +10,14 @@ A message that cannot be used (not an event, a forged signature, a value the dat
 refuses: whatever the reason) is set aside as a reject and acknowledged with the rest;
 only a store outage holds acknowledgements back, since then nothing could be kept.
 
-The session is persistent (clean start off, a session expiry), so QoS 1 events published
-while the monitor is away wait in the broker for it. With `shared_group`, events come
-through an MQTT v5 shared subscription, split between the monitors of the group; status
-and health, retained and idempotent, reach every monitor.
+A monitor alone has a persistent session (clean start off, a session expiry), so QoS 1
+events published while it is away wait in the broker for it. With `shared_group`, events
+come through an MQTT v5 shared subscription, split between the monitors of the group,
+and the session is clean by default (expiry 0): a broker keeps giving a member with a
+persistent session its share while that member is dead, where no other member can take
+it, so a clean session leaves the group as its connection ends, and the little it held
+in flight is asked of the gates again (gate-side replay: `qrgate report gaps --resend`).
+Status and health, retained and idempotent, reach every monitor.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from monitor.errors import StoreRefusedError, StoreUnavailableError
 from monitor.ingest import EventRecord, Record, Rejected, classify, reject
 from monitor.state import LiveState
 from monitor.store import Store
-from mqtt.settings import MAX_PACKET_BYTES
+from mqtt.settings import MAX_PACKET_BYTES, BrokerSettings, TlsSettings
 from mqtt.topics import check_level, monitor_filters
 
 log = logging.getLogger(__name__)
@@ -66,6 +70,18 @@ class Broker:
     key_file: Path | None = None
     username: str | None = None
     password: str | None = None
+
+    def settings(self, client_id: str) -> BrokerSettings:
+        """As the mqtt package's links take it (commands are sent through these)."""
+        files = (self.ca_file, self.cert_file, self.key_file)
+        return BrokerSettings(
+            host=self.host,
+            port=self.port,
+            client_id=client_id,
+            tls=TlsSettings(*files) if self.tls else None,
+            username=self.username,
+            password=self.password,
+        )
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Broker:
@@ -158,7 +174,8 @@ class Subscriber:
             broker.host,
             broker.port,
             keepalive=self.settings.keepalive_s,
-            clean_start=False,
+            # A session that ends with the connection has nothing to resume.
+            clean_start=self.settings.session_expiry_s == 0,
             properties=connect_properties(self.settings),
         )
         self.client.loop_start()

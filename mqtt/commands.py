@@ -46,6 +46,7 @@ from mqtt import db
 from mqtt.errors import CommandRejectedError, MqttError, StoreError
 from mqtt.events import format_ts
 from mqtt.health import compact_json
+from mqtt.outbox import MAX_RESEND
 from mqtt.topics import GateTopics
 
 log = logging.getLogger(__name__)
@@ -184,6 +185,27 @@ class TrustListArgs(Args):
         return value
 
 
+Seq = Annotated[int, Field(ge=1, le=2**63 - 1)]
+
+
+class ResendArgs(Args):
+    """Send again, unchanged, the gate's kept events with the seqs of `ranges` (inclusive
+    pairs, at most MAX_RESEND seqs in all) and/or every kept event after seq `after`."""
+
+    ranges: list[tuple[Seq, Seq]] = Field(default_factory=list, max_length=1000)
+    after: int | None = Field(None, ge=0, le=2**63 - 1)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> ResendArgs:
+        if any(first > last for first, last in self.ranges):
+            raise ValueError("each range is [first, last] with first <= last")
+        if sum(last - first + 1 for first, last in self.ranges) > MAX_RESEND:
+            raise ValueError(f"at most {MAX_RESEND} events at once")
+        if not self.ranges and self.after is None:
+            raise ValueError("nothing to resend: give ranges or after")
+        return self
+
+
 ARGUMENTS: Mapping[str, type[Args]] = {
     "open": OpenArgs,
     "lockdown": NoArgs,
@@ -193,6 +215,7 @@ ARGUMENTS: Mapping[str, type[Args]] = {
     "revoke": RevokeArgs,
     "keys": KeysArgs,
     "trustlist": TrustListArgs,
+    "resend": ResendArgs,
 }
 
 

@@ -109,6 +109,26 @@ def guarded(
     return call
 
 
+# What poll() reports that select() would call readable: data, or a socket that failed
+# or hung up (paho's read then finds out which).
+READABLE = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP | select.POLLNVAL
+
+
+def ready(reading: list[int], writing: list[int], timeout: float) -> tuple[set[int], set[int]]:
+    """The file descriptors ready to read and to write, within `timeout` seconds. poll(),
+    not select(): select() cannot watch a descriptor numbered 1024 or more, which a
+    process with many connections (a monitor serving browsers, many gates in one
+    process) soon hands out."""
+    poller = select.poll()
+    for fd in {*reading, *writing}:
+        mask = (select.POLLIN if fd in reading else 0) | (select.POLLOUT if fd in writing else 0)
+        poller.register(fd, mask)
+    events = poller.poll(max(0.0, timeout) * 1000)
+    readable = {fd for fd, event in events if event & READABLE}
+    writable = {fd for fd, event in events if event & select.POLLOUT}
+    return readable, writable
+
+
 class Waker:
     """Interrupts `Link.pump` from any thread."""
 
@@ -127,7 +147,7 @@ class Waker:
 
     def wait(self, timeout: float) -> None:
         """Sleep up to `timeout` seconds, or until woken."""
-        select.select([self], [], [], timeout)
+        ready([self.fileno()], [], timeout)
         self.clear()
 
     def clear(self) -> None:
@@ -214,12 +234,13 @@ class Link:
             waker.wait(timeout)
             return
         pending = sock.pending() if isinstance(sock, ssl.SSLSocket) else 0
-        reading: list[Any] = [sock, waker]
-        writing: list[Any] = [sock] if self.client.want_write() else []
-        readable, writable, _ = select.select(reading, writing, [], 0 if pending else timeout)
-        if sock in readable or pending:
+        writing = [sock.fileno()] if self.client.want_write() else []
+        readable, writable = ready(
+            [sock.fileno(), waker.fileno()], writing, 0 if pending else timeout
+        )
+        if sock.fileno() in readable or pending:
             self.client.loop_read()
-        if waker in readable:
+        if waker.fileno() in readable:
             waker.clear()
         if writable and self.client.socket() is not None:
             self.client.loop_write()

@@ -3,10 +3,15 @@ broker has acknowledged it.
 
 One row per event in SQLite (WAL). `append` allocates the gate's next `seq` and writes
 the row in one transaction with `synchronous=FULL`, so once it returns the event survives
-a crash or a power cut, and a `seq` is never handed out twice. Rows leave only through
-`ack` (the broker accepted them). The outbox is bounded: when full, `append` refuses
+a crash or a power cut, and a `seq` is never handed out twice. A row stops waiting only
+through `ack` (the broker accepted it). The outbox is bounded: when full, `append` refuses
 (`OutboxFullError`) rather than drop an older event. A row the broker keeps refusing while it
 accepts others is *parked*: kept and counted, no longer sent, until it is released.
+
+Acknowledged rows are *kept* for `keep_acked_s` (the signed bytes as they were sent), so
+that the centre can ask for them again (`request_resend`: a `resend` command) when the
+broker lost what it had accepted. Kept rows never take room from new events: when the
+limits are reached, the oldest kept rows go first; only waiting rows fill the outbox.
 
 Failing storage: a reserve file beside the database (`mqtt.reserve`) is given up when a
 write of the drain side finds the disk full, so that acknowledged rows can always leave.
@@ -84,7 +89,36 @@ MIGRATIONS = (
         UPDATE outbox_depth SET parked = parked + NEW.parked - OLD.parked;
     END;
     """,
+    # Version 2: acknowledged rows kept for resending (`acked`: when; `resend`: asked for
+    # again). `rows`/`bytes` count the rows waiting, `kept`/`kept_bytes` the others.
+    """
+    ALTER TABLE outbox ADD COLUMN acked REAL;
+    ALTER TABLE outbox ADD COLUMN resend INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE outbox_depth ADD COLUMN kept INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE outbox_depth ADD COLUMN kept_bytes INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX outbox_waiting ON outbox (entry) WHERE acked IS NULL AND parked = 0;
+    CREATE INDEX outbox_kept ON outbox (site, gate, seq) WHERE acked IS NOT NULL;
+    CREATE INDEX outbox_resend ON outbox (entry) WHERE resend = 1;
+    DROP TRIGGER outbox_removed;
+    CREATE TRIGGER outbox_removed AFTER DELETE ON outbox WHEN OLD.acked IS NULL BEGIN
+        UPDATE outbox_depth
+        SET rows = rows - 1, bytes = bytes - length(OLD.payload), parked = parked - OLD.parked;
+    END;
+    CREATE TRIGGER outbox_forgotten AFTER DELETE ON outbox WHEN OLD.acked IS NOT NULL BEGIN
+        UPDATE outbox_depth SET kept = kept - 1, kept_bytes = kept_bytes - length(OLD.payload);
+    END;
+    CREATE TRIGGER outbox_acked AFTER UPDATE OF acked ON outbox
+    WHEN OLD.acked IS NULL AND NEW.acked IS NOT NULL BEGIN
+        UPDATE outbox_depth
+        SET rows = rows - 1, bytes = bytes - length(OLD.payload), parked = parked - OLD.parked,
+            kept = kept + 1, kept_bytes = kept_bytes + length(OLD.payload);
+    END;
+    """,
 )
+# The most a `resend` command may ask for at once (the centre asks again for more).
+MAX_RESEND = 10_000
+# Kept rows given up at once when an append needs their room.
+EVICT_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -95,6 +129,7 @@ class OutboxLimits:
     max_bytes: int = 256 * 1024 * 1024
     max_refusals: int = 5
     reserve_bytes: int = RESERVE_BYTES  # kept free for the drain side; 0: no reserve
+    keep_acked_s: float = 0.0  # how long acknowledged rows are kept for resending
 
 
 class EventFields(TypedDict, total=False):
@@ -127,16 +162,28 @@ class Pending:
 @dataclass(frozen=True)
 class Depth:
     """How much waits, for health reports: `fill` is the larger of rows and bytes used
-    over their limits (1.0 = full); `oldest_age_s` is None when nothing waits."""
+    over their limits (1.0 = full); `oldest_age_s` is None when nothing waits. `kept`:
+    acknowledged events kept for resending (they give their room up to new ones)."""
 
     rows: int
     bytes: int
     parked: int
     oldest_age_s: float | None
     fill: float
+    kept: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Resend:
+    """What a `resend` request found: rows marked to go out again, rows still waiting
+    (they go out anyway), and asked-for seqs the outbox no longer holds."""
+
+    resending: int
+    waiting: int
+    gone: int
 
 
 @dataclass(frozen=True)
@@ -265,33 +312,112 @@ class Outbox:
         return self.signer.sign(body) if self.signer else body
 
     def _check_room(self, conn: sqlite3.Connection, size: int) -> None:
-        rows, used = conn.execute("SELECT rows, bytes FROM outbox_depth").fetchone()
-        if rows + 1 > self.limits.max_rows or used + size > self.limits.max_bytes:
-            raise OutboxFullError(
-                f"the outbox is full ({rows} events, {used} bytes; limits "
-                f"{self.limits.max_rows} events, {self.limits.max_bytes} bytes): "
-                "the broker has not taken events for a long time"
+        """Room for one more row: kept rows give theirs up, oldest first; waiting rows
+        never do, and when they alone fill the outbox it refuses."""
+        limits = self.limits
+        while True:
+            rows, used, kept, kept_bytes = conn.execute(
+                "SELECT rows, bytes, kept, kept_bytes FROM outbox_depth"
+            ).fetchone()
+            if rows + 1 > limits.max_rows or used + size > limits.max_bytes:
+                raise OutboxFullError(
+                    f"the outbox is full ({rows} events, {used} bytes; limits "
+                    f"{limits.max_rows} events, {limits.max_bytes} bytes): "
+                    "the broker has not taken events for a long time"
+                )
+            if rows + kept + 1 <= limits.max_rows and used + kept_bytes + size <= limits.max_bytes:
+                return
+            conn.execute(
+                "DELETE FROM outbox WHERE entry IN (SELECT entry FROM outbox "
+                "WHERE acked IS NOT NULL ORDER BY entry LIMIT ?)",
+                (EVICT_BATCH,),
             )
 
     def pending(self, after: int = 0, limit: int = 64) -> list[Pending]:
         """Up to `limit` rows to send, oldest first, after entry `after`; parked rows skipped."""
         rows = self._read(
             "SELECT entry, seq, site, gate, payload FROM outbox "
-            "WHERE parked = 0 AND entry > ? ORDER BY entry LIMIT ?",
+            "WHERE acked IS NULL AND parked = 0 AND entry > ? ORDER BY entry LIMIT ?",
             (after, limit),
         )
         return [Pending(*row) for row in rows]
 
+    def to_resend(self, limit: int) -> list[Pending]:
+        """Up to `limit` kept rows the centre asked for again, oldest first."""
+        rows = self._read(
+            "SELECT entry, seq, site, gate, payload FROM outbox "
+            "WHERE resend = 1 ORDER BY entry LIMIT ?",
+            (limit,),
+        )
+        return [Pending(*row) for row in rows]
+
     def ack(self, entries: Sequence[int]) -> None:
-        """The broker accepted these rows: they leave the outbox."""
-        if entries:
+        """The broker accepted these rows (sent for the first time, or again): they stop
+        waiting, and are kept for resending while `keep_acked_s` says so, else deleted."""
+        if not entries:
+            return
+        if self.limits.keep_acked_s > 0:
+            now = self._clock()
+            self._write_drain(
+                lambda conn: conn.executemany(
+                    "UPDATE outbox SET acked = coalesce(acked, ?), resend = 0 WHERE entry = ?",
+                    [(now, entry) for entry in entries],
+                )
+            )
+        else:
             self._write_drain(
                 lambda conn: conn.executemany(
                     "DELETE FROM outbox WHERE entry = ?", [(entry,) for entry in entries]
                 )
             )
-            # Deletes grow the write-ahead log too: they count towards the next checkpoint.
-            self.appended_since_checkpoint += len(entries)
+        # Changes grow the write-ahead log too: they count towards the next checkpoint.
+        self.appended_since_checkpoint += len(entries)
+
+    def request_resend(self, ranges: Sequence[tuple[int, int]], after: int | None = None) -> Resend:
+        """Mark this gate's kept rows with a seq in `ranges` (inclusive), or above
+        `after`, to be sent again (at most MAX_RESEND in all, lowest seqs first)."""
+
+        def mark(conn: sqlite3.Connection) -> Resend:
+            marked = waiting = gone = 0
+            for first, last in ranges:
+                found = self._mark_resend(conn, first, last, MAX_RESEND - marked)
+                marked += found[0]
+                waiting += found[1]
+                gone += (last - first + 1) - found[0] - found[1]
+            if after is not None and marked < MAX_RESEND:
+                marked += self._mark_resend(conn, after + 1, 2**63 - 1, MAX_RESEND - marked)[0]
+            return Resend(marked, waiting, gone)
+
+        return self._write_drain(mark)
+
+    def _mark_resend(
+        self, conn: sqlite3.Connection, first: int, last: int, room: int
+    ) -> tuple[int, int]:
+        """(rows marked, rows still waiting) among seqs first..last of this gate."""
+        where = "site = ? AND gate = ? AND seq BETWEEN ? AND ?"
+        marked = conn.execute(
+            f"UPDATE outbox SET resend = 1 WHERE entry IN (SELECT entry FROM outbox "  # noqa: S608
+            f"WHERE {where} AND acked IS NOT NULL ORDER BY seq LIMIT ?)",
+            (self.site, self.gate, first, last, max(room, 0)),
+        ).rowcount
+        waiting = conn.execute(
+            f"SELECT COUNT(*) FROM outbox WHERE {where} AND acked IS NULL",  # noqa: S608
+            (self.site, self.gate, first, last),
+        ).fetchone()[0]
+        return int(marked), int(waiting)
+
+    def forget_acked(self) -> int:
+        """Delete kept rows acknowledged longer than `keep_acked_s` ago; how many."""
+        cutoff = self._clock() - self.limits.keep_acked_s
+        gone = self._write_drain(
+            lambda conn: (
+                conn.execute(
+                    "DELETE FROM outbox WHERE acked IS NOT NULL AND acked < ?", (cutoff,)
+                ).rowcount
+            )
+        )
+        self.appended_since_checkpoint += gone
+        return int(gone)
 
     def refuse(self, entry: int, reason: str, *, singled_out: bool) -> bool:
         """Count a refusal of one row; return True when the row is now parked.
@@ -396,14 +522,23 @@ def read_parked(conn: sqlite3.Connection) -> list[Parked]:
 
 def read_depth(conn: sqlite3.Connection, limits: OutboxLimits, now: float) -> Depth:
     """The outbox's depth in the database `conn` is open on, read-only connections included
-    (`qrgate doctor` looks at a gate's outbox without opening it for writing)."""
-    rows, used, parked = conn.execute("SELECT rows, bytes, parked FROM outbox_depth").fetchone()
+    (`qrgate doctor` looks at a gate's outbox without opening it for writing, perhaps
+    before the daemon has brought it to version 2: then nothing is kept)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(outbox_depth)")}
+    if "kept" in columns:
+        rows, used, parked, kept = conn.execute(
+            "SELECT rows, bytes, parked, kept FROM outbox_depth"
+        ).fetchone()
+        waiting = "acked IS NULL AND parked = 0"
+    else:
+        rows, used, parked = conn.execute("SELECT rows, bytes, parked FROM outbox_depth").fetchone()
+        kept, waiting = 0, "parked = 0"
     oldest = conn.execute(
-        "SELECT created FROM outbox WHERE parked = 0 ORDER BY entry LIMIT 1"
+        f"SELECT created FROM outbox WHERE {waiting} ORDER BY entry LIMIT 1"  # noqa: S608
     ).fetchone()
     age = max(0.0, now - oldest[0]) if oldest else None
     fill = max(rows / limits.max_rows, used / limits.max_bytes)
-    return Depth(rows, used, parked, age, round(fill, 6))
+    return Depth(rows, used, parked, age, round(fill, 6), kept)
 
 
 # SQLite's primary result codes (the low byte of an extended code).

@@ -66,6 +66,7 @@ CHECKPOINT_S = 2.0
 ERROR_BACKOFF_MAX_S = 30.0
 ERROR_QUIET_S = 60.0
 RELEASE_BACKOFF_MAX_S = 3600.0  # parked events released again at most this far apart
+FORGET_EVERY_S = 60.0  # kept events past `keep_acked_s` are deleted this often
 
 
 class Backoff:
@@ -125,7 +126,7 @@ class Publisher:
         self._connect_backoff = Backoff(settings.retry_min_s, settings.retry_max_s)
         self._refusal_backoff = Backoff(settings.retry_min_s, settings.retry_max_s)
         self._retry_at = self._resume_at = self._connect_deadline = self._next_health = 0.0
-        self._next_checkpoint = 0.0
+        self._next_checkpoint = self._forget_at = 0.0
         self._error_backoff = Backoff(settings.retry_min_s, ERROR_BACKOFF_MAX_S)
         self._last_error_at = 0.0
         self._throttle = Throttle()
@@ -185,6 +186,7 @@ class Publisher:
     def _step(self, now: float) -> None:
         self._handle_signals()
         self._checkpoint_due(now)
+        self._forget_acked_due(now)
         if self._link is None:
             if now >= self._retry_at:
                 self._connect(now)
@@ -199,6 +201,16 @@ class Publisher:
         if appended >= CHECKPOINT_EVERY or (appended and now >= self._next_checkpoint):
             self._next_checkpoint = now + CHECKPOINT_S
             self._checkpointer.request()
+
+    def _forget_acked_due(self, now: float) -> None:
+        """Now and then, kept events older than the outbox keeps them go."""
+        if now < self._forget_at:
+            return
+        self._forget_at = now + FORGET_EVERY_S
+        try:
+            self.outbox.forget_acked()
+        except StoreError as error:
+            self._log_repeating("forget", "%s", error)
 
     def _pump(self, now: float) -> None:
         """Wait for the network, a wake-up or the next deadline, whichever comes first."""

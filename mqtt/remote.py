@@ -125,24 +125,52 @@ def send_command(
     """Publish `command` and collect replies that echo its id, until `expect` replies
     came (1 for a gate command) or `timeout_s` passed."""
     check_prefix(prefix)
-    exchange = _Exchange(broker, prefix, command)
+    exchange = _Exchange(broker, prefix, [command], (command.reply_filter(prefix),))
     try:
         return exchange.run(timeout_s, expect or (1 if command.gate else None))
     finally:
         exchange.close()
 
 
-class _Exchange:
-    """Connect, subscribe to replies, publish the command, collect: one thread, one link."""
+def send_commands(
+    broker: BrokerSettings,
+    prefix: str,
+    commands: list[SignedCommand],
+    *,
+    timeout_s: float = 10.0,
+) -> list[GateReply]:
+    """Publish many gate commands over one connection and collect the replies that echo
+    their ids, until each has one or `timeout_s` passed (what `qrgate report gaps
+    --resend` does for a whole fleet)."""
+    check_prefix(prefix)
+    if not commands:
+        return []
+    exchange = _Exchange(broker, prefix, commands, (f"{prefix}/+/+/reply",))
+    try:
+        return exchange.run(timeout_s, len(commands))
+    finally:
+        exchange.close()
 
-    def __init__(self, broker: BrokerSettings, prefix: str, command: SignedCommand) -> None:
+
+class _Exchange:
+    """Connect, subscribe to replies, publish the commands, collect: one thread, one link."""
+
+    def __init__(
+        self,
+        broker: BrokerSettings,
+        prefix: str,
+        commands: list[SignedCommand],
+        reply_filters: tuple[str, ...],
+    ) -> None:
         self._prefix = prefix
-        self._command = command
+        self._commands = commands
+        self._ids = {command.id for command in commands}
+        self._reply_filters = reply_filters
         self._signals: queue.Queue[Signal] = queue.Queue()
         self._waker = Waker()
         self._link = Link(broker, self._signals, 1)
         self._replies: list[GateReply] = []
-        self._published: int | None = None
+        self._published: set[int] = set()
 
     def run(self, timeout_s: float, expect: int | None) -> list[GateReply]:
         self._link.open()
@@ -156,25 +184,34 @@ class _Exchange:
     def _on(self, signal: Signal) -> None:
         match signal:
             case Connected(refused=None):
-                self._link.subscribe((self._command.reply_filter(self._prefix),))
+                self._link.subscribe(self._reply_filters)
             case Connected(refused=reason) | Lost(reason=reason):
                 raise CommandError(f"broker {self._link.broker.address}: {reason}")
             case Subscribed(refused=refused) if refused:
                 raise CommandError(f"the broker refused the reply subscription: {refused}")
             case Subscribed():
-                token = self._command.token.encode()
-                self._published = self._link.publish(self._command.topic(self._prefix), token)
-            case Acked(mid=mid, accepted=False) if mid == self._published:
+                self._publish_all()
+            case Acked(mid=mid, accepted=False) if mid in self._published:
                 raise CommandError(f"the broker refused the command: {signal.reason}")
             case Received(topic=topic, payload=payload):
                 self._collect(topic, payload)
+
+    def _publish_all(self) -> None:
+        for command in self._commands:
+            mid = self._link.publish(command.topic(self._prefix), command.token.encode())
+            if mid is not None:
+                self._published.add(mid)
 
     def _collect(self, topic: str, payload: bytes) -> None:
         try:
             reply = json.loads(payload)
         except ValueError:
             return
-        if isinstance(reply, dict) and reply.get("id") == self._command.id:
+        if (
+            isinstance(reply, dict)
+            and isinstance(reply.get("id"), str)
+            and reply["id"] in self._ids
+        ):
             site, gate = topic[len(self._prefix) + 1 :].split("/")[:2]
             self._replies.append(GateReply(site, gate, reply))
 

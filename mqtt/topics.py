@@ -22,6 +22,7 @@ COMMANDS = (
     "revoke",
     "keys",
     "trustlist",
+    "resend",
 )
 
 

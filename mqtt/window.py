@@ -15,6 +15,12 @@ Some refusals never arrive as one: mosquitto answers an oversized event with rea
 0x95, which paho cannot decode, so the connection drops instead. After a connection is
 lost with events in flight, the next connection *probes*: it sends the oldest event
 alone. Accepted, the window opens again; lost again, that event is singled out.
+
+Events the centre asked for again (`Outbox.request_resend`) go out through the same
+window, after the waiting ones and in at most half of it, so that a resend never holds
+new events back. They were accepted once already, so they are never counted, parked or
+made to halt a round: one in flight when the connection is lost goes again on the next,
+and one the broker now refuses is not tried again unless the centre asks again.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ class Round:
 class InFlight:
     row: Pending
     sent_at: float
+    again: bool = False  # sent again at the centre's request
 
 
 class Window:
@@ -58,10 +65,15 @@ class Window:
         self._halted = False
         self.probing = False
         self.blocked: str | None = None  # why accepted rows cannot leave the outbox
+        self._asked: set[int] = set()  # entries of the last `due` sent at the centre's request
 
     @property
     def inflight(self) -> int:
         return len(self._inflight)
+
+    @property
+    def _resending(self) -> int:
+        return sum(flight.again for flight in self._inflight.values())
 
     def restart(self, receive_maximum: int | None = None) -> None:
         """A new connection: nothing is in flight, send again from the oldest row."""
@@ -72,17 +84,33 @@ class Window:
         self._limit = min(self._size, receive_maximum or self._size)
 
     def due(self) -> list[Pending]:
-        """Rows to send now: as many as the window has room for, oldest first."""
+        """Rows to send now: as many as the window has room for, oldest first (see
+        `again` for the ones sent at the centre's request)."""
         if self._halted or self.blocked is not None:
             return []
         if not self._inflight and not self._accepted:
             self._cursor = 0  # all answered: from the oldest again (rows released from parking)
         room = (1 if self.probing else self._limit) - len(self._inflight)
-        return self._outbox.pending(after=self._cursor, limit=room) if room > 0 else []
+        rows = self._outbox.pending(after=self._cursor, limit=room) if room > 0 else []
+        again = self._again(room - len(rows))
+        self._asked = {row.entry for row in again}
+        return rows + again
+
+    def _again(self, room: int) -> list[Pending]:
+        """Rows asked for again, in what the waiting ones leave of at most half the
+        window, and never one already in flight."""
+        room = min(room, max(self._limit // 2, 1) - self._resending)
+        if room <= 0:
+            return []
+        flying = {flight.row.entry for flight in self._inflight.values()}
+        asked = self._outbox.to_resend(room + len(flying))
+        return [row for row in asked if row.entry not in flying][:room]
 
     def sent(self, mid: int, row: Pending, now: float) -> None:
-        self._inflight[mid] = InFlight(row, now)
-        self._cursor = row.entry
+        again = row.entry in self._asked
+        self._inflight[mid] = InFlight(row, now, again)
+        if not again:
+            self._cursor = row.entry
 
     def answer(self, mid: int, accepted: bool, reason: str) -> Pending | None:
         """Record the broker's answer; None if `mid` was not an event of ours."""
@@ -93,6 +121,8 @@ class Window:
             self._accepted.append(flight.row.entry)
             self._round.accepted += 1
             self.probing = False
+        elif flight.again:  # refused now, after it was accepted once: the centre may ask again
+            self._accepted.append(flight.row.entry)
         else:
             self._round.refused[flight.row.entry] = reason
             self._halted = True
@@ -112,9 +142,10 @@ class Window:
     def lost(self, reason: str) -> None:
         """The connection ended; what was in flight is sent again on the next one."""
         self._delete_accepted()
-        if self._inflight:
+        first_time = [flight for flight in self._inflight.values() if not flight.again]
+        if first_time:
             if self.probing:
-                (flight,) = self._inflight.values()
+                (flight,) = first_time
                 cause = reason if reason.startswith(LOST) else f"{LOST} ({reason})"
                 self._refuse(flight.row.entry, cause, singled_out=True)
             self.probing = True

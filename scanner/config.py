@@ -202,6 +202,7 @@ class MqttSection(Section):
     outbox_max_events: int = Field(500_000, ge=100, le=100_000_000)
     outbox_max_mb: int = Field(256, ge=1, le=1_000_000)
     max_refusals: int = Field(5, ge=1, le=1000)
+    keep_acked_days: float = Field(7.0, ge=0, le=366)
 
     @field_validator("topic_prefix")
     @classmethod

@@ -86,6 +86,7 @@ def outbox_limits(config: Config) -> OutboxLimits:
         max_rows=mqtt.outbox_max_events,
         max_bytes=mqtt.outbox_max_mb * MB,
         max_refusals=mqtt.max_refusals,
+        keep_acked_s=mqtt.keep_acked_days * 86_400,
     )
 
 

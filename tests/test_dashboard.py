@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import random
 import re
 import threading
 from collections.abc import Iterator
@@ -32,6 +33,8 @@ from tests.support.dashboard import (
     log_in,
     seed,
 )
+from tests.support.gate import wait_until
+from tests.support.simgates import centre_key, connected, drained, make_gate
 
 PAGES = (
     "/gates",
@@ -443,6 +446,43 @@ def test_admin_command_is_confirmed_signed_sent_answered_and_audited(
     assert len(commands) == 1
     assert commands[0][2].startswith("lockdown f1/in-1")
     assert commands[0][2].endswith("-> f1/in-1: ok")
+
+
+def test_officers_ask_the_gates_for_what_is_missing_from_the_gaps_page(
+    dash: Dashboard, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """A gate that kept its acknowledged events is asked, from the Gaps page, for seq 3
+    (missing from the store): it sends it again; the answer is shown and audited."""
+    key, keys = centre_key(tmp_path)
+    gate = make_gate(tmp_path / "gates", "f1", "in-1", mosquitto.port, keys, heartbeat_s=5.0)
+    gate.publisher.start()
+    try:
+        assert connected([gate])
+        for _ in range(4):
+            gate.scan(random.Random(3))
+        assert drained([gate])
+        with client_for(dash, "viewer") as client:
+            assert 'id="resend"' not in client.get("/gaps").text  # no key: no button
+        dash.commands = CommandSender.from_key_file(
+            BrokerSettings("127.0.0.1", mosquitto.port), "qrgate", key, "centre-1"
+        )
+        with client_for(dash, "viewer") as client:
+            page = client.get("/gaps")
+            assert 'id="resend"' not in page.text
+            refused = client.post("/gaps/resend", data={"csrf": csrf_of(page.text)})
+            assert refused.status_code == 403
+        with client_for(dash, "officer") as client:
+            page = client.get("/gaps")
+            assert 'id="resend"' in page.text
+            asked = client.post("/gaps/resend", data={"csrf": csrf_of(page.text), "site": "f1"})
+            assert asked.status_code == 200
+            assert re.search(r"<td>in-1</td><td>1</td><td>ok</td><td>resending 1 kept", asked.text)
+        assert wait_until(lambda: gate.outbox.to_resend(10) == [])  # sent, and accepted
+    finally:
+        gate.close()
+    (row,) = [row for row in audit_actions(dash) if row[1] == "resend"]
+    assert row[0] == "officer"
+    assert row[2] == "site=f1 -> f1/in-1: ok"
 
 
 def test_commands_are_off_without_the_key(dash: Dashboard) -> None:

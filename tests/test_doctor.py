@@ -506,7 +506,7 @@ def test_store_schema_judgement() -> None:
     path = Path("/var/lib/qrgate/qrgate.db")
     newer = store_finding(path, {"store": 1, "outbox": 9}, None)
     assert newer.status == "FAIL"
-    assert "outbox 9 (this qrgate: 1)" in newer.text
+    assert "outbox 9 (this qrgate: 2)" in newer.text
     assert store_finding(path, {"store": 0}, None).status == "WARN"
     assert store_finding(path, {}, ("x is not writable", "chown")) == failure(
         "x is not writable", "chown"

@@ -64,10 +64,13 @@ def test_qrgate_outbox_shows_lists_and_retries_parked_events(
     box = open_outbox(
         parse_config({"store": {"path": str(tmp_path / "q.db")}, "mqtt": {"max_refusals": 1}})
     )
-    scans(box, 2)
+    scans(box, 3)
+    box.ack([box.pending()[-1].entry])  # kept for mqtt.keep_acked_days, no longer waiting
     box.refuse(box.pending()[0].entry, "Packet too large", singled_out=True)
     assert run(["outbox", "status", "-c", str(config_file)]) == 0
-    assert "waiting: 2 events" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "waiting: 2 events" in shown
+    assert "kept:    1 events acknowledged, kept for a resend" in shown
     assert run(["outbox", "parked", "-c", str(config_file)]) == 0
     assert "seq 1  factory-1/gate-1" in capsys.readouterr().out
     assert run(["outbox", "retry", "-c", str(config_file)]) == 0

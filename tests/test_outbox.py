@@ -218,7 +218,7 @@ def test_schema_version_is_shared_with_other_components(db_path: Path) -> None:
     box = Outbox(db_path, "factory-1", "gate-1", "in")
     scan(box)
     versions = dict(box._drain.execute("SELECT component, version FROM schema_version"))
-    assert versions == {"store": 3, "outbox": 1}
+    assert versions == {"store": 3, "outbox": 2}
     Outbox(db_path, "factory-1", "gate-1", "in")  # opening again migrates nothing
 
 

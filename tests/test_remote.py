@@ -48,7 +48,9 @@ class Rig:
         self.store = Store.open(self.config.store.path)
         self.outputs = open_outputs(self.config.gpio, factory, scheduler=self.timer)
         self.gate = self.new_gate()
-        self.remote = Remote(self.gate, self.store, pushed_jwks_path(self.config.store.path))
+        self.remote = Remote(
+            self.gate, self.store, pushed_jwks_path(self.config.store.path), self.outbox
+        )
 
     def new_gate(self) -> Gate:
         trust = ClockTrust(wall=self.clock.now, monotonic=self.clock.monotonic, synced=lambda: None)
@@ -96,6 +98,7 @@ def test_every_command_has_a_handler(rig: Rig) -> None:
         "revoke",
         "keys",
         "trustlist",
+        "resend",
     }
 
 

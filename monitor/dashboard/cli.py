@@ -61,15 +61,8 @@ def command_sender(options: HttpOptions, broker: Any, prefix: str) -> Any:
     if broker is None:
         raise click.UsageError("--command-key needs --broker: commands go through it")
     from monitor.dashboard.commands import CommandSender
-    from mqtt.settings import BrokerSettings, TlsSettings
 
-    settings = BrokerSettings(
-        host=broker.host,
-        port=broker.port,
-        tls=TlsSettings(broker.ca_file, broker.cert_file, broker.key_file) if broker.tls else None,
-        username=broker.username,
-        password=broker.password,
-    )
+    settings = broker.settings("")  # each command gets a client id of its own
     return CommandSender.from_key_file(settings, prefix, options.command_key, options.command_kid)
 
 

@@ -9,19 +9,18 @@ import dataclasses
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from monitor.dashboard.errors import DashboardError
+from monitor.resend import Answer, Ask, Sender
 from mqtt.remote import (
     CommandError,
     GateReply,
-    SigningKey,
     load_signing_key,
     send_command,
-    sign_command,
 )
 from mqtt.settings import BrokerSettings
 
@@ -53,13 +52,9 @@ class Pending:
 
 
 @dataclass
-class CommandSender:
-    broker: BrokerSettings
-    prefix: str
-    key: SigningKey
-    kid: str
-    timeout_s: float = 10.0
-    lifetime_s: float = 60.0
+class CommandSender(Sender):
+    """The dashboard's commands: held for a confirmation, then signed and sent."""
+
     clock: Callable[[], float] = time.time
     _pending: dict[str, Pending] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -93,15 +88,7 @@ class CommandSender:
 
     def send(self, request: Request) -> tuple[str, list[GateReply]]:
         """Sign and send; the command's id and the replies that came within the timeout."""
-        command = sign_command(
-            request.name,
-            key=self.key,
-            kid=self.kid,
-            site=request.site,
-            gate=request.gate,
-            args=request.args,
-            lifetime_s=self.lifetime_s,
-        )
+        command = self.sign(request.name, request.site, request.gate, request.args)
         # A client id of its own per command: never the monitor's (the broker would throw
         # the monitor's session off), never shared by two commands sent at once.
         broker = dataclasses.replace(
@@ -109,3 +96,11 @@ class CommandSender:
         )
         replies = send_command(broker, self.prefix, command, timeout_s=self.timeout_s)
         return command.id, replies
+
+    def resend(self, asks: Sequence[Ask]) -> list[Answer]:
+        """Ask gates to send again what the store misses (monitor.resend), as `qrgate
+        report gaps --resend` does; each gate's answer."""
+        broker = dataclasses.replace(
+            self.broker, client_id=f"qrgate-dashboard-{secrets.token_hex(6)}"
+        )
+        return Sender(broker, self.prefix, self.key, self.kid, self.timeout_s).resend(asks)

@@ -133,6 +133,11 @@ VI: dict[str, str] = {
     "first missing seq": "số thiếu đầu",
     "last missing seq": "số thiếu cuối",
     "No events are missing.": "Không thiếu sự kiện nào.",
+    "Ask the gates to send what is missing": "Yêu cầu các cổng gửi lại sự kiện thiếu",
+    "asked": "đã yêu cầu",
+    "No gate to ask: none is missing events or online.": (
+        "Không có cổng nào để yêu cầu: không cổng nào thiếu sự kiện hay đang trực tuyến."
+    ),
     "received": "nhận lúc",
     "topic": "chủ đề",
     "payload": "nội dung",

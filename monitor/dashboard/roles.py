@@ -1,7 +1,7 @@
 """Roles and what each may do. Roles are ranked: each may do what the ones below may.
 
 - viewer: gates, events without names, counts;
-- officer: names, people, contacts, every report, exports;
+- officer: names, people, contacts, every report, exports, asking gates to resend;
 - admin: commands to gates and accounts.
 """
 
@@ -21,6 +21,7 @@ PERMISSIONS: dict[str, Role] = {
     "people": "officer",
     "reports": "officer",
     "export": "officer",
+    "resend": "officer",
     "audit": "admin",
     "commands": "admin",
     "accounts": "admin",

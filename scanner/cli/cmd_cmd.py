@@ -40,6 +40,7 @@ Examples, one per command and argument ("..." is --key ops.key.pem --kid ops-1 -
   qrgate cmd revoke ... dcc='["cwi/yt0rCV2KiGwY9PYvHw=="]'
   qrgate cmd keys ... jwks=@jwks.json
   qrgate cmd trustlist ... trust_list=@dsc-list.json
+  qrgate cmd resend ... --gate gate-1 ranges='[[6, 15], [40, 40]]' after=52
 
 Arguments are KEY=VALUE, VALUE read as JSON where it parses (else as a string), or @FILE
 for a JSON file.
@@ -59,6 +60,10 @@ seconds) or for good.
 
 keys: the public key set (JWKS) passes are checked against. trustlist: the EU gateway's
 trust list (JSON) of health-certificate signers. Both replace what the gate uses.
+
+resend: the gate sends again, unchanged, the events it kept after the broker took them,
+with the seqs of ranges (inclusive, at most 10000) and/or every one after seq after;
+qrgate report gaps --resend asks every gate for what the monitor's store misses.
 docs/mqtt.md has every detail.
 """
 

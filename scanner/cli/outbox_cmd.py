@@ -35,6 +35,7 @@ def status(ctx: click.Context, config_path: Path | None) -> None:
     click.echo(f"waiting: {depth.rows} events, {depth.bytes} bytes ({depth.fill:.1%} of the limit)")
     click.echo(f"oldest:  {age}")
     click.echo(f"parked:  {depth.parked}")
+    click.echo(f"kept:    {depth.kept} events acknowledged, kept for a resend")
 
 
 @outbox.command("parked")

@@ -179,7 +179,7 @@ def frame_loop(config: Config, source: FrameSource, gate: Gate) -> FrameLoop:
 def make_publisher(config: Config, gate: Gate, loop: FrameLoop, state: State) -> Publisher:
     """The publisher, with the command intake unless the store is unusable (commands
     need it to remember which ones ran)."""
-    remote = Remote(gate, state.store, pushed_jwks_path(config.store.path))
+    remote = Remote(gate, state.store, pushed_jwks_path(config.store.path), state.outbox)
     intake = None if state.problem else command_intake(config, remote.handlers())
     problem = state.problem
     return Publisher(

@@ -19,6 +19,8 @@ from typing import Any
 
 from mqtt.commands import Command, Handler
 from mqtt.errors import CommandRejectedError
+from mqtt.outbox import Outbox
+from mqtt.resend import resend_handler
 from scanner.daemon.gate import Gate
 from scanner.errors import ConfigError
 from scanner.state.store import ALLOW_KINDS, AllowEntry, AllowKind, Mode, Store, StoreError
@@ -35,12 +37,13 @@ def pushed_jwks_path(store_path: Path) -> Path:
 
 
 class Remote:
-    """Command handlers acting on one gate, its store and its pass keys."""
+    """Command handlers acting on one gate, its store, its pass keys and its outbox."""
 
-    def __init__(self, gate: Gate, store: Store, pushed_jwks: Path) -> None:
+    def __init__(self, gate: Gate, store: Store, pushed_jwks: Path, outbox: Outbox) -> None:
         self._gate = gate
         self._store = store
         self._pushed_jwks = pushed_jwks
+        self._outbox = outbox
 
     def handlers(self) -> Mapping[str, Handler]:
         modes: dict[str, Handler] = {mode: self._mode_handler(mode) for mode in MODES}
@@ -51,6 +54,7 @@ class Remote:
             "revoke": self.revoke,
             "keys": self.keys,
             "trustlist": self.trust_list,
+            "resend": resend_handler(self._outbox),
         }
 
     def open(self, command: Command) -> str:

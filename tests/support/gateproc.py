@@ -82,13 +82,15 @@ class GateProcess:
 
 
 def outbox_rows(db: Path) -> list[tuple[int, str]]:
-    """(seq, id) of the events waiting in a gate's outbox, read without changing it."""
+    """(seq, id) of the events waiting in a gate's outbox (not those kept after the broker
+    acknowledged them), read without changing it."""
     if not db.exists():
         return []
     with sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True) as conn:
         try:
             rows = conn.execute(
-                "SELECT seq, json_extract(payload, '$.id') FROM outbox ORDER BY seq"
+                "SELECT seq, json_extract(payload, '$.id') FROM outbox"
+                " WHERE acked IS NULL ORDER BY seq"
             ).fetchall()
         except sqlite3.OperationalError:  # the gate has not created its tables yet
             return []
@@ -98,5 +100,7 @@ def outbox_rows(db: Path) -> list[tuple[int, str]]:
 def outbox_events(db: Path) -> list[dict[str, Any]]:
     """The events waiting in a gate's outbox, oldest first, read without changing it."""
     with sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True) as conn:
-        rows = conn.execute("SELECT payload FROM outbox ORDER BY seq").fetchall()
+        rows = conn.execute(
+            "SELECT payload FROM outbox WHERE acked IS NULL ORDER BY seq"
+        ).fetchall()
     return [json.loads(payload) for (payload,) in rows]

@@ -59,7 +59,9 @@ class RealGate:
         trust = ClockTrust(wall=self.clock.now, monotonic=self.clock.monotonic, synced=lambda: None)
         policy = Policy.from_config(self.config, self.store, self.clock)
         self.gate = Gate(policy, self.outbox, self.outputs, self.clock, trust)
-        remote = Remote(self.gate, self.store, pushed_jwks_path(self.config.store.path))
+        remote = Remote(
+            self.gate, self.store, pushed_jwks_path(self.config.store.path), self.outbox
+        )
         self.replay = ReplayGuard(self.config.store.path)
         keys = {"centre": jwt.PyJWK(self.centre.jwk(), algorithm="EdDSA")}
         self.intake = CommandIntake(

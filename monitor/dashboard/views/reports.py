@@ -6,14 +6,29 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from monitor import reports
+from monitor.dashboard import audit
+from monitor.dashboard.context import Dashboard
 from monitor.dashboard.db import DashboardStore
 from monitor.dashboard.filters import day_bounds, local_input
 from monitor.dashboard.tables import rejects_table
-from monitor.dashboard.views.common import Page, Viewer, dashboard, table_routes
+from monitor.dashboard.views.common import (
+    Page,
+    Viewer,
+    dashboard,
+    form_guard,
+    refusal,
+    render,
+    table_routes,
+)
 from monitor.dashboard.views.people import period
+from monitor.resend import Answer, Ask, plan
+from mqtt.errors import MqttError
 
 REJECTS_SHOWN = 500
 
@@ -82,23 +97,50 @@ async def contacts(request: Request, viewer: Viewer, export: bool) -> Page:
 
 
 async def gaps(request: Request, viewer: Viewer, export: bool) -> Page:
-    """Only gates whose counters say something is missing are looked at, each through
-    its index: the page stays fast on millions of events."""
+    """The gaps from the seq ranges kept per gate: the page stays fast on millions of
+    events. Officers and admins may ask the gates to send what is missing, when the
+    dashboard holds the centre's command key."""
     dash = dashboard(request)
     site = request.query_params.get("site") or None
+    report = await dash.read(lambda store: reports.gaps(store, site))
+    return gaps_page(report, site, can_resend(dash, viewer))
 
-    def find(store: DashboardStore) -> reports.Report:
-        gates = [g for g in store.gates() if g.last_seq != g.events and site in (None, g.site)]
-        return reports.gaps_report(store.gaps_of([(g.site, g.gate) for g in gates]))
 
-    report = await dash.read(find)
-    return Page(
-        "report.html",
-        "Gaps",
-        {"report": report, "form": "gaps", "site": site or ""},
-        table=report,
-        filename="gaps",
-    )
+def gaps_page(
+    report: reports.Report, site: str | None, resend: bool, answers: list[Answer] | None = None
+) -> Page:
+    context = {"report": report, "form": "gaps", "site": site or "", "resend": resend}
+    return Page("report.html", "Gaps", {**context, "answers": answers}, report, "gaps")
+
+
+def can_resend(dash: Dashboard, viewer: Viewer) -> bool:
+    return dash.commands is not None and viewer.can("resend")
+
+
+@form_guard("resend")
+async def resend(request: Request, viewer: Viewer, form: FormData) -> Response:
+    """Ask each gate for what is missing (monitor.resend), then show the gaps and what
+    each gate answered; written to the audit log."""
+    dash = dashboard(request)
+    sender = dash.commands
+    site = str(form.get("site") or "") or None
+    if sender is None:
+        return await refusal(request, viewer, viewer.locale.text("You may not see this page."), 403)
+
+    def asks(store: DashboardStore) -> list[Ask]:
+        gates = [row for row in store.gates() if site in (None, row.site)]
+        return plan(store.gaps(site), gates)
+
+    asked = await dash.read(asks)
+    try:
+        answers = await dash.off_loop(sender.resend, asked)
+    except MqttError as error:
+        answers = [Answer(ask.site, ask.gate, ask.asked, f"failed: {error}", None) for ask in asked]
+    said = ", ".join(f"{a.site}/{a.gate}: {a.outcome}" for a in answers) or "no gate to ask"
+    await audit.record(dash, request, viewer.user.name, "resend", f"site={site or '*'} -> {said}")
+    report = await dash.read(lambda store: reports.gaps(store, site))
+    page = gaps_page(report, site, True, answers)
+    return await render(request, page.template, {"page": page, **page.context}, viewer)
 
 
 async def rejects(request: Request, viewer: Viewer, export: bool) -> Page:
@@ -108,6 +150,7 @@ async def rejects(request: Request, viewer: Viewer, export: bool) -> Page:
 
 
 routes = [
+    Route("/gaps/resend", resend, methods=["POST"], name="gaps_resend"),
     *table_routes("/onsite", onsite, "counts"),
     *table_routes("/attendance", attendance, "reports"),
     *table_routes("/contacts", contacts, "reports"),

@@ -1,0 +1,277 @@
+"""The store at size: seq ranges kept as events arrive (the gaps report reads them, not
+every seq), PostgreSQL's monthly partitions made ahead and dropped whole by the
+retention, writers of several monitors that neither deadlock nor lose a count, the
+upgrade from schema 2, and Events filters that seek their own index."""
+
+from __future__ import annotations
+
+import logging
+import random
+import sqlite3
+import threading
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor import schema, seqranges
+from monitor.errors import StoreConflictError
+from monitor.ingest import StatusRecord
+from monitor.records import EventFilter, Gap
+from monitor.retention import prune
+from monitor.seqranges import SeqRange
+from monitor.store import Store, resolve
+from tests.support.monitor_events import gate_event, record
+from tests.support.postgres import Postgres
+
+
+def ms(text: str) -> int:
+    return round(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
+
+
+def brute_gaps(seqs: set[int], above: int, last: int) -> list[tuple[int, int]]:
+    missing = [seq for seq in range(above + 1, last + 1) if seq not in seqs]
+    return [(r.first, r.last) for r in seqranges.runs(missing)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    batches=st.lists(st.lists(st.integers(1, 60), max_size=12), max_size=8),
+    above=st.integers(0, 20),
+)
+def test_ranges_merged_batch_by_batch_hold_exactly_the_seqs_received(
+    batches: list[list[int]], above: int
+) -> None:
+    ranges: list[SeqRange] = []
+    for batch in batches:
+        ranges = seqranges.merged([*ranges, *seqranges.runs(batch)])
+    received = {seq for batch in batches for seq in batch}
+    assert ranges == seqranges.runs(received)
+    last = max(received, default=0)
+    found = seqranges.holes("s", "g", ranges, above, last)
+    assert [(gap.first, gap.last) for gap in found] == brute_gaps(received, above, last)
+
+
+def test_gaps_come_from_ranges_kept_as_events_arrive(store_url: str) -> None:
+    store = Store(store_url)
+    seqs = [seq for seq in range(1, 301) if seq % 37 and seq not in range(100, 120)]
+    events = [gate_event(seq, "2026-03-02T08:00", gate=f"g{seq % 3}") for seq in seqs]
+    random.Random(7).shuffle(events)
+    for start in range(0, len(events), 40):  # shuffled batches, some events twice
+        batch = events[start : start + 40] + events[start : start + 3]
+        store.write([record(event) for event in batch])
+    expected = []
+    for gate in ("g0", "g1", "g2"):
+        held = {seq for seq in seqs if f"g{seq % 3}" == gate}
+        expected += [Gap("f1", gate, a, b) for a, b in brute_gaps(held, 0, max(held))]
+    assert store.gaps() == expected
+    ranges = store._read("SELECT COUNT(*) FROM seq_ranges")[0][0]
+    assert ranges == len(expected) + 3 - sum(gap.first == 1 for gap in expected)
+    assert store.count_events() == len(seqs)
+    store.close()
+
+
+# ---- the upgrade from schema 2 -----------------------------------------------------------
+
+
+def store_of_schema_2(url: str, rows: list[dict[str, Any]]) -> None:
+    """A store as the previous version left it: its tables, events and gate counts."""
+    dialect, connect = resolve(url, create=True)
+    connection = connect()
+    cursor = connection.cursor()
+    for statement in schema.SCHEMA.format(blob=dialect.blob).split(";"):
+        if statement.strip():
+            cursor.execute(statement)
+    schema.run_step(schema.MIGRATIONS[1], cursor, dialect.name, 0)
+    cursor.execute("INSERT INTO meta (key, value) VALUES ('schema', '2')")
+    columns = ("id", "site", "gate", "seq", "ts_ms", "direction", "type", "ts_trusted",
+               "received_ms", "subject", "result")  # fmt: skip
+    marks = ", ".join("?" * len(columns))
+    insert = f"INSERT INTO events ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
+    cursor.executemany(dialect.sql(insert), [[row[c] for c in columns] for row in rows])
+    cursor.execute(
+        dialect.sql("INSERT INTO gates (site, gate, events, last_seq) VALUES (?, ?, ?, ?)"),
+        ("f1", "in-1", len(rows), max(row["seq"] for row in rows)),
+    )
+    if dialect.name == "sqlite":
+        connection.commit()
+    connection.close()
+
+
+def old_row(seq: int, when: str) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()), "site": "f1", "gate": "in-1", "seq": seq, "ts_ms": ms(when),
+        "direction": "in", "type": "scan", "ts_trusted": True, "received_ms": 0,
+        "subject": "A", "result": "granted",
+    }  # fmt: skip
+
+
+def test_a_store_of_schema_2_is_upgraded_with_its_events_gaps_and_partitions(
+    store_url: str,
+) -> None:
+    now = ms("2026-03-15T00:00")
+    rows = [old_row(seq, f"2026-0{1 + seq % 3}-02T08:00") for seq in (1, 2, 3, 5, 6, 9)]
+    rows.append(old_row(10, "2031-01-01T00:00"))  # a gate's clock far ahead
+    store_of_schema_2(store_url, rows)
+    store = Store(store_url, create=False, clock=lambda: now / 1000)
+    assert store._read("SELECT value FROM meta WHERE key = 'schema'") == [("3",)]
+    assert store.count_events() == 7
+    assert store.gaps() == [Gap("f1", "in-1", 4, 4), Gap("f1", "in-1", 7, 8)]
+    again = gate_event(5, "2026-03-02T08:00")
+    again.update(id=rows[3]["id"], ts="2026-03-02T08:00:00.000Z")  # the same event, redelivered
+    assert store.write([record(again), record(gate_event(4, "2026-03-14T08:00"))]) != []
+    assert store.count_events() == 8
+    assert store.gaps() == [Gap("f1", "in-1", 7, 8)]
+    assert [(scan.subject, scan.ts_ms) for scan in store.inside()] == [("A", rows[-1]["ts_ms"])]
+    if store.dialect.name == "postgresql":
+        names = [part.name for part in store.partitions()]
+        assert names == ["events_before_m202604", "events_m202604", "events_default"]
+        where = store._read("SELECT tableoid::regclass::text, seq FROM events ORDER BY seq")
+        assert where[-1] == ("events_default", 10)
+        assert {table for table, _ in where[:-1]} == {"events_before_m202604"}
+    store.close()
+
+
+# ---- PostgreSQL: months ------------------------------------------------------------------
+
+
+def test_months_are_made_ahead_and_the_retention_drops_whole_ones(
+    postgres: Postgres, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = ms("2026-03-15T00:00")
+    store = Store(postgres.create_database("months"), clock=lambda: now / 1000)
+    assert [p.name for p in store.partitions()] == [
+        "events_m202603",
+        "events_m202604",
+        "events_default",
+    ]
+    days = ["2026-01-05", "2026-01-20", "2026-02-03", "2026-02-25", "2026-03-01", "2026-03-12"]
+    events = [gate_event(seq, f"{day}T08:00") for seq, day in enumerate(days, start=1)]
+    events.append(gate_event(7, "1970-01-01T00:00"))  # a clock that was never set: seq 7
+    events.append(gate_event(8, "2026-01-06T08:00", subject="B"))  # seen in January only
+    store.write([record(event) for event in events])
+    placed = dict(store._read("SELECT seq, tableoid::regclass::text FROM events"))
+    assert placed[1] == placed[4] == placed[7] == "events_default"  # no month of their own yet
+    assert store.prepare_partitions(since_ms=ms("2026-01-10T00:00")) == [
+        "events_m202601",
+        "events_m202602",
+    ]
+    placed = dict(store._read("SELECT seq, tableoid::regclass::text FROM events"))
+    assert (placed[1], placed[4], placed[5], placed[7]) == (
+        "events_m202601",
+        "events_m202602",
+        "events_m202603",
+        "events_default",
+    )
+    with caplog.at_level(logging.INFO):
+        deleted = prune(store, 5, ms("2026-03-06T00:00"))  # cutoff 2026-03-01
+    assert deleted == 6  # January and February whole, and 1970 from the default partition
+    assert "dropped partition events_m202601 (3 events)" in caplog.text
+    assert "dropped partition events_m202602 (2 events)" in caplog.text
+    assert store.partitions()[0].name == "events_m202603"
+    assert sorted(row[0] for row in store._read("SELECT seq FROM events")) == [5, 6]
+    assert store.pruned_marks() == {("f1", "in-1"): 8}
+    assert store.gaps() == []
+    assert store._read("SELECT subject FROM people") == [("A",)]  # B is forgotten
+    store.write([record(gate_event(10, "2026-03-14T09:00"))])
+    assert store.gaps() == [Gap("f1", "in-1", 9, 9)]
+    store.close()
+
+
+# ---- several writers ---------------------------------------------------------------------
+
+
+def test_writers_of_several_monitors_on_the_same_gates_never_deadlock(postgres: Postgres) -> None:
+    """Two monitors, each storing batches that touch the same twenty gates (status and
+    events) in opposite orders, at once: every batch stored, every count exact."""
+    url = postgres.create_database("writers")
+    Store(url).close()
+    gates = [f"g{n:02d}" for n in range(20)]
+    failures: list[BaseException] = []
+    rounds = 25
+
+    def monitor(order: list[str], first_seq: int) -> None:
+        store = Store(url, create=False)
+        try:
+            for number in range(rounds):
+                seq = first_seq + number
+                batch: list[Any] = []
+                for gate in order:
+                    batch.append(StatusRecord("f1", gate, "online", None, "1", seq))
+                    batch.append(record(gate_event(seq, "2026-03-02T08:00", gate=gate)))
+                store.write(batch)
+        except BaseException as error:  # handed to the test's thread
+            failures.append(error)
+        finally:
+            store.close()
+
+    threads = [
+        threading.Thread(target=monitor, args=(gates, 1)),
+        threading.Thread(target=monitor, args=(gates[::-1], rounds + 1)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert failures == []
+    store = Store(url, create=False)
+    rows = store.gates()
+    assert [(row.gate, row.events, row.last_seq) for row in rows] == [
+        (gate, 2 * rounds, 2 * rounds) for gate in gates
+    ]
+    assert store.gaps() == []
+    assert store._read("SELECT COUNT(*) FROM seq_ranges") == [(len(gates),)]
+    store.close()
+
+
+def test_a_write_that_met_another_is_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(f"sqlite:///{tmp_path}/m.db")
+    write_once = store._write_once
+    met = iter([True, True, False])
+
+    def meeting(records: Any) -> Any:
+        if next(met):
+            raise StoreConflictError("deadlock detected")
+        return write_once(records)
+
+    monkeypatch.setattr(store, "_write_once", meeting)
+    assert len(store.write([record(gate_event(1, "2026-03-02T08:00"))])) == 1
+    assert store.count_events() == 1
+    store.close()
+
+
+# ---- the Events filters ------------------------------------------------------------------
+
+
+def test_a_filter_on_a_value_no_event_has_seeks_instead_of_walking(tmp_path: Path) -> None:
+    """SQLite's virtual machine steps while the Events page looks for a denied scan, an
+    ID card, a reason or a person among 5,000 events that have none: a seek, not a walk."""
+    url = f"sqlite:///{tmp_path}/m.db"
+    store = Store(url)
+    store.write([record(gate_event(seq, "2026-03-02T08:00")) for seq in range(1, 5001)])
+    store.refresh_statistics()
+    connection: sqlite3.Connection = store._connected()
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    connection.set_progress_handler(count, 100)
+    for where in (
+        EventFilter(result="denied"),
+        EventFilter(credential="cccd"),
+        EventFilter(reason="passback"),
+        EventFilter(subject="nobody"),
+    ):
+        steps = 0
+        assert store.events(where) == []
+        assert steps < 20, (where, steps * 100)  # a walk over 5,000 rows takes > 1,000
+    store.close()
