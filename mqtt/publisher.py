@@ -175,7 +175,7 @@ class Publisher:
             try:
                 self._step(self._beat)
             except Exception as error:  # noqa: BLE001 - nothing may end this thread: _recover logs
-                self._recover(error)
+                self._recover_or_pause(error)
         try:
             self._shutdown()
         except Exception:  # stopping anyway; the will says offline
@@ -423,6 +423,16 @@ class Publisher:
         self._window.lost(reason)
         self._retry_at = time.monotonic() + self._connect_backoff.next()
 
+    def _recover_or_pause(self, error: Exception) -> None:
+        """`_recover`, and should recovering fail too (a link that cannot even be closed, a
+        broken waker), a pause before the next step: the thread lives on either way."""
+        try:
+            self._recover(error)
+        except Exception:  # noqa: BLE001 - the thread must outlive its own recovery
+            self._link, self._online = None, False
+            self._window.restart()
+            self._stopping.wait(self._error_backoff.next())
+
     def _recover(self, error: Exception) -> None:
         """After an unexpected error: forget the connection, keep every row, and wait
         (longer each time the error comes back soon) before trying again."""
@@ -457,7 +467,10 @@ class Publisher:
         self._online = False
         self.stats.connected_since = None
         if link is not None:
-            link.close()
+            try:
+                link.close()
+            except Exception as error:  # noqa: BLE001 - forgotten all the same: a new one comes
+                log.warning("the old connection did not close cleanly: %s", error)
 
     def _shutdown(self) -> None:
         link = self._link

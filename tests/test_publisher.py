@@ -163,3 +163,69 @@ def test_a_connected_idle_publisher_sleeps_between_deadlines(
     # Only the poll wakes it now (once a second); a loop that spins calls pump with 0.
     assert len(waits) <= 3
     assert all(timeout > 0 for timeout in waits)
+
+
+def test_an_error_while_recovering_does_not_end_the_publisher(
+    mosquitto: Mosquitto,
+    outbox: Outbox,
+    recorder: Recorder,
+    running: list[Publisher],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    publisher = start(running, publisher_for(mosquitto, outbox))
+    assert wait_until(lambda: publisher.connected)
+    failures = {"step": 1, "close": 1}
+    real_publish_due, real_close = Publisher._publish_due, Link.close
+
+    def publish_due(self: Publisher, now: float) -> None:
+        if failures["step"]:
+            failures["step"] -= 1
+            raise RuntimeError("a bug in a step")
+        real_publish_due(self, now)
+
+    def close(self: Link) -> None:
+        if failures["close"]:
+            failures["close"] -= 1
+            raise OSError("the socket would not close")
+        real_close(self)
+
+    monkeypatch.setattr(Publisher, "_publish_due", publish_due)
+    monkeypatch.setattr(Link, "close", close)
+    scans(outbox, 5)
+    publisher.wake()
+    assert recorder.wait_for_seqs(5)
+    assert failures == {"step": 0, "close": 0}
+    assert publisher.alive
+
+
+def test_a_recovery_that_fails_itself_pauses_and_keeps_the_thread(
+    mosquitto: Mosquitto,
+    outbox: Outbox,
+    recorder: Recorder,
+    running: list[Publisher],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    publisher = start(running, publisher_for(mosquitto, outbox))
+    assert wait_until(lambda: publisher.connected)
+    failures = {"step": 1, "recover": 1}
+    real_publish_due, real_recover = Publisher._publish_due, Publisher._recover
+
+    def publish_due(self: Publisher, now: float) -> None:
+        if failures["step"]:
+            failures["step"] -= 1
+            raise RuntimeError("a bug in a step")
+        real_publish_due(self, now)
+
+    def recover(self: Publisher, error: Exception) -> None:
+        if failures["recover"]:
+            failures["recover"] -= 1
+            raise RuntimeError("a bug in the recovery")
+        real_recover(self, error)
+
+    monkeypatch.setattr(Publisher, "_publish_due", publish_due)
+    monkeypatch.setattr(Publisher, "_recover", recover)
+    scans(outbox, 5)
+    publisher.wake()
+    assert recorder.wait_for_seqs(5)
+    assert failures == {"step": 0, "recover": 0}
+    assert publisher.alive
