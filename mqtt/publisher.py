@@ -19,6 +19,7 @@ link has stayed up for `settings.release_parked_after_s`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import random
@@ -429,6 +430,8 @@ class Publisher:
         try:
             self._recover(error)
         except Exception:  # noqa: BLE001 - the thread must outlive its own recovery
+            with contextlib.suppress(Exception):
+                self._drop_link()
             self._link, self._online = None, False
             self._window.restart()
             self._stopping.wait(self._error_backoff.next())
