@@ -52,6 +52,7 @@ RSS_TARGET_MB = 72.0
 MB = 1e6
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 LIBRARIES_ON_FIRST_NEED = ("PIL.Image", "pyzbar.pyzbar")  # the second look's
+COMMAND_INTAKE = "mqtt.commands"  # loaded with commands enabled; here they are not
 OURS = ("scanner", "mqtt", "firmware")
 
 
@@ -532,6 +533,7 @@ def import_table(run: Run, config_mb: float) -> list[str]:
     later = sorted({name.partition(".")[0] for name in run.at_end if name not in at_ready})
     groups = groups_of(run.at_end)
     lazy = [(f"{name} (second look, on first need)", [name]) for name in LIBRARIES_ON_FIRST_NEED]
+    lazy.append((f"{COMMAND_INTAKE} (with commands enabled)", [COMMAND_INTAKE]))
     costs = import_costs(groups + lazy)
     stdlib = sorted({name.partition(".")[0] for name in run.at_end} & set(sys.stdlib_module_names))
     rows = [
@@ -554,5 +556,6 @@ def import_table(run: Run, config_mb: float) -> list[str]:
         "Imported after READY=1 (with a code every second): "
         f"{', '.join(later) if later else 'nothing'}.",
         f"The validated config itself holds {config_mb * 1000:.0f} kB; pydantic's weight is "
-        "its code and the models' validators, which the MQTT command schemas need as well.",
+        "its code and the models' validators, which the event schema needs as well (the "
+        "command schemas are built when their first command comes).",
     ]
