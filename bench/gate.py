@@ -151,9 +151,11 @@ class Lab:
 
 
 def gate_config(kit: Kit) -> Config:
-    """The kit's gate with DESIGN.md's policy defaults, accepting all three kinds."""
+    """The kit's gate with DESIGN.md's policy defaults, accepting all three kinds, each
+    on its own (the kit pairs ID cards with health certificates, which are not accepted)."""
     policy = PolicySection(accept=["pass", "badge", "cccd"])
-    return kit.config.model_copy(update={"policy": policy})
+    dcc = kit.config.dcc.model_copy(update={"pair_with": []})
+    return kit.config.model_copy(update={"policy": policy, "dcc": dcc})
 
 
 @contextlib.contextmanager

@@ -71,7 +71,8 @@ class CommandKeyError(MqttError):
 
 
 class Args(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Each model's validator is built when a command first needs it, not when a gate starts.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class NoArgs(Args):

@@ -26,10 +26,9 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mqtt.checkpointer import Checkpointer
-from mqtt.commands import CommandIntake
 from mqtt.errors import StoreError
 from mqtt.events import format_ts
 from mqtt.health import HealthReport, LinkStats, State, cpu_temperature_c, status_payload
@@ -50,6 +49,9 @@ from mqtt.settings import PublisherSettings
 from mqtt.throttle import Throttle
 from mqtt.topics import GateTopics
 from mqtt.window import LOST, Round, Window
+
+if TYPE_CHECKING:  # the intake's module loads only on gates that take commands
+    from mqtt.commands import CommandIntake
 
 log = logging.getLogger(__name__)
 

@@ -6,23 +6,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from jwt import PyJWK
-
-from mqtt.commands import (
-    CommandIntake,
-    CommandKeyError,
-    CommandPolicy,
-    Handler,
-    ReplayGuard,
-    load_command_keys,
-)
 from mqtt.outbox import Outbox, OutboxLimits
 from mqtt.settings import BrokerSettings, PublisherSettings, TlsSettings
 from mqtt.signing import EventSigner
 from mqtt.topics import GateTopics
 from scanner.config import Config, require_file
 from scanner.errors import ConfigError
+
+if TYPE_CHECKING:
+    from jwt import PyJWK
+
+    from mqtt.commands import CommandIntake, Handler
 
 MB = 1024 * 1024
 EVENT_KEY_NAME = "event-key.pem"
@@ -111,6 +107,9 @@ def command_keys(config: Config) -> dict[str, PyJWK] | None:
     ConfigError naming commands.jwks when they cannot be used."""
     if not config.commands.enabled:
         return None
+    # The intake's module, and PyJWT, load only on gates that take commands.
+    from mqtt.commands import CommandKeyError, load_command_keys
+
     try:
         return load_command_keys(require_file("commands.jwks", config.commands.jwks))
     except CommandKeyError as error:
@@ -123,6 +122,8 @@ def command_intake(config: Config, handlers: Mapping[str, Handler]) -> CommandIn
     keys = command_keys(config)
     if keys is None:
         return None
+    from mqtt.commands import CommandIntake, CommandPolicy, ReplayGuard
+
     policy = CommandPolicy(
         algorithms=tuple(commands.algorithms),
         max_lifetime_s=commands.max_lifetime_s,

@@ -1,5 +1,7 @@
 """`qrgate aim` on replayed frames with and without a code, its figures and advice, the
-snapshot, and the loop on a scripted camera with a manual clock."""
+snapshot, and the loop on a scripted camera with a manual clock. The command's own runs
+play their frames on a manual clock too: what they print does not depend on how fast a
+busy machine decodes."""
 
 from __future__ import annotations
 
@@ -14,11 +16,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scanner.camera import CameraTimeout, EndOfStream, Frame
+import scanner.camera
+import scanner.vision.aim
+from scanner.camera import CameraTimeout, EndOfStream, Frame, FrameSource
+from scanner.camera.replay import ReplaySource
 from scanner.cli import run
+from scanner.clock import ManualClock
 from scanner.config import CameraSection
 from scanner.vision.aim import BLURRED, Aim, Figures, Summary, hints, measure, sharpness
-from scanner.vision.decode import make_decoder
+from scanner.vision.decode import Decoder, make_decoder
 from tests.support.frames import Gray, Look, empty_frame, render_qr, save_png
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +52,46 @@ def write_config(folder: Path, source: Path, loop: bool = False) -> Path:
     config = folder / "config.toml"
     config.write_text(f'[camera]\nsource = "replay:{source}"\nreplay_loop = {str(loop).lower()}\n')
     return config
+
+
+class FrameTime:
+    """A replay whose frames come exactly 1/fps apart on a manual clock, the one `Aim`
+    reads: a frame takes no time to look at, however loaded the machine is (a second look
+    that loads pyzbar takes a tenth of a second on a busy one, and the stretch's frame
+    rate would fall under half of camera.fps: "slow")."""
+
+    def __init__(self, source: ReplaySource, clock: ManualClock, period: float) -> None:
+        self.name = source.name
+        self._source, self._clock, self._period = source, clock, period
+
+    def read(self) -> Frame:
+        frame = self._source.read()
+        self._clock.advance(self._period)  # the next frame comes one period later
+        return frame
+
+    def restart(self) -> None:
+        self._source.restart()
+
+    def close(self) -> None:
+        self._source.close()
+
+
+@pytest.fixture(autouse=True)
+def frame_time(monkeypatch: pytest.MonkeyPatch) -> ManualClock:
+    """`qrgate aim` in this process plays its replay on a manual clock (see FrameTime)."""
+    clock = ManualClock()
+
+    def replay(camera: CameraSection) -> FrameSource:
+        path = Path(camera.source.removeprefix("replay:"))
+        source = ReplaySource(path, camera, clock=clock.monotonic, sleep=clock.advance)
+        return FrameTime(source, clock, 1 / camera.fps)
+
+    def session(source: FrameSource, decoder: Decoder, *, every_s: float) -> Aim:
+        return Aim(source, decoder, every_s=every_s, clock=clock.monotonic)
+
+    monkeypatch.setattr(scanner.camera, "open_source", replay)
+    monkeypatch.setattr(scanner.vision.aim, "Aim", session)
+    return clock
 
 
 def aim(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str]]:

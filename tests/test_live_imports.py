@@ -1,9 +1,13 @@
 """What `qrgate run` loads: the live path's libraries, the second look's when a frame
-first needs one, a credential kind's only when the config accepts that kind."""
+first needs one, a credential kind's only when the config accepts that kind, the command
+intake (and PyJWT with it) only when commands are enabled, and each command's argument
+model only when such a command first comes."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +24,8 @@ KINDS = {
     "pass": ("scanner.credentials.passes", "scanner.decision.passes"),
     "dcc": ("scanner.credentials.dcc", "scanner.decision.dcc", "cbor2", "base45"),
 }
+COMMANDS = ("mqtt.commands", "jwt")  # PyJWT also comes with the pass kind
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def imported_by_run(
@@ -55,7 +61,7 @@ def test_nobody_in_view_needs_neither_the_second_look_nor_other_kinds(tmp_path: 
     nobody = [empty_frame((320, 240), seed=seed, noise=2) for seed in range(20)]
     loaded = imported_by_run(tmp_path / "nobody", nobody, {"policy": {"accept": ["badge"]}})
     assert {"numpy", "zxingcpp", "scanner.vision.decode", "scanner.camera.memory"} <= loaded
-    assert not loaded & {*SECOND_LOOK, *KINDS["pass"], *KINDS["dcc"]}
+    assert not loaded & {*SECOND_LOOK, *KINDS["pass"], *KINDS["dcc"], *COMMANDS}
 
 
 def test_a_symbol_not_read_loads_the_second_look_and_an_accepted_kind_its_module(
@@ -68,5 +74,27 @@ def test_a_symbol_not_read_loads_the_second_look_and_an_accepted_kind_its_module
         "passes": {"jwks": str(jwks)},
     }
     loaded = imported_by_run(tmp_path / "symbol", frames, sections)
-    assert {*SECOND_LOOK, "scanner.credentials.passes"} <= loaded
-    assert not loaded & set(KINDS["dcc"])
+    assert {*SECOND_LOOK, "scanner.credentials.passes", "jwt"} <= loaded
+    assert not loaded & {*KINDS["dcc"], "mqtt.commands"}
+
+
+def test_enabled_commands_load_the_intake_and_each_argument_model_on_its_first_command(
+    tmp_path: Path,
+) -> None:
+    _, jwks = create_signing_key(tmp_path, "centre", "EdDSA")
+    nobody = [empty_frame((320, 240), seed=seed) for seed in range(10)]
+    sections = {
+        "policy": {"accept": ["badge"]},
+        "commands": {"enabled": True, "jwks": str(jwks)},
+    }
+    assert set(COMMANDS) <= imported_by_run(tmp_path / "commands", nobody, sections)
+    # The intake is loaded, but no argument model is built until its command comes.
+    script = (
+        "from mqtt.commands import ARGUMENTS, check_args\n"
+        "built = lambda: sorted(n for n, m in ARGUMENTS.items() if m.__pydantic_complete__)\n"
+        "print(built()); check_args('open', {'seconds': 5}); print(built())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert done.stdout.splitlines() == ["[]", "['open']"]

@@ -15,15 +15,17 @@ import tempfile
 from collections.abc import Callable, Mapping
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mqtt.commands import Command, Handler
 from mqtt.errors import CommandRejectedError
 from mqtt.outbox import Outbox
 from mqtt.resend import resend_handler
 from scanner.daemon.gate import Gate
 from scanner.errors import ConfigError
 from scanner.state.store import ALLOW_KINDS, AllowEntry, AllowKind, Mode, Store, StoreError
+
+if TYPE_CHECKING:  # the intake's module loads only on gates that take commands
+    from mqtt.commands import Command, Handler
 
 log = logging.getLogger(__name__)
 
