@@ -22,18 +22,10 @@ def run(ctx: click.Context, config_path: Path | None) -> int:
     off; SIGHUP reloads the gate mode, the pass keys and the trust list, and logs what
     it read. Exits 78 on a bad config.
     """
-    from scanner.daemon.resident import give_back_library_pages
-
-    # Library pages touched only while starting are given back at each step of the
-    # start, before the next step adds its own: the gate's peak memory is what it uses.
-    give_back_library_pages()  # the command line and the config's models
     from scanner.daemon.assemble import build_daemon
 
     config, found = load(ctx, config_path)
     log.info(
         "gate %s/%s, config %s", config.gate.site, config.gate.id, found or "built-in defaults"
     )
-    give_back_library_pages()  # the gate's libraries, imported
-    daemon = build_daemon(config)
-    give_back_library_pages()  # the store, the pins and the camera, opened
-    return daemon.run()
+    return build_daemon(config).run()
