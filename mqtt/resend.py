@@ -6,8 +6,11 @@ same id, seq, ts and signature), through the publisher's window beside new event
 
 from __future__ import annotations
 
-from mqtt.commands import Command, Handler
-from mqtt.outbox import Outbox
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mqtt.commands import Command, Handler
+    from mqtt.outbox import Outbox
 
 
 def resend_handler(outbox: Outbox) -> Handler:
