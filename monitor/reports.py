@@ -65,6 +65,10 @@ class Column:
     kind: ColumnKind = "text"
 
 
+# A health certificate's type and issuing country, where an event listed carries one.
+CERT_COLUMNS = (Column("cert_type", "health certificate"), Column("cert_country", "country"))
+
+
 @dataclass(frozen=True)
 class Report:
     """What a report command prints: rows (dataclasses) shown through their columns."""
@@ -137,12 +141,24 @@ class OnsiteRow:
     gate: str
     since: int
     for_s: float
+    cert_type: str | None  # the health certificate they came in with, if any
+    cert_country: str | None
 
 
 def onsite(store: Store, now_ms: int, site: str | None = None) -> Report:
-    """Whoever's last granted scan at a site was an `in`."""
+    """Whoever's last granted scan at a site was an `in`, and the health certificate (if
+    any) that scan was made with."""
     rows = [
-        OnsiteRow(s.site, s.subject, s.name, s.gate, s.ts_ms, max(now_ms - s.ts_ms, 0) / 1000)
+        OnsiteRow(
+            s.site,
+            s.subject,
+            s.name,
+            s.gate,
+            s.ts_ms,
+            max(now_ms - s.ts_ms, 0) / 1000,
+            s.cert_type,
+            s.cert_country,
+        )
         for s in store.inside(None, site)
     ]
     return Report(
@@ -154,6 +170,7 @@ def onsite(store: Store, now_ms: int, site: str | None = None) -> Report:
             Column("gate", "came in at gate"),
             Column("since", "since", "time"),
             Column("for_s", "for", "duration"),
+            *CERT_COLUMNS,
         ),
         rows,
     )

@@ -74,12 +74,15 @@ log = logging.getLogger(__name__)
 EVENT_COLUMNS = (
     "id", "site", "gate", "seq", "ts_ms", "direction", "type", "result", "reason",
     "credential", "subject", "name", "code_sha256", "latency_ms", "detail", "ts_trusted",
-    "extra", "received_ms", "kid", "seq_believed",
+    "extra", "received_ms", "kid", "seq_believed", "cert_type", "cert_country",
 )  # fmt: skip
 # Rows per INSERT statement: under SQLite's and PostgreSQL's bound-parameter limits.
 INSERT_CHUNK = 500
 
-LINE_COLUMNS = "ts_ms, site, gate, seq, direction, type, result, reason, subject, name"
+LINE_COLUMNS = (
+    "ts_ms, site, gate, seq, direction, type, result, reason, subject, name, cert_type,"
+    " cert_country"
+)
 
 # `last_seq` moves with believed events only (see `seq_bound`); every SET reads the old row.
 COUNT_NEW = """
@@ -144,16 +147,23 @@ DELETE FROM rejects WHERE received_ms < (
 END_OF_TIME_MS = 2**62
 ROW_COLUMNS = (
     "id, ts_ms, site, gate, seq, direction, type, result, reason, credential, subject, name,"
-    " latency_ms, detail, received_ms"
+    " latency_ms, detail, received_ms, cert_type, cert_country"
 )
 # Fields of EventFilter compared for equality, each a column of the same name.
-FILTER_COLUMNS = ("site", "gate", "direction", "result", "reason", "credential", "subject")
+FILTER_COLUMNS = (
+    "site", "gate", "direction", "result", "reason", "credential", "subject", "cert_type",
+    "cert_country",
+)  # fmt: skip
 LAST_SEQS = "SELECT site, gate, last_seq FROM gates {where}"
 # Events older than the retention are deleted; per gate, the highest seq deleted is kept
 # in `meta` under this prefix, so the events before it are not reported as missing.
 PRUNED_KEY = "pruned_seq:"
 OLDEST = "SELECT id, site, gate, seq, ts_ms FROM events WHERE ts_ms < ? ORDER BY ts_ms LIMIT ?"
 DELETE_OLDEST = "DELETE FROM events WHERE ts_ms >= ? AND ts_ms <= ? AND id IN ({ids})"
+SET_META = """
+INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value
+"""
+ENROLLED_ONLY_KEY = "enrolled_only"
 KEEP_PRUNED = """
 INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value
 WHERE CAST(meta.value AS BIGINT) < CAST(excluded.value AS BIGINT)
@@ -608,6 +618,19 @@ class Store:
         )
         return [EnrolledKey(*row) for row in rows]
 
+    def note_enrolled_only(self, required: bool) -> None:
+        """What the monitor does with the events of gates not enrolled: set them aside
+        (`--enrolled-only`) or store them as not authenticated; for the pages to say.
+        Monitors sharing a store are meant to agree; the last one started is believed."""
+        with self._transaction(self.dialect.begin_write) as cursor:
+            cursor.execute(self.dialect.sql(SET_META), (ENROLLED_ONLY_KEY, str(required).lower()))
+
+    def enrolled_only(self) -> bool:
+        """Whether the monitor sets aside the events of gates not enrolled (False when no
+        monitor has said: storing them as not authenticated is what it does by default)."""
+        rows = self._read("SELECT value FROM meta WHERE key = ?", ENROLLED_ONLY_KEY)
+        return bool(rows) and rows[0][0] == "true"
+
     def close(self) -> None:
         if self._connection is not None:
             self._connection.close()
@@ -792,7 +815,7 @@ def event_params(records: Sequence[EventRecord], believed: set[str]) -> list[obj
                 event.type, event.result, event.reason, event.credential, event.subject,
                 event.name, event.code_sha256, event.latency_ms, event.detail,
                 event.ts_trusted, record.extra, record.received_ms, record.kid,
-                event.id in believed,
+                event.id in believed, event.cert_type, event.cert_country,
             )
         )  # fmt: skip
     return params
