@@ -63,10 +63,15 @@ class Column:
     key: str
     header: str
     kind: ColumnKind = "text"
+    # Left out of a terminal table whose rows have no value in it (CSV and JSON keep it).
+    optional: bool = False
 
 
 # A health certificate's type and issuing country, where an event listed carries one.
-CERT_COLUMNS = (Column("cert_type", "health certificate"), Column("cert_country", "country"))
+CERT_COLUMNS = (
+    Column("cert_type", "health certificate", optional=True),
+    Column("cert_country", "country", optional=True),
+)
 
 
 @dataclass(frozen=True)

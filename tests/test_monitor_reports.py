@@ -115,6 +115,9 @@ def test_onsite_says_which_health_certificate_each_came_in_with(store: Store) ->
     assert lines[0].endswith(",cert_type,cert_country")
     assert lines[2].endswith(",vaccination,VN")
     assert "health certificate" in as_table(found).columns[-2].header
+    without = reports.onsite(store, NOW, site="f2")  # nobody there came in with one
+    assert as_csv(without).splitlines()[0].endswith(",cert_type,cert_country")
+    assert [c.header for c in as_table(without).columns][-2:] == ["since", "for"]  # narrow
 
 
 def test_attendance_of_a_day(store: Store) -> None:
