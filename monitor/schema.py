@@ -148,15 +148,25 @@ CERT_COLUMNS = (
     "ALTER TABLE events ADD COLUMN cert_country TEXT",
 )
 
+
+def to_version_4(cursor: Any, dialect: str, now_ms: int) -> None:
+    """Version 4: a health certificate's type and country (which events of earlier stores
+    did not keep: they are v1 fields, so not in `extra` either) and their Events filters'
+    indexes; on PostgreSQL the partitioned table passes both on to every partition, those
+    made later included. Also on PostgreSQL: the time index goes again, which every open
+    of a store since version 3 made anew although the key (ts_ms, id) does its work."""
+    for statement in (*CERT_COLUMNS, *CERT_INDEXES):
+        cursor.execute(statement)
+    if dialect == "postgresql":
+        cursor.execute("DROP INDEX IF EXISTS events_time")
+
+
 Step = tuple[str, ...] | Callable[[Any, str, int], None]
 
 # From version N to N + 1. Version 2: events' signatures (`kid`: the enrolled key that
 # verified it, NULL when its gate was not enrolled), seq jumps not believed, the gates'
-# enrolled keys, and the index that bounds `rejects`. Version 3: see to_version_3.
-# Version 4: a health certificate's type and country, which events of earlier stores did
-# not keep (they are v1 fields, so not in `extra` either), and their Events filters'
-# indexes; on PostgreSQL the partitioned table passes both on to every partition, those
-# made later included.
+# enrolled keys, and the index that bounds `rejects`. Versions 3 and 4: see to_version_3
+# and to_version_4.
 MIGRATIONS: dict[int, Step] = {
     1: (
         "ALTER TABLE events ADD COLUMN kid TEXT",
@@ -176,7 +186,7 @@ MIGRATIONS: dict[int, Step] = {
         "CREATE INDEX rejects_time ON rejects (received_ms)",
     ),
     2: to_version_3,
-    3: (*CERT_COLUMNS, *CERT_INDEXES),
+    3: to_version_4,
 }
 
 

@@ -118,6 +118,8 @@ SEQ_SLACK = 10_000
 FIRST_SEQ_MAX = 100_000_000
 PRUNE_EVERY_MS = 3600 * 1000
 SCHEMA_ROW = "SELECT value FROM meta WHERE key = 'schema'"
+# PostgreSQL: one process at a time makes a new store (an advisory lock's key).
+CREATE_LOCK = 0x717267617465 + 1
 SET_STATUS = """
 INSERT INTO gates (site, gate, state, state_ts, version, state_received_ms)
 VALUES (?, ?, ?, ?, ?, ?)
@@ -190,6 +192,8 @@ class Dialect:
     conflict: tuple[type[BaseException], ...] = ()
     placeholder: str = "?"
     lock: str = ""  # what makes a SELECT lock its rows until the transaction ends
+    # Whether a table of this name exists (1) or not (0).
+    table_exists: str = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?"
 
     def sql(self, text: str) -> str:
         return text if self.placeholder == "?" else text.replace("?", self.placeholder)
@@ -224,6 +228,8 @@ def postgres_dialect() -> Dialect:
         conflict=(psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected),
         placeholder="%s",
         lock=" FOR UPDATE",
+        table_exists="SELECT COUNT(*) FROM pg_tables"
+        " WHERE schemaname = current_schema() AND tablename = ?",
     )
 
 
@@ -698,16 +704,23 @@ class Store:
                 self._connection = None
 
     def _create_schema(self) -> None:
-        cursor = self._connected().cursor()
-        for statement in SCHEMA.format(blob=self.dialect.blob).split(";"):
-            if statement.strip():
-                cursor.execute(statement)
-        cursor.execute(
-            self.dialect.sql(
-                "INSERT INTO meta (key, value) VALUES ('schema', ?) ON CONFLICT (key) DO NOTHING"
-            ),
-            (str(FIRST_SCHEMA_VERSION),),
-        )
+        """Make a new store at FIRST_SCHEMA_VERSION (the migrations take it on from there);
+        a store that has a schema is left as it is. In one transaction, under the write
+        lock (on PostgreSQL an advisory lock: its catalog does not serialize CREATE ...
+        IF NOT EXISTS): of monitors starting together on a new store, one makes it."""
+        with self._transaction(self.dialect.begin_write) as cursor:
+            if self.dialect.name == "postgresql":
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (CREATE_LOCK,))
+            cursor.execute(self.dialect.sql(self.dialect.table_exists), ("meta",))
+            if cursor.fetchone()[0]:
+                return
+            for statement in SCHEMA.format(blob=self.dialect.blob).split(";"):
+                if statement.strip():
+                    cursor.execute(statement)
+            cursor.execute(
+                self.dialect.sql("INSERT INTO meta (key, value) VALUES ('schema', ?)"),
+                (str(FIRST_SCHEMA_VERSION),),
+            )
 
     def _migrate(self) -> None:
         """Bring a store of an earlier version up to SCHEMA_VERSION, one step a transaction.

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -150,6 +151,9 @@ def test_a_store_of_schema_3_is_upgraded_to_keep_health_certificates(store_url: 
     then, now = ms("2026-02-20T00:00"), ms("2026-05-10T00:00")
     rows = [old_row(seq, when) for seq, when in ((1, "2026-02-02T08:00"), (2, "2026-03-02T08:00"))]
     old_store(store_url, 3, rows, now_ms=then)
+    if store_url.startswith("postgresql"):  # as every open of a schema 3 store made it
+        with psycopg.connect(store_url, autocommit=True) as connection:
+            connection.execute("CREATE INDEX events_time ON events (ts_ms)")
     store = Store(store_url, create=False, clock=lambda: now / 1000)
     assert store._read("SELECT value FROM meta WHERE key = 'schema'") == [("4",)]
     store.prepare_partitions()  # May and June: months made after the upgrade
@@ -176,10 +180,60 @@ def test_a_store_of_schema_3_is_upgraded_to_keep_health_certificates(store_url: 
             "%cert_% IS NOT NULL%",
         )
         assert dict(indexed) == dict.fromkeys(names, 2)  # both, on every month
+        assert not store._read("SELECT 1 FROM pg_indexes WHERE indexname = 'events_time'")
     else:
         indexes = {row[0] for row in store._read("SELECT name FROM sqlite_master")}
         assert {"events_cert_type_time", "events_cert_country_time"} <= indexes
     store.close()
+
+
+def opened_together(url: str, count: int = 3) -> list[BaseException]:
+    """`count` monitors' stores opened at the same moment; what they raised."""
+    failures: list[BaseException] = []
+    barrier = threading.Barrier(count)
+
+    def start() -> None:
+        barrier.wait()
+        try:
+            Store(url).close()
+        except Exception as error:  # reported by the caller
+            failures.append(error)
+
+    starters = [threading.Thread(target=start) for _ in range(count)]
+    for starter in starters:
+        starter.start()
+    for starter in starters:
+        starter.join()
+    return failures
+
+
+def event_indexes(url: str) -> set[str]:
+    dialect, connect = resolve(url, create=False)
+    connection = connect()
+    sql = (
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'"
+        if dialect.name == "sqlite"
+        else "SELECT indexname FROM pg_indexes WHERE tablename = 'events'"
+    )
+    found = {row[0] for row in connection.execute(sql).fetchall()}
+    connection.close()
+    return found
+
+
+def test_monitors_opening_one_store_at_once_make_it_once_and_add_nothing(
+    store_url: str,
+) -> None:
+    """Monitors start together on a new store (PostgreSQL: several monitors share one),
+    then on the made one: each opens it, and an open adds nothing to a store that has
+    its schema. Before, every open made `events_time` again on PostgreSQL, where the key
+    (ts_ms, id) replaced it, and monitors starting together collided making it."""
+    if store_url.startswith("sqlite"):
+        Store(store_url).close()  # one monitor per SQLite store: it makes it alone
+    assert opened_together(store_url) == []  # PostgreSQL: new
+    made = event_indexes(store_url)
+    assert opened_together(store_url) == []  # made
+    assert ("events_time" in made) is store_url.startswith("sqlite")
+    assert event_indexes(store_url) == made
 
 
 # ---- PostgreSQL: months ------------------------------------------------------------------
