@@ -8,10 +8,10 @@
    live hub then) to the moment its row is in the page (a MutationObserver notes
    Date.now()): p50, p99, max. Baseline: a bare SSE echo (a minimal Starlette stream
    and a page that appends each message) in the same browser, at the same rate.
-2. Pages on 1,000,000 generated events (2,000 people x 250 days, SQLite, as the monitor
-   keeps it: with the sampled statistics of its hourly upkeep): server time per page
-   through the ASGI app (query, template, response), median of 3, against the bare
-   query of that page.
+2. Pages on 1,000,000 generated events (2,000 people x 250 days, a tenth of them with a
+   health certificate; SQLite, as the monitor keeps it: with the sampled statistics of
+   its hourly upkeep): server time per page through the ASGI app (query, template,
+   response), median of 3, against the bare query of that page.
 3. Fifty browsers on the live stream: `qrgate monitor --http` as its own process, 50
    SSE connections to /live/events while a gate publishes 20 events/s for 15 s: the
    monitor's CPU and memory, against the same monitor with no browser, and a bare SSE
@@ -372,6 +372,15 @@ def bench_pages(workdir: Path, people: int, days: int) -> None:
         ("/events?gate=north-in-0", lambda: store.events(EventFilter(gate="north-in-0"), None, 51)),
         ("/events?result=denied", lambda: store.events(EventFilter(result="denied"), None, 51)),
         ("/events?credential=cccd", lambda: store.events(EventFilter(credential="cccd"), None, 51)),
+        # Health certificates (bench.monitor.certificate): common, rare, one person's, none.
+        ("/events?cert_type=vaccination",
+         lambda: store.events(EventFilter(cert_type="vaccination"), None, 51)),
+        ("/events?cert_type=recovery",
+         lambda: store.events(EventFilter(cert_type="recovery"), None, 51)),
+        ("/events?cert_country=DE", lambda: store.events(EventFilter(cert_country="DE"), None, 51)),
+        ("/events?cert_country=FR", lambda: store.events(EventFilter(cert_country="FR"), None, 51)),
+        ("/events?cert_type=test&cert_country=KR",
+         lambda: store.events(EventFilter(cert_type="test", cert_country="KR"), None, 51)),
         ("/people?q=worker+1234", lambda: None),
         (f"/people/W-01234?{when}",
          lambda: reports.presence(store, *week, subject="W-01234")),

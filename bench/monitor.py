@@ -13,9 +13,10 @@
 2. Store write without the broker: our batched write vs a bare executemany of the same
    rows in one transaction, into a fresh SQLite file.
 3. Reports on 1 million generated events (2,000 people x 250 days x in and out, two
-   sites; on PostgreSQL a partition per month): each report's time, against one full
-   scan of the events table. Before them, what the Events filters' indexes cost the
-   writer: Store.write into a copy of that store, with and without them.
+   sites, a tenth of the people with a health certificate; on PostgreSQL a partition
+   per month): each report's time, against one full scan of the events table. Before
+   them, what the Events filters' indexes cost the writer (those of the health
+   certificates apart): Store.write into a copy of that store, with and without them.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from paho.mqtt.properties import Properties
 from monitor import reports
 from monitor.enrollment import EnrolledKey, Enrollment
 from monitor.ingest import EventRecord, classify
-from monitor.schema import FILTER_INDEXES, FROM_EVENTS
+from monitor.schema import CERT_INDEXES, FILTER_INDEXES, FROM_EVENTS
 from monitor.state import LiveState
 from monitor.store import EVENT_COLUMNS, Store
 from monitor.subscriber import Broker, Settings, Subscriber
@@ -300,11 +301,10 @@ def bench_write(count: int, workdir: Path) -> None:
     )
 
 
-def bench_filter_indexes(sqlite_url: str, pg_url: str, postgres: Postgres, count: int) -> None:
-    """What the Events filters' indexes (result, reason, credential, subject, each with
-    the time) cost the writer: Store.write of `count` more events into a copy of the
-    store of a million, with the indexes and without them."""
-    records = [
+def index_records(count: int, certified: Callable[[int], bool]) -> list[EventRecord]:
+    """`count` more events for the writer: some denied, a subject each, a health
+    certificate where `certified(seq)`."""
+    return [
         record(
             gate_event(
                 seq,
@@ -312,10 +312,34 @@ def bench_filter_indexes(sqlite_url: str, pg_url: str, postgres: Postgres, count
                 gate=f"bench-{seq % 40}",
                 subject=f"W-{seq % 2000:05d}",
                 result="denied" if seq % 9 == 0 else "granted",
+                cert=("vaccination", "VN") if certified(seq) else None,
             )
         )
         for seq in range(1, count + 1)
     ]
+
+
+# What the writer pays for each set of the Events filters' indexes: (what is written,
+# the indexes dropped, the row the ratio is taken against).
+INDEX_CASES = (
+    ("a tenth with a certificate", "without the filter indexes", FILTER_INDEXES + CERT_INDEXES, 0),
+    ("a tenth with a certificate", "without the certificate ones", CERT_INDEXES, 0),
+    ("a tenth with a certificate", "with them all (as shipped)", (), 0),
+    ("every one with a certificate", "without the certificate ones", CERT_INDEXES, 3),
+    ("every one with a certificate", "with them all (as shipped)", (), 3),
+)
+
+
+def bench_filter_indexes(sqlite_url: str, pg_url: str, postgres: Postgres, count: int) -> None:
+    """What the Events filters' indexes (result, reason, credential, subject, each with
+    the time; and the partial ones of the health certificates' type and country) cost the
+    writer: Store.write of `count` more events into a copy of the store of a million,
+    with each set of them dropped or not, for a tenth of the events with a certificate
+    (as generated) and for every one."""
+    written = {
+        "a tenth with a certificate": index_records(count, lambda seq: seq % 10 == 3),
+        "every one with a certificate": index_records(count, lambda seq: True),
+    }
     source = Path(sqlite_url.removeprefix("sqlite:///"))
     rows = []
     copies: list[tuple[str, Callable[[str], str]]] = [
@@ -323,21 +347,22 @@ def bench_filter_indexes(sqlite_url: str, pg_url: str, postgres: Postgres, count
         ("PostgreSQL", lambda name: copy_postgres(postgres, pg_url, name)),
     ]
     for label, url_of in copies:
-        # Alternated, each on a fresh copy: the machine's other work weighs on both alike.
-        rates: dict[bool, list[float]] = {False: [], True: []}
+        # Alternated, each on a fresh copy: the machine's other work weighs on all alike.
+        rates: list[list[float]] = [[] for _ in INDEX_CASES]
         for round_ in range(ROUNDS):
-            for indexed in (False, True):
-                url = url_of(f"{'with' if indexed else 'without'}{round_}")
-                rates[indexed].append(write_rate(url, records, drop=not indexed))
+            for number, (events, _, dropped, _) in enumerate(INDEX_CASES):
+                url = url_of(f"case{number}r{round_}")
+                rates[number].append(write_rate(url, written[events], dropped))
                 discard(postgres, url)
-        bare, ours = statistics.median(rates[False]), statistics.median(rates[True])
-        rows.append((label, "without the filter indexes", f"{bare:,.0f}", "1.00"))
-        rows.append((label, "with them (as shipped)", f"{ours:,.0f}", f"{ours / bare:.2f}"))
+        medians = [statistics.median(found) for found in rates]
+        for (events, indexes, _, base), rate in zip(INDEX_CASES, medians, strict=True):
+            ratio = f"{rate / medians[base]:.2f}"
+            rows.append((label, events, indexes, f"{rate:,.0f}", ratio))
     table(
         f"Store.write, {count} more events (batches of 500) into a store of a million "
         f"(median of {ROUNDS})",
         rows,
-        ("store", "indexes", "events/s", "vs without"),
+        ("store", "events written", "indexes", "events/s", "vs without"),
     )
 
 
@@ -369,12 +394,12 @@ def discard(postgres: Postgres, url: str) -> None:
         admin.execute(f'DROP DATABASE "{url.rsplit("/", 1)[1]}"')
 
 
-def write_rate(url: str, records: list[EventRecord], *, drop: bool) -> float:
+def write_rate(url: str, records: list[EventRecord], dropped: Sequence[str]) -> float:
+    """Events/s of Store.write into the store at `url`, with these indexes dropped first."""
     store = Store(url, create=False)
-    if drop:
-        with store._transaction("BEGIN") as cursor:
-            for statement in FILTER_INDEXES:
-                cursor.execute("DROP INDEX " + statement.split(" IF NOT EXISTS ")[1].split()[0])
+    with store._transaction("BEGIN") as cursor:
+        for statement in dropped:
+            cursor.execute("DROP INDEX " + statement.split(" IF NOT EXISTS ")[1].split()[0])
     started = time.perf_counter()
     for start in range(0, len(records), 500):
         store.write(records[start : start + 500])
@@ -389,15 +414,27 @@ def event_row(item: EventRecord) -> tuple[object, ...]:
         event.id, event.site, event.gate, event.seq, item.ts_ms, event.direction, event.type,
         event.result, event.reason, event.credential, event.subject, event.name,
         event.code_sha256, event.latency_ms, event.detail, event.ts_trusted, item.extra, 0,
-        item.kid, True,
+        item.kid, True, event.cert_type, event.cert_country,
     )  # fmt: skip
 
 
 # ---- 3. reports on a million events ----------------------------------------------------
 
 
+def certificate(person: int) -> tuple[str | None, str | None]:
+    """The health certificate a person's passages are paired with, if any: one in ten
+    people shows one, mostly a vaccination from VN; fifty show a test (ten of them from
+    KR), two a recovery, one a certificate from DE, and nobody one from FR."""
+    if person % 10 != 3:
+        return None, None
+    kind = "recovery" if person % 1000 == 3 else "test" if person % 40 == 13 else "vaccination"
+    country = "DE" if person == 3 else "KR" if person % 200 == 13 else "VN"
+    return kind, country
+
+
 def generated(people: int, days: int) -> Iterator[tuple[object, ...]]:
-    """Each person in and out once a day at their site; per-gate seq in time order."""
+    """Each person in and out once a day at their site, a tenth of them with a health
+    certificate (`certificate`); per-gate seq in time order."""
     rng = random.Random(8)
     seqs: dict[str, int] = {}
     home = {person: ("north", "south")[person % 2] for person in range(people)}
@@ -419,6 +456,7 @@ def generated(people: int, days: int) -> Iterator[tuple[object, ...]]:
                 direction, "scan", "denied" if way == "stay" else "granted", "ok", "badge",
                 f"W-{person:05d}",
                 f"Worker {person}", "0" * 64, 10.0, None, True, None, ts_ms, None, True,
+                *certificate(person),
             )  # fmt: skip
 
 

@@ -105,14 +105,23 @@ def csv_value(value: Any, column: Column, zone: tzinfo) -> Any:
 def as_table(report: Report, zone: tzinfo = UTC) -> Table:
     # Cells are Text, never markup: a name like "[link=...]" is shown as written.
     table = Table(title=Text(printable(report.title)), title_justify="left")
-    for column in report.columns:
+    columns = shown_columns(report)
+    for column in columns:
         numeric = column.kind in ("duration", "count")
         table.add_column(column.header, justify="right" if numeric else "left", overflow="fold")
     for row in report.rows:
-        table.add_row(
-            *(Text(shown(getattr(row, column.key), column, zone)) for column in report.columns)
-        )
+        table.add_row(*(Text(shown(getattr(row, column.key), column, zone)) for column in columns))
     return table
+
+
+def shown_columns(report: Report) -> list[Column]:
+    """The columns a terminal table shows: an optional one only where a row has a value
+    (a terminal is narrow; a site without health certificates needs no column of them)."""
+    return [
+        column
+        for column in report.columns
+        if not column.optional or any(getattr(row, column.key) is not None for row in report.rows)
+    ]
 
 
 def render(report: Report, form: str, zone: tzinfo, console: Console) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 # their latest granted scan, kept as events arrive), not from a pass over every scan;
 # then one index seek per person for their latest granted scan before the moment asked.
 INSIDE = """
-SELECT site, subject, name, gate, direction, ts_ms FROM events
+SELECT site, subject, name, gate, direction, ts_ms, cert_type, cert_country FROM events
 WHERE id IN (
     SELECT (
         SELECT latest.id FROM events AS latest
@@ -29,14 +29,16 @@ ORDER BY site, subject
 # partition, chosen as the query runs); else the month before the moment first, and
 # only if nothing is there, everything before it.
 LATEST_BEFORE = """
-    SELECT site, subject, name, gate, direction, ts_ms, seq FROM events AS latest
+    SELECT site, subject, name, gate, direction, ts_ms, seq, cert_type, cert_country
+    FROM events AS latest
     WHERE latest.site = people.site AND latest.subject = people.subject
         AND latest.type = 'scan' AND latest.result = 'granted'
         AND latest.subject IS NOT NULL AND {when}
     ORDER BY latest.ts_ms DESC, latest.seq DESC LIMIT 1
 """
 INSIDE_LATERAL = f"""
-SELECT latest.site, latest.subject, latest.name, latest.gate, latest.direction, latest.ts_ms
+SELECT latest.site, latest.subject, latest.name, latest.gate, latest.direction, latest.ts_ms,
+    latest.cert_type, latest.cert_country
 FROM people
 CROSS JOIN LATERAL (
     ({LATEST_BEFORE.format(when="latest.ts_ms = people.last_ms AND people.last_ms < ?")})
@@ -58,7 +60,7 @@ WHERE excluded.last_ms > people.last_ms
 """
 FORGET_PEOPLE = "DELETE FROM people WHERE last_ms < ?"
 SCANS = """
-SELECT site, subject, name, gate, direction, ts_ms FROM events
+SELECT site, subject, name, gate, direction, ts_ms, cert_type, cert_country FROM events
 WHERE type = 'scan' AND result = 'granted' AND subject IS NOT NULL
     AND ts_ms >= ? AND ts_ms < ? {filters}
 ORDER BY site, subject, ts_ms, seq, id

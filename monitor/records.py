@@ -19,6 +19,8 @@ class Scan:
     gate: str
     direction: str
     ts_ms: int
+    cert_type: str | None = None  # the health certificate it was made with, if any
+    cert_country: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,13 +63,16 @@ class EventLine:
     reason: str | None
     subject: str | None
     name: str | None
+    cert_type: str | None = None
+    cert_country: str | None = None
 
     @classmethod
     def from_record(cls, record: EventRecord) -> EventLine:
         event = record.event
         return cls(
             record.ts_ms, event.site, event.gate, event.seq, event.direction, event.type,
-            event.result, event.reason, event.subject, event.name,
+            event.result, event.reason, event.subject, event.name, event.cert_type,
+            event.cert_country,
         )  # fmt: skip
 
 
@@ -122,6 +127,18 @@ class EventRow:
     latency_ms: float | None
     detail: str | None
     received_ms: int
+    cert_type: str | None = None  # a health certificate's type and issuing country
+    cert_country: str | None = None
+
+    @classmethod
+    def from_record(cls, record: EventRecord) -> EventRow:
+        event = record.event
+        return cls(
+            event.id, record.ts_ms, event.site, event.gate, event.seq, event.direction,
+            event.type, event.result, event.reason, event.credential, event.subject,
+            event.name, event.latency_ms, event.detail, record.received_ms, event.cert_type,
+            event.cert_country,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -135,6 +152,8 @@ class EventFilter:
     reason: str | None = None
     credential: str | None = None
     subject: str | None = None
+    cert_type: str | None = None
+    cert_country: str | None = None
     from_ms: int | None = None
     to_ms: int | None = None
 

@@ -63,6 +63,15 @@ class Column:
     key: str
     header: str
     kind: ColumnKind = "text"
+    # Left out of a terminal table whose rows have no value in it (CSV and JSON keep it).
+    optional: bool = False
+
+
+# A health certificate's type and issuing country, where an event listed carries one.
+CERT_COLUMNS = (
+    Column("cert_type", "health certificate", optional=True),
+    Column("cert_country", "country", optional=True),
+)
 
 
 @dataclass(frozen=True)
@@ -137,12 +146,24 @@ class OnsiteRow:
     gate: str
     since: int
     for_s: float
+    cert_type: str | None  # the health certificate they came in with, if any
+    cert_country: str | None
 
 
 def onsite(store: Store, now_ms: int, site: str | None = None) -> Report:
-    """Whoever's last granted scan at a site was an `in`."""
+    """Whoever's last granted scan at a site was an `in`, and the health certificate (if
+    any) that scan was made with."""
     rows = [
-        OnsiteRow(s.site, s.subject, s.name, s.gate, s.ts_ms, max(now_ms - s.ts_ms, 0) / 1000)
+        OnsiteRow(
+            s.site,
+            s.subject,
+            s.name,
+            s.gate,
+            s.ts_ms,
+            max(now_ms - s.ts_ms, 0) / 1000,
+            s.cert_type,
+            s.cert_country,
+        )
         for s in store.inside(None, site)
     ]
     return Report(
@@ -154,6 +175,7 @@ def onsite(store: Store, now_ms: int, site: str | None = None) -> Report:
             Column("gate", "came in at gate"),
             Column("since", "since", "time"),
             Column("for_s", "for", "duration"),
+            *CERT_COLUMNS,
         ),
         rows,
     )

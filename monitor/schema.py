@@ -12,7 +12,7 @@ from typing import Any
 
 from monitor import partitions, seqranges
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 FIRST_SCHEMA_VERSION = 1
 
 # Every index of the events table but its key, as the current version has them.
@@ -32,7 +32,17 @@ FILTER_INDEXES = (
     "CREATE INDEX IF NOT EXISTS events_credential_time ON events (credential, ts_ms)",
     "CREATE INDEX IF NOT EXISTS events_subject_time ON events (subject, ts_ms)",
 )
-FILTERED_COLUMNS = ("result", "reason", "credential", "subject")
+# Health certificates (a `dcc` scan, or a passage paired with one): their type and
+# country, filtered the same way. Partial: only the events that carry a certificate are in
+# them, so the writer pays for those alone, and building them on an upgraded store (whose
+# events never kept a certificate) writes nothing.
+CERT_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS events_cert_type_time ON events (cert_type, ts_ms)"
+    " WHERE cert_type IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS events_cert_country_time ON events (cert_country, ts_ms)"
+    " WHERE cert_country IS NOT NULL",
+)
+FILTERED_COLUMNS = ("result", "reason", "credential", "subject", "cert_type", "cert_country")
 # The few events whose seq was beyond belief, found without reading the others.
 SEQ_JUMPS_INDEX = (
     "CREATE INDEX IF NOT EXISTS events_seq_jumps ON events (site, gate, seq) WHERE NOT seq_believed"
@@ -133,11 +143,30 @@ def to_version_3(cursor: Any, dialect: str, now_ms: int) -> None:
         cursor.execute(statement)
 
 
+CERT_COLUMNS = (
+    "ALTER TABLE events ADD COLUMN cert_type TEXT",
+    "ALTER TABLE events ADD COLUMN cert_country TEXT",
+)
+
+
+def to_version_4(cursor: Any, dialect: str, now_ms: int) -> None:
+    """Version 4: a health certificate's type and country (which events of earlier stores
+    did not keep: they are v1 fields, so not in `extra` either) and their Events filters'
+    indexes; on PostgreSQL the partitioned table passes both on to every partition, those
+    made later included. Also on PostgreSQL: the time index goes again, which every open
+    of a store since version 3 made anew although the key (ts_ms, id) does its work."""
+    for statement in (*CERT_COLUMNS, *CERT_INDEXES):
+        cursor.execute(statement)
+    if dialect == "postgresql":
+        cursor.execute("DROP INDEX IF EXISTS events_time")
+
+
 Step = tuple[str, ...] | Callable[[Any, str, int], None]
 
 # From version N to N + 1. Version 2: events' signatures (`kid`: the enrolled key that
 # verified it, NULL when its gate was not enrolled), seq jumps not believed, the gates'
-# enrolled keys, and the index that bounds `rejects`. Version 3: see to_version_3.
+# enrolled keys, and the index that bounds `rejects`. Versions 3 and 4: see to_version_3
+# and to_version_4.
 MIGRATIONS: dict[int, Step] = {
     1: (
         "ALTER TABLE events ADD COLUMN kid TEXT",
@@ -157,6 +186,7 @@ MIGRATIONS: dict[int, Step] = {
         "CREATE INDEX rejects_time ON rejects (received_ms)",
     ),
     2: to_version_3,
+    3: to_version_4,
 }
 
 

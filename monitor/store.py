@@ -74,12 +74,15 @@ log = logging.getLogger(__name__)
 EVENT_COLUMNS = (
     "id", "site", "gate", "seq", "ts_ms", "direction", "type", "result", "reason",
     "credential", "subject", "name", "code_sha256", "latency_ms", "detail", "ts_trusted",
-    "extra", "received_ms", "kid", "seq_believed",
+    "extra", "received_ms", "kid", "seq_believed", "cert_type", "cert_country",
 )  # fmt: skip
 # Rows per INSERT statement: under SQLite's and PostgreSQL's bound-parameter limits.
 INSERT_CHUNK = 500
 
-LINE_COLUMNS = "ts_ms, site, gate, seq, direction, type, result, reason, subject, name"
+LINE_COLUMNS = (
+    "ts_ms, site, gate, seq, direction, type, result, reason, subject, name, cert_type,"
+    " cert_country"
+)
 
 # `last_seq` moves with believed events only (see `seq_bound`); every SET reads the old row.
 COUNT_NEW = """
@@ -115,6 +118,8 @@ SEQ_SLACK = 10_000
 FIRST_SEQ_MAX = 100_000_000
 PRUNE_EVERY_MS = 3600 * 1000
 SCHEMA_ROW = "SELECT value FROM meta WHERE key = 'schema'"
+# PostgreSQL: one process at a time makes a new store (an advisory lock's key).
+CREATE_LOCK = 0x717267617465 + 1
 SET_STATUS = """
 INSERT INTO gates (site, gate, state, state_ts, version, state_received_ms)
 VALUES (?, ?, ?, ?, ?, ?)
@@ -144,16 +149,23 @@ DELETE FROM rejects WHERE received_ms < (
 END_OF_TIME_MS = 2**62
 ROW_COLUMNS = (
     "id, ts_ms, site, gate, seq, direction, type, result, reason, credential, subject, name,"
-    " latency_ms, detail, received_ms"
+    " latency_ms, detail, received_ms, cert_type, cert_country"
 )
 # Fields of EventFilter compared for equality, each a column of the same name.
-FILTER_COLUMNS = ("site", "gate", "direction", "result", "reason", "credential", "subject")
+FILTER_COLUMNS = (
+    "site", "gate", "direction", "result", "reason", "credential", "subject", "cert_type",
+    "cert_country",
+)  # fmt: skip
 LAST_SEQS = "SELECT site, gate, last_seq FROM gates {where}"
 # Events older than the retention are deleted; per gate, the highest seq deleted is kept
 # in `meta` under this prefix, so the events before it are not reported as missing.
 PRUNED_KEY = "pruned_seq:"
 OLDEST = "SELECT id, site, gate, seq, ts_ms FROM events WHERE ts_ms < ? ORDER BY ts_ms LIMIT ?"
 DELETE_OLDEST = "DELETE FROM events WHERE ts_ms >= ? AND ts_ms <= ? AND id IN ({ids})"
+SET_META = """
+INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value
+"""
+ENROLLED_ONLY_KEY = "enrolled_only"
 KEEP_PRUNED = """
 INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value
 WHERE CAST(meta.value AS BIGINT) < CAST(excluded.value AS BIGINT)
@@ -180,6 +192,8 @@ class Dialect:
     conflict: tuple[type[BaseException], ...] = ()
     placeholder: str = "?"
     lock: str = ""  # what makes a SELECT lock its rows until the transaction ends
+    # Whether a table of this name exists (1) or not (0).
+    table_exists: str = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?"
 
     def sql(self, text: str) -> str:
         return text if self.placeholder == "?" else text.replace("?", self.placeholder)
@@ -214,6 +228,8 @@ def postgres_dialect() -> Dialect:
         conflict=(psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected),
         placeholder="%s",
         lock=" FOR UPDATE",
+        table_exists="SELECT COUNT(*) FROM pg_tables"
+        " WHERE schemaname = current_schema() AND tablename = ?",
     )
 
 
@@ -608,6 +624,19 @@ class Store:
         )
         return [EnrolledKey(*row) for row in rows]
 
+    def note_enrolled_only(self, required: bool) -> None:
+        """What the monitor does with the events of gates not enrolled: set them aside
+        (`--enrolled-only`) or store them as not authenticated; for the pages to say.
+        Monitors sharing a store are meant to agree; the last one started is believed."""
+        with self._transaction(self.dialect.begin_write) as cursor:
+            cursor.execute(self.dialect.sql(SET_META), (ENROLLED_ONLY_KEY, str(required).lower()))
+
+    def enrolled_only(self) -> bool:
+        """Whether the monitor sets aside the events of gates not enrolled (False when no
+        monitor has said: storing them as not authenticated is what it does by default)."""
+        rows = self._read("SELECT value FROM meta WHERE key = ?", ENROLLED_ONLY_KEY)
+        return bool(rows) and rows[0][0] == "true"
+
     def close(self) -> None:
         if self._connection is not None:
             self._connection.close()
@@ -675,16 +704,23 @@ class Store:
                 self._connection = None
 
     def _create_schema(self) -> None:
-        cursor = self._connected().cursor()
-        for statement in SCHEMA.format(blob=self.dialect.blob).split(";"):
-            if statement.strip():
-                cursor.execute(statement)
-        cursor.execute(
-            self.dialect.sql(
-                "INSERT INTO meta (key, value) VALUES ('schema', ?) ON CONFLICT (key) DO NOTHING"
-            ),
-            (str(FIRST_SCHEMA_VERSION),),
-        )
+        """Make a new store at FIRST_SCHEMA_VERSION (the migrations take it on from there);
+        a store that has a schema is left as it is. In one transaction, under the write
+        lock (on PostgreSQL an advisory lock: its catalog does not serialize CREATE ...
+        IF NOT EXISTS): of monitors starting together on a new store, one makes it."""
+        with self._transaction(self.dialect.begin_write) as cursor:
+            if self.dialect.name == "postgresql":
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (CREATE_LOCK,))
+            cursor.execute(self.dialect.sql(self.dialect.table_exists), ("meta",))
+            if cursor.fetchone()[0]:
+                return
+            for statement in SCHEMA.format(blob=self.dialect.blob).split(";"):
+                if statement.strip():
+                    cursor.execute(statement)
+            cursor.execute(
+                self.dialect.sql("INSERT INTO meta (key, value) VALUES ('schema', ?)"),
+                (str(FIRST_SCHEMA_VERSION),),
+            )
 
     def _migrate(self) -> None:
         """Bring a store of an earlier version up to SCHEMA_VERSION, one step a transaction.
@@ -792,7 +828,7 @@ def event_params(records: Sequence[EventRecord], believed: set[str]) -> list[obj
                 event.type, event.result, event.reason, event.credential, event.subject,
                 event.name, event.code_sha256, event.latency_ms, event.detail,
                 event.ts_trusted, record.extra, record.received_ms, record.kid,
-                event.id in believed,
+                event.id in believed, event.cert_type, event.cert_country,
             )
         )  # fmt: skip
     return params

@@ -40,7 +40,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from monitor.enrollment import Enrollment, GateKey
-from monitor.errors import StoreRefusedError, StoreUnavailableError
+from monitor.errors import StoreConflictError, StoreRefusedError, StoreUnavailableError
 from monitor.ingest import EventRecord, Record, Rejected, classify, reject
 from monitor.state import LiveState
 from monitor.store import Store
@@ -165,6 +165,7 @@ class Subscriber:
         self.subscribed = threading.Event()  # set once the broker granted our subscriptions
         self.enrollment = Enrollment(required=settings.enrolled_only)
         self._enrollment_read_at: float | None = None
+        self._policy_noted = False  # in the store, for the dashboard's Gates page
         self._unauthenticated_noticed: set[GateKey] = set()
         self._writer = threading.Thread(target=self._write_loop, name="monitor-writer")
 
@@ -276,7 +277,10 @@ class Subscriber:
         self._enrollment_read_at = now
         try:
             keys = self.store.enrolled_keys()
-        except StoreUnavailableError as error:
+            if not self._policy_noted:
+                self.store.note_enrolled_only(self.settings.enrolled_only)
+                self._policy_noted = True
+        except (StoreUnavailableError, StoreConflictError) as error:
             log.warning("enrolled keys not re-read: %s", error)
             return
         self.enrollment = Enrollment.of(keys, required=self.settings.enrolled_only)

@@ -82,6 +82,7 @@ def events_table(recent: tuple[EventLine, ...]) -> Table:
         table.add_column(header, justify="right" if header == "seq" else "left")
     table.add_column("subject")
     table.add_column("name")
+    table.add_column("certificate")
     for line in reversed(recent):
         table.add_row(
             datetime.fromtimestamp(line.ts_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S"),
@@ -94,8 +95,14 @@ def events_table(recent: tuple[EventLine, ...]) -> Table:
             Text(printable(line.reason or "")),
             Text(printable(line.subject or "")),
             Text(printable(line.name or "")),
+            certificate(line.cert_type, line.cert_country),
         )
     return table
+
+
+def certificate(cert_type: str | None, country: str | None) -> str:
+    """A health certificate's type and issuing country ("vaccination VN"), if any."""
+    return " ".join(part for part in (cert_type, country) if part)
 
 
 def key_cell(enrolled: bool) -> Text:

@@ -20,8 +20,11 @@ from monitor.dashboard.context import Dashboard
 from monitor.dashboard.db import DashboardStore
 from monitor.dashboard.export import BOM
 from monitor.dashboard.ratelimit import Limits, LoginLimiter
+from monitor.enrollment import EnrolledKey, Enrollment
+from monitor.ingest import EventRecord, classify
 from mqtt.commands import CommandIntake, ReplayGuard, load_command_keys
 from mqtt.settings import BrokerSettings
+from mqtt.signing import EventSigner, public_text
 from mqtt.topics import GateTopics
 from scanner.credentials.keys import create_signing_key
 from tests.support.broker import Mosquitto
@@ -34,6 +37,7 @@ from tests.support.dashboard import (
     seed,
 )
 from tests.support.gate import wait_until
+from tests.support.monitor_events import gate_event, payload, topic
 from tests.support.simgates import centre_key, connected, drained, make_gate
 
 PAGES = (
@@ -247,6 +251,10 @@ def test_an_unknown_name_is_refused_like_a_wrong_password(dash: Dashboard) -> No
         ({"subject": "W-2"}, {"W-2"}),
         ({"from": "2026-03-02T08:04", "to": "2026-03-02T08:30"}, {"W-2", "W-3"}),
         ({"direction": "sideways"}, {"W-1", "W-2", "W-3", "W-9"}),  # not a choice: ignored
+        ({"cert_type": "vaccination"}, {"W-2"}),
+        ({"cert_country": "kr"}, {"W-9"}),  # read as KR
+        ({"cert_type": "test", "cert_country": "VN"}, set()),
+        ({"cert_type": "vaccine", "cert_country": "Việt"}, {"W-1", "W-2", "W-3", "W-9"}),
     ],
 )
 def test_event_filters_come_from_the_url(
@@ -258,6 +266,42 @@ def test_event_filters_come_from_the_url(
         assert shown == seen
         exported = csv.DictReader(io.StringIO(client.get("/events.csv", params=query).text[1:]))
         assert {row["subject"] for row in exported} == seen
+
+
+@pytest.mark.parametrize("role", ["viewer", "officer", "admin"])
+def test_every_role_sees_and_filters_health_certificates_names_only_beyond_viewers(
+    dash: Dashboard, role: str
+) -> None:
+    """Type and country are no one's name: viewers see them, filter on them and count
+    them on site; the names stay with officers, and so does the export."""
+    officer = role != "viewer"
+    with client_for(dash, role) as client:
+        page = client.get("/events", params={"cert_type": "vaccination", "cert_country": "vn"})
+        assert page.text.count("data-id=") == 1
+        assert 'data-cert="vaccination/VN">tiêm chủng · VN</span>' in page.text
+        assert '<option value="vaccination" selected>' in page.text  # the view is a bookmark
+        assert 'name="cert_country" value="VN"' in page.text
+        assert ("Đặng Thị Bình" in page.text) is officer
+        english = client.get("/events?cert_country=KR", headers={"Accept-Language": "en"})
+        assert "<th>health certificate</th>" in english.text
+        assert 'data-cert="test/KR">test · KR</span>' in english.text
+        assert english.text.count("data-id=") == 1
+        assert ("Lê Văn C" in english.text) is officer
+        onsite = client.get("/onsite").text
+        for site, badge in (("f1", "tiêm chủng · VN"), ("f2", "xét nghiệm · KR")):
+            assert re.search(rf"· {site}\s*<ul class=\"certs\"[^>]*>\s*<li><span[^>]*>{badge}"
+                             r"</span>\s*<b>1</b></li>", onsite), site  # fmt: skip
+        assert ("W-2" in onsite) is officer
+        exported = client.get("/events.csv", params={"cert_type": "test"})
+        if not officer:
+            assert exported.status_code == 403
+            return
+    rows = list(csv.DictReader(io.StringIO(exported.content.decode("utf-8-sig"))))
+    assert [(r["subject"], r["cert_type"], r["cert_country"]) for r in rows] == [
+        ("W-9", "test", "KR")
+    ]
+    header = exported.text.splitlines()[0]
+    assert header.endswith("subject,name,cert_type,cert_country,latency_ms")
 
 
 def test_older_events_page_by_cursor(dash: Dashboard) -> None:
@@ -346,6 +390,55 @@ def test_gates_and_gaps(dash: Dashboard) -> None:
         assert 'data-gate="f1/in-1" data-state="unknown"' in gates.text
         gaps = client.get("/gaps")
         assert re.search(r"<td[^>]*>in-1</td>\s*<td[^>]*>3</td>\s*<td[^>]*>3</td>", gaps.text)
+
+
+def gate_card(html: str, where: str) -> str:
+    """The HTML of one gate's card on the Gates page."""
+    (found,) = [part for part in html.split("<article")[1:] if f'data-gate="{where}"' in part]
+    return found
+
+
+def test_gates_say_whether_their_events_are_authenticated(dash: Dashboard, tmp_path: Path) -> None:
+    """f1/in-1 enrolled after its first events, then a signed one; f3/new-1 enrolled and
+    never heard from; f1/out-1 not enrolled: stored, then (--enrolled-only) set aside.
+    Every reader gets the words; admins the key ids, and how to enroll one."""
+    signer = EventSigner.load_or_create(tmp_path / "gate-key.pem")
+    key = EnrolledKey.make("f1", "in-1", public_text(signer.public), 0)
+    signed = {**gate_event(5, "2026-03-02T03:00", subject="W-5"), "kid": signer.kid}
+    kept = classify("qrgate", topic(signed), signer.sign(payload(signed)), 0, Enrollment.of([key]))
+    assert isinstance(kept, EventRecord)
+    assert kept.authenticated
+    with dash.pool.store() as store:
+        store.enroll(key)
+        store.enroll(EnrolledKey.make("f3", "new-1", public_text(signer.public), 0))
+        store.write([kept])
+    with client_for(dash, "viewer") as client:
+        page = client.get("/gates").text
+        enrolled = gate_card(page, "f1/in-1")
+        assert 'data-trust="verified"' in enrolled
+        assert "Đã xác thực" in enrolled
+        assert "Sự kiện lưu trước đó, chưa xác thực: 3." in enrolled
+        assert 'data-trust="verified"' in gate_card(page, "f3/new-1")
+        stored = gate_card(page, "f1/out-1")
+        assert 'data-trust="not_enrolled"' in stored
+        assert "Chưa xác thực" in stored
+        assert signer.kid not in page
+        assert "qrgate gates enroll" not in page
+    with client_for(dash, "admin") as client:
+        english = {"Accept-Language": "en"}
+        page = client.get("/gates", headers=english).text
+        assert f"<code>{signer.kid}</code>" in gate_card(page, "f1/in-1")
+        assert "Authenticated</b>: its events carry the signature" in gate_card(page, "f1/in-1")
+        out = gate_card(page, "f1/out-1")
+        assert "Not authenticated</b>: no key enrolled: its events are stored" in out
+        assert "<code>qrgate gates enroll f1/out-1 KEY</code>" in out
+        with dash.pool.store() as store:
+            store.note_enrolled_only(True)
+        aside = gate_card(client.get("/gates", headers=english).text, "f1/out-1")
+        assert 'data-trust="set_aside"' in aside
+        assert "Events set aside</b>: no key enrolled, and the monitor keeps only" in aside
+        assert "Events stored earlier, not authenticated: 1." in aside
+        assert 'data-trust="verified"' in gate_card(client.get("/gates").text, "f1/in-1")
 
 
 # ---- accounts -------------------------------------------------------------------------------

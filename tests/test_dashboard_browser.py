@@ -21,6 +21,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from monitor.enrollment import EnrolledKey
+from monitor.store import Store as MonitorStore
+from mqtt.signing import EventSigner, public_text
 from scanner.demo.scenario import background, card_frame
 from scanner.state.store import AllowEntry, Store
 from tests.support.broker import Mosquitto, free_port
@@ -158,6 +161,15 @@ def gate_kit(folder: Path, port: int) -> Path:
     return write_config(config, folder / "gate.toml")
 
 
+def enroll_a_key(centre: Centre, site: str, gate: str) -> str:
+    """A gate's public key enrolled in the centre's store, as `qrgate gates enroll` does."""
+    signer = EventSigner.load_or_create(centre.folder / f"{gate}-key.pem")
+    store = MonitorStore(centre.db)
+    store.enroll(EnrolledKey.make(site, gate, public_text(signer.public), 0))
+    store.close()
+    return signer.kid
+
+
 def test_a_real_gate_scan_shows_live_then_the_gate_goes_offline(
     logged_in: Any, centre: Centre, screenshots: Path
 ) -> None:
@@ -169,9 +181,18 @@ def test_a_real_gate_scan_shows_live_then_the_gate_goes_offline(
         assert row.text == "B-1"
         wait_for(browser, lambda b: "Phạm Thị Lụa" in b.find_element("id", "event-rows").text)
         shot(browser, screenshots, "03-events-live")
+        kid = enroll_a_key(centre, "f1", "in-1")
         browser.get(f"{centre.url}/gates")
+        ours = 'article[data-gate="f1/in-1"]'
+        enrolled = wait_for(browser, css(f'{ours} p.trust[data-trust="verified"]'))
+        assert enrolled.text.startswith("Đã xác thực: sự kiện của cổng có chữ ký")
+        assert "Sự kiện lưu trước đó, chưa xác thực: 3." in enrolled.text
+        assert browser.find_element("css selector", f"{ours} p.kid code").text == kid
         card = wait_for(browser, css('article[data-gate="factory-1/gate-1"][data-state="online"]'))
         assert "trực tuyến" in card.text.lower()
+        trust = card.find_element("css selector", 'p.trust[data-trust="not_enrolled"]')
+        assert trust.text.startswith("Chưa xác thực: cổng chưa đăng ký khóa")
+        assert "qrgate gates enroll factory-1/gate-1 KEY" in card.text  # an admin is told how
         shot(browser, screenshots, "04-gates-online")
         gate.kill()  # its broker connection is cut: the broker publishes its last will
         offline = wait_for(
@@ -209,6 +230,11 @@ def test_export_a_csv_and_open_it(logged_in: Any, centre: Centre, screenshots: P
 
     browser = logged_in
     browser.get(f"{centre.url}/events?site=f1")
+    badge = wait_for(browser, css("#event-rows span.badge.cert"))
+    assert badge.text == "tiêm chủng · VN"  # W-2's passage, paired with a certificate
+    assert badge.value_of_css_property("background-color") == "rgba(224, 234, 255, 1)"
+    headers = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#events th")]
+    assert "CHỨNG NHẬN Y TẾ" in headers  # upper case by the style sheet
     shot(browser, screenshots, "08-events-filtered")
     browser.find_element(By.CSS_SELECTOR, 'a[href^="/events.csv"]').click()
     downloads: Path = browser.downloads
@@ -219,6 +245,7 @@ def test_export_a_csv_and_open_it(logged_in: Any, centre: Centre, screenshots: P
     assert "Nguyễn Văn An" in text
     assert "Đặng Thị Bình" in text
     assert "Lê Văn C" not in text  # site f2 was filtered out
+    assert ",W-2,Đặng Thị Bình,vaccination,VN," in text
 
 
 def test_pages_fit_a_phone(logged_in: Any, centre: Centre, screenshots: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 from monitor.dashboard import i18n
 from monitor.dashboard.context import Dashboard
 from monitor.dashboard.errors import DashboardError
-from monitor.dashboard.feed import Feed, PublishingState, StorePoller, event_row
+from monitor.dashboard.feed import Feed, PublishingState, StorePoller
 from monitor.dashboard.gatecards import card
 from monitor.dashboard.i18n import Locale, negotiate
 from monitor.dashboard.live import Hub
@@ -24,7 +24,7 @@ from monitor.dashboard.people import PeopleIndex
 from monitor.dashboard.server import Bind, Tls, check_exposure
 from monitor.dashboard.text import fold
 from monitor.ingest import StatusRecord
-from monitor.records import GateRow
+from monitor.records import EventRow, GateRow
 from monitor.retention import Upkeep, UpkeepPolicy, prune
 from monitor.store import Store
 from scanner.cli import run
@@ -114,16 +114,25 @@ def test_gates_stream_redraws_the_grid_with_the_new_state(tmp_path: Path) -> Non
 
 
 def test_viewer_streams_carry_no_names(tmp_path: Path) -> None:
+    """Nor does a stream filtered on a health certificate, which shows it as a badge."""
     dash = seeded(tmp_path)
     event = record(gate_event(9, "2026-03-02T05:00", subject="S-9", name="Trần Thị Hà"))
-    dash.hub.publish("event", event_row(event))
+    paired = gate_event(10, "2026-03-02T05:01", subject="S-10", cert=("recovery", "DE"))
+    for item in (event, record(paired)):
+        dash.hub.publish("event", EventRow.from_record(item))
     with client_for(dash, "viewer") as client:
         dash.hub.close()
         with client.stream("GET", "/live/events?after=0") as response:
             text = "".join(response.iter_text())
+        with client.stream("GET", "/live/events?after=0&cert_country=de") as response:
+            certified = "".join(response.iter_text())
     assert "event: scan" in text
     assert "S-9" not in text
     assert "Trần" not in text
+    assert certified.count("event: scan") == 1
+    assert f'data-id="{paired["id"]}"' in certified
+    assert "đã khỏi bệnh · DE</span>" in certified
+    assert "S-10" not in certified
 
 
 # ---- text, people, gates, passwords, language --------------------------------------------------
@@ -137,7 +146,7 @@ def test_folding_drops_vietnamese_marks_and_d_stroke() -> None:
 
 def test_people_index_finds_by_folded_name_or_subject() -> None:
     people = PeopleIndex()
-    people.note([event_row(record(gate_event(1, "2026-03-02T01:00", subject="W-1",
+    people.note([EventRow.from_record(record(gate_event(1, "2026-03-02T01:00", subject="W-1",
                                              name="Nguyễn Văn An")))])  # fmt: skip
     assert [p.subject for p in people.search("van an nguyen")] == ["W-1"]
     assert [p.subject for p in people.search("w-1")] == ["W-1"]

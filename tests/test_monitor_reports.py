@@ -9,6 +9,7 @@ from datetime import datetime
 import pytest
 
 from monitor import reports
+from monitor.output import as_csv, as_table
 from monitor.records import Gap
 from monitor.reports import Interval, overlap
 from monitor.store import Store
@@ -94,6 +95,29 @@ def test_onsite_is_whoever_last_came_in(store: Store) -> None:
     assert found.rows[0].for_s == (NOW - ms(f"{DAY}T15:00")) / 1000
     assert found.rows[0].name == "Worker E"
     assert [r.subject for r in reports.onsite(store, NOW, site="f2").rows] == ["F"]
+
+
+def test_onsite_says_which_health_certificate_each_came_in_with(store: Store) -> None:
+    """On both stores (PostgreSQL's onsite query is its own); in every format."""
+    paired = [
+        gate_event(9, f"{DAY}T18:00", gate="in-3", subject="G", cert=("vaccination", "VN")),
+        gate_event(
+            10, f"{DAY}T18:05", gate="in-3", subject="H", credential="dcc", cert=("test", "DE")
+        ),
+        gate_event(11, f"{DAY}T19:00", gate="in-3", direction="out", subject="H"),
+    ]
+    store.write([record(event) for event in paired])
+    found = reports.onsite(store, NOW)
+    assert [(r.subject, r.cert_type, r.cert_country) for r in found.rows] == [
+        ("E", None, None), ("G", "vaccination", "VN"), ("F", None, None),
+    ]  # fmt: skip
+    lines = as_csv(found).splitlines()
+    assert lines[0].endswith(",cert_type,cert_country")
+    assert lines[2].endswith(",vaccination,VN")
+    assert "health certificate" in as_table(found).columns[-2].header
+    without = reports.onsite(store, NOW, site="f2")  # nobody there came in with one
+    assert as_csv(without).splitlines()[0].endswith(",cert_type,cert_country")
+    assert [c.header for c in as_table(without).columns][-2:] == ["since", "for"]  # narrow
 
 
 def test_attendance_of_a_day(store: Store) -> None:

@@ -1,7 +1,7 @@
 """The store at size: seq ranges kept as events arrive (the gaps report reads them, not
 every seq), PostgreSQL's monthly partitions made ahead and dropped whole by the
 retention, writers of several monitors that neither deadlock nor lose a count, the
-upgrade from schema 2, and Events filters that seek their own index."""
+upgrades from schemas 2 and 3, and Events filters that seek their own index."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -75,24 +76,31 @@ def test_gaps_come_from_ranges_kept_as_events_arrive(store_url: str) -> None:
     store.close()
 
 
-# ---- the upgrade from schema 2 -----------------------------------------------------------
+# ---- the upgrades from schema 2 and 3 -----------------------------------------------------
 
 
-def store_of_schema_2(url: str, rows: list[dict[str, Any]]) -> None:
-    """A store as the previous version left it: its tables, events and gate counts."""
+def old_store(url: str, version: int, rows: list[dict[str, Any]], now_ms: int = 0) -> None:
+    """A store as an earlier version left it: its tables (made by the steps up to
+    `version`, run at `now_ms`), events and gate counts."""
     dialect, connect = resolve(url, create=True)
     connection = connect()
     cursor = connection.cursor()
     for statement in schema.SCHEMA.format(blob=dialect.blob).split(";"):
         if statement.strip():
             cursor.execute(statement)
-    schema.run_step(schema.MIGRATIONS[1], cursor, dialect.name, 0)
-    cursor.execute("INSERT INTO meta (key, value) VALUES ('schema', '2')")
+    for step in range(1, version):
+        schema.run_step(schema.MIGRATIONS[step], cursor, dialect.name, now_ms)
+    cursor.execute(
+        dialect.sql("INSERT INTO meta (key, value) VALUES ('schema', ?)"), (str(version),)
+    )
     columns = ("id", "site", "gate", "seq", "ts_ms", "direction", "type", "ts_trusted",
                "received_ms", "subject", "result")  # fmt: skip
     marks = ", ".join("?" * len(columns))
     insert = f"INSERT INTO events ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
     cursor.executemany(dialect.sql(insert), [[row[c] for c in columns] for row in rows])
+    if version >= 3:  # what it kept as the events arrived
+        for statement in schema.FROM_EVENTS:
+            cursor.execute(statement)
     cursor.execute(
         dialect.sql("INSERT INTO gates (site, gate, events, last_seq) VALUES (?, ?, ?, ?)"),
         ("f1", "in-1", len(rows), max(row["seq"] for row in rows)),
@@ -116,9 +124,9 @@ def test_a_store_of_schema_2_is_upgraded_with_its_events_gaps_and_partitions(
     now = ms("2026-03-15T00:00")
     rows = [old_row(seq, f"2026-0{1 + seq % 3}-02T08:00") for seq in (1, 2, 3, 5, 6, 9)]
     rows.append(old_row(10, "2031-01-01T00:00"))  # a gate's clock far ahead
-    store_of_schema_2(store_url, rows)
+    old_store(store_url, 2, rows)
     store = Store(store_url, create=False, clock=lambda: now / 1000)
-    assert store._read("SELECT value FROM meta WHERE key = 'schema'") == [("3",)]
+    assert store._read("SELECT value FROM meta WHERE key = 'schema'") == [("4",)]
     assert store.count_events() == 7
     assert store.gaps() == [Gap("f1", "in-1", 4, 4), Gap("f1", "in-1", 7, 8)]
     again = gate_event(5, "2026-03-02T08:00")
@@ -134,6 +142,98 @@ def test_a_store_of_schema_2_is_upgraded_with_its_events_gaps_and_partitions(
         assert where[-1] == ("events_default", 10)
         assert {table for table, _ in where[:-1]} == {"events_before_m202604"}
     store.close()
+
+
+def test_a_store_of_schema_3_is_upgraded_to_keep_health_certificates(store_url: str) -> None:
+    """Its events stay, without a certificate (schema 3 did not keep one); new ones keep
+    theirs, in every partition on PostgreSQL, those made after the upgrade too; the
+    Events filters on them find them."""
+    then, now = ms("2026-02-20T00:00"), ms("2026-05-10T00:00")
+    rows = [old_row(seq, when) for seq, when in ((1, "2026-02-02T08:00"), (2, "2026-03-02T08:00"))]
+    old_store(store_url, 3, rows, now_ms=then)
+    if store_url.startswith("postgresql"):  # as every open of a schema 3 store made it
+        with psycopg.connect(store_url, autocommit=True) as connection:
+            connection.execute("CREATE INDEX events_time ON events (ts_ms)")
+    store = Store(store_url, create=False, clock=lambda: now / 1000)
+    assert store._read("SELECT value FROM meta WHERE key = 'schema'") == [("4",)]
+    store.prepare_partitions()  # May and June: months made after the upgrade
+    kept = [
+        gate_event(3, "2026-03-02T09:00", credential="dcc", cert=("test", "VN")),
+        gate_event(4, "2026-05-02T09:00", credential="cccd", cert=("vaccination", "KR")),
+    ]
+    assert len(store.write([record(event) for event in kept])) == 2
+    found = {row.seq: (row.cert_type, row.cert_country) for row in store.events(EventFilter())}
+    assert found == {1: (None, None), 2: (None, None), 3: ("test", "VN"), 4: ("vaccination", "KR")}
+    assert [row.seq for row in store.events(EventFilter(cert_type="test"))] == [3]
+    assert [row.seq for row in store.events(EventFilter(cert_country="KR"))] == [4]
+    recent = [line.cert_type for line in store.recent_events(10)]
+    assert recent == [None, None, "test", "vaccination"]
+    assert store.gaps() == []
+    if store.dialect.name == "postgresql":
+        names = [part.name for part in store.partitions()]
+        assert names[-3:] == ["events_m202605", "events_m202606", "events_default"]
+        indexed = store._read(
+            "SELECT t.relname, COUNT(*) FROM pg_index AS x"
+            " JOIN pg_class AS i ON i.oid = x.indexrelid JOIN pg_class AS t ON t.oid = x.indrelid"
+            " JOIN pg_inherits AS h ON h.inhrelid = t.oid AND h.inhparent = 'events'::regclass"
+            " WHERE pg_get_expr(x.indpred, x.indrelid) LIKE ? GROUP BY t.relname",
+            "%cert_% IS NOT NULL%",
+        )
+        assert dict(indexed) == dict.fromkeys(names, 2)  # both, on every month
+        assert not store._read("SELECT 1 FROM pg_indexes WHERE indexname = 'events_time'")
+    else:
+        indexes = {row[0] for row in store._read("SELECT name FROM sqlite_master")}
+        assert {"events_cert_type_time", "events_cert_country_time"} <= indexes
+    store.close()
+
+
+def opened_together(url: str, count: int = 3) -> list[BaseException]:
+    """`count` monitors' stores opened at the same moment; what they raised."""
+    failures: list[BaseException] = []
+    barrier = threading.Barrier(count)
+
+    def start() -> None:
+        barrier.wait()
+        try:
+            Store(url).close()
+        except Exception as error:  # reported by the caller
+            failures.append(error)
+
+    starters = [threading.Thread(target=start) for _ in range(count)]
+    for starter in starters:
+        starter.start()
+    for starter in starters:
+        starter.join()
+    return failures
+
+
+def event_indexes(url: str) -> set[str]:
+    dialect, connect = resolve(url, create=False)
+    connection = connect()
+    sql = (
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'"
+        if dialect.name == "sqlite"
+        else "SELECT indexname FROM pg_indexes WHERE tablename = 'events'"
+    )
+    found = {row[0] for row in connection.execute(sql).fetchall()}
+    connection.close()
+    return found
+
+
+def test_monitors_opening_one_store_at_once_make_it_once_and_add_nothing(
+    store_url: str,
+) -> None:
+    """Monitors start together on a new store (PostgreSQL: several monitors share one),
+    then on the made one: each opens it, and an open adds nothing to a store that has
+    its schema. Before, every open made `events_time` again on PostgreSQL, where the key
+    (ts_ms, id) replaced it, and monitors starting together collided making it."""
+    if store_url.startswith("sqlite"):
+        Store(store_url).close()  # one monitor per SQLite store: it makes it alone
+    assert opened_together(store_url) == []  # PostgreSQL: new
+    made = event_indexes(store_url)
+    assert opened_together(store_url) == []  # made
+    assert ("events_time" in made) is store_url.startswith("sqlite")
+    assert event_indexes(store_url) == made
 
 
 # ---- PostgreSQL: months ------------------------------------------------------------------
@@ -251,10 +351,14 @@ def test_a_write_that_met_another_is_tried_again(
 
 def test_a_filter_on_a_value_no_event_has_seeks_instead_of_walking(tmp_path: Path) -> None:
     """SQLite's virtual machine steps while the Events page looks for a denied scan, an
-    ID card, a reason or a person among 5,000 events that have none: a seek, not a walk."""
+    ID card, a reason, a person or a health certificate's type or country among 5,000
+    events that have none (a tenth of them a vaccination from VN): a seek, not a walk."""
     url = f"sqlite:///{tmp_path}/m.db"
     store = Store(url)
-    store.write([record(gate_event(seq, "2026-03-02T08:00")) for seq in range(1, 5001)])
+    cert = ("vaccination", "VN")
+    events = [gate_event(s, "2026-03-02T08:00", cert=cert if s % 10 == 3 else None)
+              for s in range(1, 5001)]  # fmt: skip
+    store.write([record(event) for event in events])
     store.refresh_statistics()
     connection: sqlite3.Connection = store._connected()
     steps = 0
@@ -270,6 +374,8 @@ def test_a_filter_on_a_value_no_event_has_seeks_instead_of_walking(tmp_path: Pat
         EventFilter(credential="cccd"),
         EventFilter(reason="passback"),
         EventFilter(subject="nobody"),
+        EventFilter(cert_type="recovery"),
+        EventFilter(cert_country="FR"),
     ):
         steps = 0
         assert store.events(where) == []

@@ -12,7 +12,7 @@ from typing import Any
 import paho.mqtt.client as paho
 
 from monitor.enrollment import EnrolledKey
-from monitor.records import Gap
+from monitor.records import EventFilter, Gap
 from monitor.store import Store
 from monitor.subscriber import Subscriber
 from mqtt.outbox import Outbox
@@ -217,3 +217,58 @@ def test_a_gate_is_trusted_once_enrolled_and_said_not_to_be_until_then(
     assert row.unauthenticated == 2
     warnings = [r.message for r in caplog.records if "NOT authenticated" in r.getMessage()]
     assert len(warnings) == 1  # once per gate, not once per event
+
+
+def test_health_certificates_keep_their_type_and_country_in_the_store(
+    mosquitto: Mosquitto, store_url: str, tmp_path: Any
+) -> None:
+    """A `dcc` scan and a passage paired with a certificate, as a gate's outbox writes
+    them, through mosquitto: stored with the certificate's type and country, in columns
+    of their own (not in `extra`), found by the Events filters, shown live."""
+    outbox = Outbox(tmp_path / "gate" / "q.db", "f1", "in-1", "in")
+    certificate = "dcc-" + "5a" * 16
+    outbox.append("scan", ts=1.77e9, result="denied", reason="test_too_old", credential="dcc",
+                  subject=certificate, code_sha256="a" * 64, cert_type="test",
+                  cert_country="VN")  # fmt: skip
+    outbox.append("scan", ts=1.77e9 + 1, result="granted", reason="ok", credential="cccd",
+                  subject="001099012345", name="Trần Văn Dũng", code_sha256="b" * 64,
+                  cert_type="vaccination", cert_country="DE")  # fmt: skip
+    outbox.append("scan", ts=1.77e9 + 2, result="granted", reason="ok", credential="badge",
+                  subject="B-1", code_sha256="c" * 64)  # fmt: skip
+    payloads = [row.payload for row in outbox.pending()]
+    outbox.close()
+    with running_monitor(mosquitto, store_url) as monitor, gate_client(mosquitto) as gate:
+        for body in payloads:
+            publish(gate, "qrgate/f1/in-1/events", body)
+        wait_for(lambda: monitor.state.snapshot().counters.stored == 3)
+        recent = monitor.state.snapshot().recent
+    assert [(line.cert_type, line.cert_country) for line in recent] == [
+        ("test", "VN"), ("vaccination", "DE"), (None, None),
+    ]  # fmt: skip
+    store = Store(store_url, create=False)
+    columns = "subject, credential, cert_type, cert_country, extra"
+    assert store._read(f"SELECT {columns} FROM events ORDER BY seq") == [  # noqa: S608
+        (certificate, "dcc", "test", "VN", None),
+        ("001099012345", "cccd", "vaccination", "DE", None),
+        ("B-1", "badge", None, None, None),
+    ]
+    (paired,) = store.events(EventFilter(cert_type="vaccination", cert_country="DE"))
+    assert (paired.name, paired.credential) == ("Trần Văn Dũng", "cccd")
+    assert [row.subject for row in store.events(EventFilter(cert_country="VN"))] == [certificate]
+    assert [(line.subject, line.cert_type) for line in store.recent_events(5)] == [
+        (certificate, "test"), ("001099012345", "vaccination"), ("B-1", None),
+    ]  # fmt: skip
+    store.close()
+
+
+def test_the_monitor_notes_in_the_store_whether_it_sets_aside_gates_not_enrolled(
+    mosquitto: Mosquitto, tmp_path: Any
+) -> None:
+    """For the dashboard's Gates page, which may run on another machine."""
+    url = f"sqlite:///{tmp_path}/monitor.db"
+    reader = Store(url)
+    assert not reader.enrolled_only()  # no monitor has said: the default
+    for required in (True, False):
+        with running_monitor(mosquitto, url, enrolled_only=required):
+            wait_for(lambda required=required: reader.enrolled_only() is required)  # type: ignore[misc]
+    reader.close()

@@ -23,7 +23,8 @@ def test_gates_events_and_counters_are_shown() -> None:
     state = LiveState()
     state.seed([GateRow("f1", "out-1", state="offline", state_received_ms=NOW_MS - 7_200_000)], [])
     state.set_connected(True)
-    first = record(gate_event(1, "2026-03-02T08:58", subject="W-1042", name="Nguyễn Văn A"))
+    first = record(gate_event(1, "2026-03-02T08:58", subject="W-1042", name="Nguyễn Văn A",
+                              cert=("vaccination", "VN")))  # fmt: skip
     denied = record(gate_event(3, "2026-03-02T08:59", subject="W-7", result="denied"))
     state.stored(
         [
@@ -66,6 +67,8 @@ def test_gates_events_and_counters_are_shown() -> None:
     events = [line for line in text.splitlines() if "2026-03-02 08:5" in line]
     assert all(word in events[0] for word in ("W-7", "denied", "not_allowed"))
     assert all(word in events[1] for word in ("W-1042", "Nguyễn Văn A", "granted"))
+    assert "vaccination VN" in events[1]
+    assert "vaccination" not in events[0]
     assert "broker: connected   received 5, stored 2, duplicates 1, rejected 0" in text
 
 

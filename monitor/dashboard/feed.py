@@ -41,15 +41,6 @@ class Feed:
         self.hub.publish("gates", at=self.clock())
 
 
-def event_row(record: EventRecord) -> EventRow:
-    event = record.event
-    return EventRow(
-        event.id, record.ts_ms, event.site, event.gate, event.seq, event.direction,
-        event.type, event.result, event.reason, event.credential, event.subject,
-        event.name, event.latency_ms, event.detail, record.received_ms,
-    )  # fmt: skip
-
-
 class PublishingState(LiveState):
     """The monitor's live state that also tells the feed, right after each commit (and
     so after the broker's acknowledgement was sent) what arrived."""
@@ -60,7 +51,7 @@ class PublishingState(LiveState):
 
     def stored(self, records: list[Record], new: list[EventRecord]) -> None:
         super().stored(records, new)
-        self.feed.events([event_row(record) for record in new])
+        self.feed.events([EventRow.from_record(record) for record in new])
         if any(not isinstance(record, EventRecord) for record in records) or new:
             self.feed.gates_changed()
 

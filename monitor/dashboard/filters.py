@@ -3,6 +3,7 @@ shows the same events to whoever may see them."""
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta, tzinfo
 from urllib.parse import urlencode
 
@@ -11,8 +12,14 @@ from starlette.datastructures import QueryParams
 from monitor.records import EventFilter, EventRow
 
 # Query parameters that select events, each an EventFilter field of the same name.
-EQUALITY = ("site", "gate", "direction", "result", "reason", "credential", "subject")
-CHOICES = {"direction": ("in", "out"), "result": ("granted", "denied")}
+EQUALITY = (
+    "site", "gate", "direction", "result", "reason", "credential", "subject", "cert_type",
+    "cert_country",
+)  # fmt: skip
+# A health certificate's types, as events carry them (mqtt.events).
+CERT_TYPES = ("vaccination", "test", "recovery")
+CHOICES = {"direction": ("in", "out"), "result": ("granted", "denied"), "cert_type": CERT_TYPES}
+COUNTRY = re.compile(r"[A-Z]{2}")
 TEXT_MAX = 128
 
 
@@ -20,11 +27,19 @@ def event_filter(params: QueryParams, zone: tzinfo) -> EventFilter:
     values: dict[str, object] = {}
     for key in EQUALITY:
         value = (params.get(key) or "").strip()[:TEXT_MAX]
+        if key == "cert_country":
+            value = country_code(value)
         if value and value in CHOICES.get(key, (value,)):
             values[key] = value
     values["from_ms"] = moment(params.get("from"), zone)
     values["to_ms"] = moment(params.get("to"), zone)
     return EventFilter(**values)  # type: ignore[arg-type]
+
+
+def country_code(value: str) -> str:
+    """An ISO 3166-1 alpha-2 code as events carry it ("vn" reads as "VN"); "" if none."""
+    code = value.upper() if value.isascii() else ""
+    return code if COUNTRY.fullmatch(code) else ""
 
 
 def moment(value: str | None, zone: tzinfo) -> int | None:

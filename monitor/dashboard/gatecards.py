@@ -1,16 +1,24 @@
 """A gate as the Gates page shows it: its state (with `stale` for a gate that says it is
-online but has not reported for a while) and the figures of its last health message,
-read leniently as the terminal view reads them."""
+online but has not reported for a while), the figures of its last health message, read
+leniently as the terminal view reads them, and whether its events are authenticated:
+
+- `verified`: a key of the gate is enrolled; its events are stored only once its
+  signature verified (those stored before the enrollment are counted apart);
+- `not_enrolled`: no key enrolled; its events are stored, not authenticated;
+- `set_aside`: no key enrolled, and the monitor runs with `--enrolled-only`: its events
+  are set aside, not stored.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from monitor.records import GateRow
 from monitor.view import figure
 
 MODES = ("normal", "lockdown", "emergency")
+Trust = Literal["verified", "not_enrolled", "set_aside"]
 
 
 @dataclass(frozen=True)
@@ -31,9 +39,18 @@ class GateCard:
     faults: dict[str, str]
     health_ms: int | None
     version: str | None
+    trust: Trust = "not_enrolled"
+    unauthenticated: int = 0  # events stored without a signature checked
+    kids: tuple[str, ...] = ()  # the gate's enrolled keys
 
 
-def card(gate: GateRow, now_ms: int, stale_after_s: float) -> GateCard:
+def card(
+    gate: GateRow,
+    now_ms: int,
+    stale_after_s: float,
+    kids: tuple[str, ...] = (),
+    enrolled_only: bool = False,
+) -> GateCard:
     health = gate.health or {}
     return GateCard(
         site=gate.site,
@@ -52,7 +69,16 @@ def card(gate: GateRow, now_ms: int, stale_after_s: float) -> GateCard:
         faults=faults_of(health),
         health_ms=gate.health_received_ms,
         version=gate.version,
+        trust=trust_of(kids, enrolled_only),
+        unauthenticated=gate.unauthenticated,
+        kids=kids,
     )
+
+
+def trust_of(kids: tuple[str, ...], enrolled_only: bool) -> Trust:
+    if kids:
+        return "verified"
+    return "set_aside" if enrolled_only else "not_enrolled"
 
 
 def state_of(gate: GateRow, now_ms: int, stale_after_s: float) -> str:

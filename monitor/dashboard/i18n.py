@@ -71,6 +71,26 @@ VI: dict[str, str] = {
         "Máy giám sát chưa kết nối tới broker: trạng thái cổng có thể đã cũ."
     ),
     "No gate has reported yet.": "Chưa có cổng nào báo cáo.",
+    "Authenticated": "Đã xác thực",
+    "its events carry the signature of its enrolled key, checked before they are stored.": (
+        "sự kiện của cổng có chữ ký bằng khóa đã đăng ký, được kiểm tra trước khi lưu."
+    ),
+    "Not authenticated": "Chưa xác thực",
+    "no key enrolled: its events are stored, but nothing proves they came from this gate.": (
+        "cổng chưa đăng ký khóa: sự kiện vẫn được lưu nhưng không có gì chứng minh"
+        " chúng đến từ cổng này."
+    ),
+    "Events set aside": "Sự kiện bị loại",
+    "no key enrolled, and the monitor keeps only authenticated events:"
+    " this gate's events are not stored.": (
+        "cổng chưa đăng ký khóa, mà máy giám sát chỉ lưu sự kiện đã xác thực:"
+        " sự kiện của cổng này không được lưu."
+    ),
+    "Events stored earlier, not authenticated: {count}.": (
+        "Sự kiện lưu trước đó, chưa xác thực: {count}."
+    ),
+    "key": "khóa",
+    "enroll its key with": "đăng ký khóa của cổng bằng lệnh",
     "{count} gates": "{count} cổng",
     # events
     "time": "thời gian",
@@ -85,6 +105,14 @@ VI: dict[str, str] = {
     "subject": "mã người",
     "name": "họ tên",
     "latency ms": "độ trễ ms",
+    "health certificate": "chứng nhận y tế",
+    "country": "quốc gia",
+    "vaccination": "tiêm chủng",
+    "test": "xét nghiệm",
+    "recovery": "đã khỏi bệnh",
+    "Issuing country of the health certificate: two letters, as VN": (
+        "Quốc gia cấp chứng nhận y tế: hai chữ cái, như VN"
+    ),
     "in": "vào",
     "out": "ra",
     "granted": "cho qua",
@@ -121,6 +149,8 @@ VI: dict[str, str] = {
     "since": "từ lúc",
     "for": "trong",
     "people on site": "người đang có mặt",
+    "came in with a health certificate": "vào cổng với chứng nhận y tế",
+    "no health certificate": "không có chứng nhận y tế",
     "Day": "Ngày",
     "first in": "vào đầu tiên",
     "last out": "ra cuối cùng",

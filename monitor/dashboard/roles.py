@@ -2,7 +2,7 @@
 
 - viewer: gates, events without names, counts;
 - officer: names, people, contacts, every report, exports, asking gates to resend;
-- admin: commands to gates and accounts.
+- admin: commands to gates, accounts, and the ids of the gates' enrolled keys.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ PERMISSIONS: dict[str, Role] = {
     "audit": "admin",
     "commands": "admin",
     "accounts": "admin",
+    "keys": "admin",
 }
 
 

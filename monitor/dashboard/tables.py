@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from monitor.dashboard.db import AuditRow, User
 from monitor.records import EventRow
-from monitor.reports import Column, Report
+from monitor.reports import CERT_COLUMNS, Column, Report
 
 PERSONAL = ("subject", "name")
 
@@ -25,6 +25,7 @@ EVENT_COLUMNS = (
     Column("credential", "credential"),
     Column("subject", "subject"),
     Column("name", "name"),
+    *CERT_COLUMNS,
     Column("latency_ms", "latency ms", "count"),
 )
 

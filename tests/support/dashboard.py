@@ -31,10 +31,13 @@ ROLES = ("viewer", "officer", "admin")
 
 
 def seed(url: str) -> None:
-    """Two sites, Vietnamese names, granted and denied scans, one gap at gate in-1."""
+    """Two sites, Vietnamese names, granted and denied scans, one gap at gate in-1; two
+    passages paired with a health certificate (W-2's, W-9's)."""
     events = [
         gate_event(1, "2026-03-02T01:00", subject="W-1", name="Nguyễn Văn An"),
-        gate_event(2, "2026-03-02T01:05", subject="W-2", name="Đặng Thị Bình"),
+        gate_event(
+            2, "2026-03-02T01:05", subject="W-2", name="Đặng Thị Bình", cert=("vaccination", "VN")
+        ),
         gate_event(4, "2026-03-02T01:10", subject="W-3", name='=HYPERLINK("x")', result="denied"),
         gate_event(
             1,
@@ -44,7 +47,15 @@ def seed(url: str) -> None:
             subject="W-1",
             name="Nguyễn Văn An",
         ),
-        gate_event(1, "2026-03-02T02:00", site="f2", gate="g-1", subject="W-9", name="Lê Văn C"),
+        gate_event(
+            1,
+            "2026-03-02T02:00",
+            site="f2",
+            gate="g-1",
+            subject="W-9",
+            name="Lê Văn C",
+            cert=("test", "KR"),
+        ),
     ]
     store = Store(url)
     store.write([record(event) for event in events])

@@ -22,8 +22,12 @@ def gate_event(
     kind: str = "scan",
     name: str | None = None,
     event_id: str | None = None,
+    credential: str = "pass",
+    cert: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """One event; `ts` may omit the seconds' fraction and the Z ("2026-03-02T08:00")."""
+    """One event; `ts` may omit the seconds' fraction and the Z ("2026-03-02T08:00").
+    `cert`: a health certificate's (type, country), as a `dcc` scan or a passage paired
+    with one carries them."""
     scan = kind == "scan"
     return {
         "v": 1,
@@ -36,12 +40,14 @@ def gate_event(
         "type": kind,
         "result": result if scan else None,
         "reason": ("ok" if result == "granted" else "not_allowed") if scan else None,
-        "credential": "pass" if scan else None,
+        "credential": credential if scan else None,
         "subject": subject,
         "name": name if name is not None else (f"Worker {subject}" if subject else None),
         "code_sha256": hashlib.sha256(f"{subject}".encode()).hexdigest() if scan else None,
         "latency_ms": 12.5 if scan else None,
         "detail": None if scan else "door held open",
+        "cert_type": cert[0] if cert else None,
+        "cert_country": cert[1] if cert else None,
         "ts_trusted": True,
     }
 

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from monitor.dashboard.filters import event_filter, local_input, query
+from monitor.dashboard.filters import CERT_TYPES, event_filter, local_input, query
 from monitor.dashboard.tables import events_table
 from monitor.dashboard.views.common import Page, Viewer, dashboard, guard, render, table_routes
 from monitor.records import EventFilter, EventRow
@@ -18,6 +18,7 @@ CHOICES = {
     "direction": ("in", "out"),
     "result": ("granted", "denied"),
     "credential": ("pass", "badge", "cccd", "vnqr", "dcc"),
+    "cert_type": CERT_TYPES,
 }
 
 

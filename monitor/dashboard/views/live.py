@@ -109,7 +109,7 @@ async def gates(request: Request, viewer: Viewer) -> Response:
     dash = dashboard(request)
 
     async def grid() -> str:
-        context = grid_context(dash, await gate_cards(dash))
+        context = grid_context(dash, await gate_cards(dash), viewer)
         return fragment(dash, "gates_grid.html", viewer.locale, **context)
 
     async def render(updates: list[Update]) -> list[tuple[Update, str, str]]:

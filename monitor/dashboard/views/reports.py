@@ -4,6 +4,7 @@ per day, contacts of a person, gaps; and the messages set aside (rejects)."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 
 from starlette.datastructures import FormData
@@ -34,20 +35,39 @@ REJECTS_SHOWN = 500
 
 
 async def onsite(request: Request, viewer: Viewer, export: bool) -> Page:
-    """Officers see who; viewers see how many, per site."""
+    """Officers see who; viewers see how many, per site, and with which certificate."""
     dash = dashboard(request)
     site = request.query_params.get("site") or None
     now = dash.now_ms()
     report = await dash.read(lambda store: reports.onsite(store, now, site))
     counts = sorted(Counter(row.site for row in report.rows).items())
     names = viewer.can("names")
+    context = {
+        "report": report if names else None,
+        "counts": counts,
+        "certificates": certificate_counts(report.rows),
+        "site": site or "",
+    }
     return Page(
-        "onsite.html",
-        "On site now",
-        {"report": report if names else None, "counts": counts, "site": site or ""},
-        table=report if names else None,
-        filename="onsite",
+        "onsite.html", "On site now", context, table=report if names else None, filename="onsite"
     )
+
+
+CertCount = tuple[str | None, str | None, int]  # type, country (None: none), people
+
+
+def certificate_counts(rows: Sequence[reports.OnsiteRow]) -> dict[str, list[CertCount]]:
+    """Per site where anyone came in with a health certificate: how many of those inside
+    came in with which (type and country), and without one; most first."""
+    found = Counter((row.site, row.cert_type, row.cert_country) for row in rows)
+    with_one = {site for site, kind, country in found if kind or country}
+    per_site: dict[str, list[CertCount]] = {}
+    for (site, kind, country), count in sorted(
+        found.items(), key=lambda item: (item[0][0], -item[1], item[0][1] or "", item[0][2] or "")
+    ):
+        if site in with_one:
+            per_site.setdefault(site, []).append((kind, country, count))
+    return per_site
 
 
 async def attendance(request: Request, viewer: Viewer, export: bool) -> Page:
