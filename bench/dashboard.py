@@ -43,14 +43,14 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.monitor import fill_sqlite, table
-from monitor import reports
 from monitor.dashboard.app import create_app
 from monitor.dashboard.auth import new_user
 from monitor.dashboard.context import Dashboard, Settings
 from monitor.dashboard.db import DashboardStore, StorePool
 from monitor.dashboard.passwords import Cost
-from monitor.records import EventFilter
-from monitor.store import Store
+from monitor.reporting import reports
+from monitor.storage.records import EventFilter
+from monitor.storage.store import Store
 from tests.support.broker import Mosquitto, free_port
 from tests.support.cli import ROOT
 from tests.support.dashboard import monitor_with_dashboard
@@ -231,8 +231,8 @@ def latency_ours(browser: Any, workdir: Path, count: int) -> list[float]:
     from monitor.dashboard.cli import serving
     from monitor.dashboard.feed import Feed, PublishingState
     from monitor.dashboard.options import collect
-    from monitor.subscriber import Broker, Subscriber
-    from monitor.subscriber import Settings as SubSettings
+    from monitor.intake.subscriber import Broker, Subscriber
+    from monitor.intake.subscriber import Settings as SubSettings
 
     broker = Mosquitto(workdir / "broker-latency").start()
     db = f"sqlite:///{workdir}/latency.db"

@@ -55,8 +55,8 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.monitor import table
-from monitor.enrollment import EnrolledKey
-from monitor.store import Store
+from monitor.intake.enrollment import EnrolledKey
+from monitor.storage.store import Store
 from tests.support.broker import Mosquitto
 from tests.support.cli import QRGATE, ROOT
 from tests.support.postgres import Postgres

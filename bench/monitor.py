@@ -41,13 +41,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from monitor import reports
-from monitor.enrollment import EnrolledKey, Enrollment
-from monitor.ingest import EventRecord, classify
-from monitor.schema import CERT_INDEXES, FILTER_INDEXES, FROM_EVENTS
-from monitor.state import LiveState
-from monitor.store import EVENT_COLUMNS, Store
-from monitor.subscriber import Broker, Settings, Subscriber
+from monitor.intake.enrollment import EnrolledKey, Enrollment
+from monitor.intake.ingest import EventRecord, classify
+from monitor.intake.state import LiveState
+from monitor.intake.subscriber import Broker, Settings, Subscriber
+from monitor.reporting import reports
+from monitor.storage.schema import CERT_INDEXES, FILTER_INDEXES, FROM_EVENTS
+from monitor.storage.store import EVENT_COLUMNS, Store
 from mqtt.signing import EventSigner, detach, public_text
 from tests.support.broker import Mosquitto
 from tests.support.monitor_events import gate_event, payload, record, topic

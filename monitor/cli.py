@@ -180,10 +180,10 @@ def monitor(
     Shows a live table of gates and the latest events unless --quiet. Stop with Ctrl-C
     or SIGTERM: what has arrived is stored first.
     """
-    from monitor.retention import Upkeep, UpkeepPolicy
-    from monitor.state import LiveState
-    from monitor.store import RejectLimits, Store
-    from monitor.subscriber import Broker, Settings, Subscriber
+    from monitor.intake.state import LiveState
+    from monitor.intake.subscriber import Broker, Settings, Subscriber
+    from monitor.storage.retention import Upkeep, UpkeepPolicy
+    from monitor.storage.store import RejectLimits, Store
 
     if (cert_file is None) != (key_file is None):
         raise click.UsageError("--cert-file and --key-file go together")
@@ -265,7 +265,7 @@ def served(options: Any, db: str, broker: Any, prefix: str) -> Iterator[Any]:
 
 def serve_metrics(address: str, state: Any, extras: ExitStack) -> Callable[..., None]:
     """Start the Prometheus endpoint (closed with `extras`); its observer of new events."""
-    from monitor.metrics import Metrics, MetricsError, parse_address
+    from monitor.integrations.metrics import Metrics, MetricsError, parse_address
 
     try:
         host, port = parse_address(address)
@@ -291,7 +291,7 @@ def link_home_assistant(
     """Start the Home Assistant link (stopped with `extras`); its observer of batches."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from monitor.homeassistant import CommandKey, Discovery, HomeAssistant
+    from monitor.integrations.homeassistant import CommandKey, Discovery, HomeAssistant
     from mqtt.errors import TopicError
     from mqtt.remote import load_signing_key
 
@@ -378,7 +378,7 @@ def show_live(state: Any, stopping: threading.Event) -> None:
     from rich.live import Live
     from rich.logging import RichHandler
 
-    from monitor.view import render
+    from monitor.reporting.view import render
 
     root = logging.getLogger()
     with Live(render(state.snapshot(), now_ms()), refresh_per_second=4) as live:
@@ -446,7 +446,7 @@ def report() -> None:
 @report_options
 def onsite(site: str | None, db: str, form: str, zone: tzinfo) -> None:
     """Who is inside now: their last granted scan at the site was an `in`."""
-    from monitor import reports
+    from monitor.reporting import reports
 
     with opened(db) as store:
         show(reports.onsite(store, now_ms(), site), form, zone)
@@ -462,7 +462,7 @@ def attendance(day: str | None, site: str | None, db: str, form: str, zone: tzin
     Someone still inside at midnight counts up to midnight on that day, and from
     midnight on the next. Today counts up to now.
     """
-    from monitor import reports
+    from monitor.reporting import reports
 
     chosen = parse_day(day, zone)
     start = datetime.combine(chosen, datetime.min.time(), tzinfo=zone)
@@ -481,7 +481,7 @@ def attendance(day: str | None, site: str | None, db: str, form: str, zone: tzin
 @report_options
 def contacts(*, subject: str, start: str, end: str, db: str, form: str, zone: tzinfo) -> None:
     """Everyone whose time on site overlapped SUBJECT's, at the same site, and for how long."""
-    from monitor import reports
+    from monitor.reporting import reports
 
     from_ms, to_ms = parse_moment(start, zone, "--from"), parse_moment(end, zone, "--to")
     if to_ms <= from_ms:
@@ -529,7 +529,7 @@ def gaps(
     it kept after the last event stored; the replies go to stderr. Exits 1 if a gate did
     not answer, refused, or (with --wait) events asked for are still missing.
     """
-    from monitor import reports
+    from monitor.reporting import reports
 
     sender = resend_sender(options) if options["resend"] else None
     with opened(db) as store:
@@ -542,7 +542,7 @@ def gaps(
 
 def resend_sender(options: dict[str, Any]) -> Any:
     """The command key and broker for --resend; usage errors for what is missing."""
-    from monitor.resend import Sender
+    from monitor.fleet.resend import Sender
     from mqtt.remote import CommandError, load_signing_key
 
     needed = [name for name in ("broker", "command_key", "command_kid") if not options[name]]
@@ -560,7 +560,7 @@ def resend_sender(options: dict[str, Any]) -> Any:
 
 def monitor_broker(options: dict[str, Any]) -> Any:
     """The broker options as the monitor takes them."""
-    from monitor.subscriber import Broker
+    from monitor.intake.subscriber import Broker
 
     if (options["cert_file"] is None) != (options["key_file"] is None):
         raise click.UsageError("--cert-file and --key-file go together")
@@ -582,7 +582,7 @@ def monitor_broker(options: dict[str, Any]) -> Any:
 def ask_to_resend(store: Any, site: str | None, sender: Any, wait_s: float) -> bool:
     """Ask, tell on stderr what each gate answered, wait if asked to; True when every
     gate said yes and nothing asked for is still missing."""
-    from monitor.resend import plan, wait_until_filled
+    from monitor.fleet.resend import plan, wait_until_filled
     from mqtt.errors import MqttError
 
     gates = [row for row in store.gates() if site in (None, row.site)]
@@ -610,7 +610,7 @@ def ask_to_resend(store: Any, site: str | None, sender: Any, wait_s: float) -> b
 def opened(db: str, create: bool = False) -> Iterator[Any]:
     """The store for one command; a report's reader learns, on stderr, what in the store
     nothing vouches for (events of gates not enrolled, seq jumps)."""
-    from monitor.store import Store
+    from monitor.storage.store import Store
 
     store = Store(db, create=create)
     try:
@@ -621,7 +621,7 @@ def opened(db: str, create: bool = False) -> Iterator[Any]:
 
 
 def note_what_is_not_vouched_for(store: Any) -> None:
-    from monitor.output import trust_notes
+    from monitor.reporting.output import trust_notes
 
     enrolled = {(key.site, key.gate) for key in store.enrolled_keys()}
     rows = [
@@ -634,7 +634,7 @@ def note_what_is_not_vouched_for(store: Any) -> None:
 def show(found: Any, form: str, zone: tzinfo) -> None:
     from rich.console import Console
 
-    from monitor.output import render
+    from monitor.reporting.output import render
 
     render(found, form, zone, Console(soft_wrap=False))
 

@@ -20,8 +20,8 @@ from monitor.dashboard.context import Dashboard
 from monitor.dashboard.db import DashboardStore
 from monitor.dashboard.export import BOM
 from monitor.dashboard.ratelimit import Limits, LoginLimiter
-from monitor.enrollment import EnrolledKey, Enrollment
-from monitor.ingest import EventRecord, classify
+from monitor.intake.enrollment import EnrolledKey, Enrollment
+from monitor.intake.ingest import EventRecord, classify
 from mqtt.commands import CommandIntake, ReplayGuard, load_command_keys
 from mqtt.settings import BrokerSettings
 from mqtt.signing import EventSigner, public_text

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from monitor.enrollment import EnrolledKey
-from monitor.store import Store as MonitorStore
+from monitor.intake.enrollment import EnrolledKey
+from monitor.storage.store import Store as MonitorStore
 from mqtt.signing import EventSigner, public_text
 from scanner.demo.scenario import background, card_frame
 from scanner.state.store import AllowEntry, Store

@@ -23,10 +23,10 @@ from monitor.dashboard.passwords import DEFAULT_COST, hash_password, verify_pass
 from monitor.dashboard.people import PeopleIndex
 from monitor.dashboard.server import Bind, Tls, check_exposure
 from monitor.dashboard.text import fold
-from monitor.ingest import StatusRecord
-from monitor.records import EventRow, GateRow
-from monitor.retention import Upkeep, UpkeepPolicy, prune
-from monitor.store import Store
+from monitor.intake.ingest import StatusRecord
+from monitor.storage.records import EventRow, GateRow
+from monitor.storage.retention import Upkeep, UpkeepPolicy, prune
+from monitor.storage.store import Store
 from scanner.cli import run
 from tests.support.dashboard import PASSWORD, client_for, dashboard_for, seed
 from tests.support.gate import wait_until
@@ -258,7 +258,7 @@ def test_retention_deletes_old_events_logs_the_count_and_keeps_gaps_true(
               ((1, 1), (2, 1), (3, 2), (5, 4), (6, 5))]  # fmt: skip
     store.write([record(event) for event in events])
     now_ms = 1772697600000  # 2026-03-05T08:00Z
-    with caplog.at_level(logging.INFO, logger="monitor.retention"):
+    with caplog.at_level(logging.INFO, logger="monitor.storage.retention"):
         assert prune(store, 2.5, now_ms, batch=2) == 3
     assert "retention: deleted 3 events older than 2026-03-02T20:00:00+00:00" in caplog.text
     assert store.count_events() == 2

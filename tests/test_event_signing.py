@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from monitor.enrollment import EnrolledKey, Enrollment
-from monitor.ingest import EventRecord, Rejected, classify
+from monitor.intake.enrollment import EnrolledKey, Enrollment
+from monitor.intake.ingest import EventRecord, Rejected, classify
 from mqtt.errors import EventKeyError
 from mqtt.outbox import Outbox
 from mqtt.signing import EventSigner, create_key, public_text

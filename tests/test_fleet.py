@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from monitor.fleet import (
+from monitor.fleet.provision import (
     BridgeAccount,
     Endpoint,
     Fleet,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from monitor.fleet import Endpoint, Fleet, GateSettings, central_roles, hash_password
+from monitor.fleet.provision import Endpoint, Fleet, GateSettings, central_roles, hash_password
 from scanner.config import Config, parse_config
 from scanner.demo.scenario import background, card_frame
 from tests.support.broker import Mosquitto

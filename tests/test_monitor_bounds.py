@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from monitor.ingest import MAX_EXTRA_BYTES, MAX_KEPT_PAYLOAD, EventRecord, Rejected, classify
-from monitor.store import RejectLimits, Store
+from monitor.intake.ingest import MAX_EXTRA_BYTES, MAX_KEPT_PAYLOAD, EventRecord, Rejected, classify
+from monitor.storage.store import RejectLimits, Store
 from tests.support.broker import Mosquitto
 from tests.support.central import gate_client, running_monitor
 from tests.support.gate import wait_until

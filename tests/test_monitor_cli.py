@@ -16,7 +16,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from monitor.store import Store
+from monitor.storage.store import Store
 from mqtt.signing import EventSigner, public_text
 from scanner.cli import run
 from tests.support.broker import Mosquitto

@@ -19,10 +19,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from monitor.homeassistant import OBJECTS, CommandKey, Discovery, HomeAssistant
-from monitor.state import LiveState
-from monitor.store import Store
-from monitor.subscriber import Broker, Settings, Subscriber
+from monitor.intake.state import LiveState
+from monitor.intake.subscriber import Broker, Settings, Subscriber
+from monitor.integrations.homeassistant import OBJECTS, CommandKey, Discovery, HomeAssistant
+from monitor.storage.store import Store
 from tests.support.broker import Mosquitto
 from tests.support.cli import ROOT, qrgate
 from tests.support.gate import wait_until

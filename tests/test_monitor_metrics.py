@@ -18,8 +18,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.metrics import Metrics, MetricsError, parse_address
-from monitor.state import LiveState
+from monitor.intake.state import LiveState
+from monitor.integrations.metrics import Metrics, MetricsError, parse_address
 from tests.support.broker import Mosquitto, free_port
 from tests.support.cli import ROOT
 from tests.support.gate import wait_until
@@ -178,8 +178,8 @@ def test_a_port_in_use_is_a_clear_error() -> None:
 def test_an_observer_that_fails_stops_neither_the_store_nor_the_others(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    from monitor.store import Store
-    from monitor.subscriber import Broker, Settings, Subscriber
+    from monitor.intake.subscriber import Broker, Settings, Subscriber
+    from monitor.storage.store import Store
 
     seen: list[int] = []
 

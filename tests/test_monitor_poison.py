@@ -14,7 +14,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 import pytest
 
-from monitor.store import Store
+from monitor.storage.store import Store
 from tests.support.broker import Mosquitto
 from tests.support.central import MonitorProcess, gate_client, stored_events
 from tests.support.monitor_events import gate_event, payload, topic

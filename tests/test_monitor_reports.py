@@ -8,11 +8,11 @@ from datetime import datetime
 
 import pytest
 
-from monitor import reports
-from monitor.output import as_csv, as_table
-from monitor.records import Gap
-from monitor.reports import Interval, overlap
-from monitor.store import Store
+from monitor.reporting import reports
+from monitor.reporting.output import as_csv, as_table
+from monitor.reporting.reports import Interval, overlap
+from monitor.storage.records import Gap
+from monitor.storage.store import Store
 from tests.support.monitor_events import full_ts, gate_event, record
 
 DAY = "2026-03-02"

@@ -19,13 +19,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor import schema, seqranges
 from monitor.errors import StoreConflictError
-from monitor.ingest import StatusRecord
-from monitor.records import EventFilter, Gap
-from monitor.retention import prune
-from monitor.seqranges import SeqRange
-from monitor.store import Store, resolve
+from monitor.intake.ingest import StatusRecord
+from monitor.storage import schema, seqranges
+from monitor.storage.records import EventFilter, Gap
+from monitor.storage.retention import prune
+from monitor.storage.seqranges import SeqRange
+from monitor.storage.store import Store, resolve
 from tests.support.monitor_events import gate_event, record
 from tests.support.postgres import Postgres
 

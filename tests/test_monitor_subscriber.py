@@ -11,10 +11,10 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
-from monitor.enrollment import EnrolledKey
-from monitor.records import EventFilter, Gap
-from monitor.store import Store
-from monitor.subscriber import Subscriber
+from monitor.intake.enrollment import EnrolledKey
+from monitor.intake.subscriber import Subscriber
+from monitor.storage.records import EventFilter, Gap
+from monitor.storage.store import Store
 from mqtt.outbox import Outbox
 from mqtt.signing import EventSigner, public_text
 from tests.support.broker import Mosquitto

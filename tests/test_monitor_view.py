@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from monitor.ingest import HealthRecord, StatusRecord
-from monitor.records import GateRow
-from monitor.state import LiveState
-from monitor.view import render
+from monitor.intake.ingest import HealthRecord, StatusRecord
+from monitor.intake.state import LiveState
+from monitor.reporting.view import render
+from monitor.storage.records import GateRow
 from tests.support.monitor_events import full_ts, gate_event, record
 
 NOW_MS = 1_772_442_000_000  # 2026-03-02T09:00:00Z

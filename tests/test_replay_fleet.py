@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.records import Gap
-from monitor.store import Store
+from monitor.storage.records import Gap
+from monitor.storage.store import Store
 from tests.support.broker import Mosquitto
 from tests.support.central import MonitorProcess, stored_events
 from tests.support.cli import qrgate

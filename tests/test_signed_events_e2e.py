@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.store import Store
+from monitor.storage.store import Store
 from mqtt.outbox import Outbox
 from mqtt.signing import EventSigner
 from tests.support.broker import Mosquitto

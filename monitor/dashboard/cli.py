@@ -88,7 +88,7 @@ def dashboard(ctx: click.Context, /, db: str, broker: str | None, prefix: str, *
     """
     if ctx.invoked_subcommand is not None:
         return
-    from monitor.subscriber import Broker
+    from monitor.intake.subscriber import Broker
 
     ca_file, username = rest.pop("ca_file"), rest.pop("username")
     password = read_secret(rest.pop("password_file"))
@@ -101,7 +101,7 @@ def dashboard(ctx: click.Context, /, db: str, broker: str | None, prefix: str, *
             )
         except ValueError as error:
             raise click.BadParameter(str(error), param_hint="--broker") from None
-    from monitor.retention import Upkeep, UpkeepPolicy
+    from monitor.storage.retention import Upkeep, UpkeepPolicy
 
     upkeep = Upkeep(db, UpkeepPolicy()).start()  # the planner's statistics, on SQLite
     try:

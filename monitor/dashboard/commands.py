@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.dashboard.errors import DashboardError
-from monitor.resend import Answer, Ask, Sender
+from monitor.fleet.resend import Answer, Ask, Sender
 from mqtt.remote import (
     CommandError,
     GateReply,
@@ -98,7 +98,7 @@ class CommandSender(Sender):
         return command.id, replies
 
     def resend(self, asks: Sequence[Ask]) -> list[Answer]:
-        """Ask gates to send again what the store misses (monitor.resend), as `qrgate
+        """Ask gates to send again what the store misses (monitor.fleet.resend), as `qrgate
         report gaps --resend` does; each gate's answer."""
         broker = dataclasses.replace(
             self.broker, client_id=f"qrgate-dashboard-{secrets.token_hex(6)}"

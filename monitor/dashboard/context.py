@@ -20,7 +20,7 @@ from monitor.dashboard.live import Hub
 from monitor.dashboard.passwords import DEFAULT_COST, Cost
 from monitor.dashboard.people import PeopleIndex
 from monitor.dashboard.ratelimit import LoginLimiter
-from monitor.state import LiveState
+from monitor.intake.state import LiveState
 
 T = TypeVar("T")
 HERE = Path(__file__).parent

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from monitor.store import Store
+from monitor.storage.store import Store
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS dashboard_users (

@@ -1,6 +1,6 @@
 """One export path for every table: CSV as UTF-8 with a byte order mark (so spreadsheet
 programs read Vietnamese names right), values exactly as `qrgate report --format csv`
-writes them (`monitor.output.csv_value`: text a spreadsheet would run as a formula made
+writes them (`monitor.reporting.output.csv_value`: text a spreadsheet would run as a formula made
 inert, control characters removed)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from datetime import tzinfo
 
 from starlette.responses import Response
 
-from monitor.output import csv_value
-from monitor.reports import Report
+from monitor.reporting.output import csv_value
+from monitor.reporting.reports import Report
 
 BOM = "\ufeff"
 

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from monitor.dashboard.live import Hub
 from monitor.dashboard.people import PeopleIndex
 from monitor.errors import StoreError
-from monitor.ingest import EventRecord, Record
-from monitor.records import EventRow, GateRow
-from monitor.state import LiveState
-from monitor.store import Store
+from monitor.intake.ingest import EventRecord, Record
+from monitor.intake.state import LiveState
+from monitor.storage.records import EventRow, GateRow
+from monitor.storage.store import Store
 
 log = logging.getLogger(__name__)
 

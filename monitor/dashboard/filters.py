@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from starlette.datastructures import QueryParams
 
-from monitor.records import EventFilter, EventRow
+from monitor.storage.records import EventFilter, EventRow
 
 # Query parameters that select events, each an EventFilter field of the same name.
 EQUALITY = (

@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from monitor.records import GateRow
-from monitor.view import figure
+from monitor.reporting.view import figure
+from monitor.storage.records import GateRow
 
 MODES = ("normal", "lockdown", "emergency")
 Trust = Literal["verified", "not_enrolled", "set_aside"]

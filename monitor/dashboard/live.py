@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
-from monitor.records import EventRow
+from monitor.storage.records import EventRow
 
 Kind = Literal["event", "gates"]
 CAPACITY = 2000

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 
 from monitor.dashboard.text import fold
-from monitor.records import EventRow, Person
+from monitor.storage.records import EventRow, Person
 
 
 class PeopleIndex:

@@ -1,5 +1,5 @@
 """Tables the reports module does not make: events, rejects, the audit log, accounts.
-Each is a `monitor.reports.Report`, so pages and CSV exports render them as they render
+Each is a `monitor.reporting.reports.Report`, so pages and CSV exports render them as they render
 the reports."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from monitor.dashboard.db import AuditRow, User
-from monitor.records import EventRow
-from monitor.reports import CERT_COLUMNS, Column, Report
+from monitor.reporting.reports import CERT_COLUMNS, Column, Report
+from monitor.storage.records import EventRow
 
 PERSONAL = ("subject", "name")
 

@@ -16,9 +16,9 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from monitor.state import LiveState
-from monitor.store import RejectLimits, Store
-from monitor.subscriber import Broker, Settings, Subscriber
+from monitor.intake.state import LiveState
+from monitor.intake.subscriber import Broker, Settings, Subscriber
+from monitor.storage.store import RejectLimits, Store
 from tests.support.broker import Mosquitto
 from tests.support.cli import QRGATE, ROOT
 

@@ -17,7 +17,7 @@ from monitor.dashboard.auth import new_user
 from monitor.dashboard.context import Dashboard, Settings
 from monitor.dashboard.db import DashboardStore, StorePool
 from monitor.dashboard.passwords import Cost
-from monitor.store import Store
+from monitor.storage.store import Store
 from tests.support.broker import port_open
 from tests.support.cli import QRGATE, ROOT
 from tests.support.gate import wait_until

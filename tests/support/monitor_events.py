@@ -7,7 +7,7 @@ import json
 import uuid
 from typing import Any
 
-from monitor.ingest import EventRecord, classify
+from monitor.intake.ingest import EventRecord, classify
 
 
 def gate_event(

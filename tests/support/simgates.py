@@ -14,7 +14,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from monitor.enrollment import EnrolledKey
+from monitor.intake.enrollment import EnrolledKey
 from mqtt.commands import CommandIntake, ReplayGuard, public_keys
 from mqtt.outbox import Outbox, OutboxLimits
 from mqtt.publisher import Publisher

@@ -21,7 +21,7 @@ from monitor.dashboard.db import User
 from monitor.dashboard.export import csv_response
 from monitor.dashboard.i18n import LANG_COOKIE, Locale, negotiate
 from monitor.dashboard.roles import allows
-from monitor.reports import Report
+from monitor.reporting.reports import Report
 
 # The menu: (path, label, permission), in the order shown.
 NAV = (

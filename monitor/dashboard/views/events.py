@@ -12,7 +12,7 @@ from starlette.routing import Route
 from monitor.dashboard.filters import CERT_TYPES, event_filter, local_input, query
 from monitor.dashboard.tables import events_table
 from monitor.dashboard.views.common import Page, Viewer, dashboard, guard, render, table_routes
-from monitor.records import EventFilter, EventRow
+from monitor.storage.records import EventFilter, EventRow
 
 CHOICES = {
     "direction": ("in", "out"),

@@ -9,7 +9,7 @@ from starlette.routing import Route
 from monitor.dashboard.context import Dashboard
 from monitor.dashboard.gatecards import GateCard, card
 from monitor.dashboard.views.common import Viewer, dashboard, guard, render
-from monitor.records import GateRow
+from monitor.storage.records import GateRow
 
 
 async def gate_cards(dash: Dashboard) -> list[GateCard]:

@@ -17,7 +17,7 @@ from monitor.dashboard.i18n import Locale
 from monitor.dashboard.live import Update
 from monitor.dashboard.views.common import Viewer, dashboard, guard
 from monitor.dashboard.views.gates import gate_cards, grid_context
-from monitor.records import EventFilter
+from monitor.storage.records import EventFilter
 
 KEEPALIVE_S = 10.0  # also how often the gate grid is redrawn (ages, stale gates)
 RETRY_MS = 2000

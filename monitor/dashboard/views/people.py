@@ -10,11 +10,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from monitor import reports
 from monitor.dashboard import audit
 from monitor.dashboard.filters import local_input, moment
 from monitor.dashboard.views.common import Viewer, dashboard, guard, render
-from monitor.records import Scan
+from monitor.reporting import reports
+from monitor.storage.records import Scan
 
 DAY_MS = 86_400_000
 DEFAULT_DAYS = 14

@@ -12,7 +12,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from monitor import reports
 from monitor.dashboard import audit
 from monitor.dashboard.context import Dashboard
 from monitor.dashboard.db import DashboardStore
@@ -28,7 +27,8 @@ from monitor.dashboard.views.common import (
     table_routes,
 )
 from monitor.dashboard.views.people import period
-from monitor.resend import Answer, Ask, plan
+from monitor.fleet.resend import Answer, Ask, plan
+from monitor.reporting import reports
 from mqtt.errors import MqttError
 
 REJECTS_SHOWN = 500
@@ -139,7 +139,7 @@ def can_resend(dash: Dashboard, viewer: Viewer) -> bool:
 
 @form_guard("resend")
 async def resend(request: Request, viewer: Viewer, form: FormData) -> Response:
-    """Ask each gate for what is missing (monitor.resend), then show the gaps and what
+    """Ask each gate for what is missing (monitor.fleet.resend), then show the gaps and what
     each gate answered; written to the audit log."""
     dash = dashboard(request)
     sender = dash.commands

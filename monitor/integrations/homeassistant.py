@@ -32,8 +32,8 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from monitor.ingest import Cleared, EventRecord, Record, StatusRecord
-from monitor.subscriber import Broker, guarded, make_client_for
+from monitor.intake.ingest import Cleared, EventRecord, Record, StatusRecord
+from monitor.intake.subscriber import Broker, guarded, make_client_for
 from mqtt.remote import SigningKey, sign_command
 from mqtt.topics import LEVEL, check_prefix, parse_gate_topic
 

@@ -5,9 +5,9 @@ A gate that delivers in order has one range, `1..last`; each gap adds one. A bat
 new events turns into runs of consecutive seqs, and each run merges with the ranges it
 touches or adjoins, so the table holds about one row per gate plus one per gap, however
 many events the store holds. Only believed seqs count (a seq beyond belief is flagged,
-not a range: see monitor.store.seq_bound).
+not a range: see monitor.storage.store.seq_bound).
 
-The writer holds its gates' rows locked while it merges (monitor.store), so two monitors
+The writer holds its gates' rows locked while it merges (monitor.storage.store), so two monitors
 storing events of one gate at once merge one after the other.
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.records import Gap
+from monitor.storage.records import Gap
 
 GateKey = tuple[str, str]
 # The ranges of each gate that a batch touches: those ending at or after its lowest new

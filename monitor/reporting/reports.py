@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any, Literal
 
-from monitor.records import Gap, Scan
-from monitor.store import Store
+from monitor.storage.records import Gap, Scan
+from monitor.storage.store import Store
 
 Key = tuple[str, str]  # (site, subject)
 ColumnKind = Literal["text", "time", "duration", "count", "flag", "intervals"]

@@ -1,5 +1,5 @@
-"""The store's presence queries (monitor.store runs them; monitor.reports applies the
-rules), and the `people` table they start from.
+"""The store's presence queries (the store runs them; monitor.reporting.reports applies
+the rules), and the `people` table they start from.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field, replace
 
-from monitor.ingest import Cleared, EventRecord, HealthRecord, Record, Rejected, StatusRecord
-from monitor.records import EventLine, GateRow
+from monitor.intake.ingest import Cleared, EventRecord, HealthRecord, Record, Rejected, StatusRecord
+from monitor.storage.records import EventLine, GateRow
 
 RECENT_EVENTS = 15
 

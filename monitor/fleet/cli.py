@@ -1,4 +1,4 @@
-"""`qrgate fleet ...`: provision gates and site bridges into a fleet folder (monitor.fleet)."""
+"""`qrgate fleet ...`: provision gates and site bridges into a fleet folder (`provision`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ from typing import Any, TypeVar
 
 import click
 
-from monitor.fleet import Endpoint, Fleet, FleetError, GateSettings, Provisioned, read_gate_csv
+from monitor.fleet.provision import (
+    Endpoint,
+    Fleet,
+    FleetError,
+    GateSettings,
+    Provisioned,
+    read_gate_csv,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

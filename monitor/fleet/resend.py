@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.records import Gap, GateRow
+from monitor.storage.records import Gap, GateRow
 from mqtt.outbox import MAX_RESEND
 from mqtt.remote import SignedCommand, SigningKey, send_commands, sign_command
 from mqtt.settings import BrokerSettings

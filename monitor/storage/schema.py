@@ -1,5 +1,5 @@
 """The monitor store's tables, and the steps that bring a store of an earlier version
-up to the current one (`monitor.store.Store` runs them, one transaction a step).
+up to the current one (`monitor.storage.store.Store` runs them, one transaction a step).
 
 A new store is made at version 1 (SCHEMA) and taken through every step, so that a new
 store and an upgraded one are the same thing.
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from monitor import partitions, seqranges
+from monitor.storage import partitions, seqranges
 
 SCHEMA_VERSION = 4
 FIRST_SCHEMA_VERSION = 1
@@ -126,7 +126,7 @@ CREATE TABLE seq_ranges (
 
 
 def to_version_3(cursor: Any, dialect: str, now_ms: int) -> None:
-    """Version 3: on PostgreSQL, events partitioned by month (monitor.partitions); on
+    """Version 3: on PostgreSQL, events partitioned by month (monitor.storage.partitions); on
     both, the Events filters' indexes, one for seq jumps, the per-gate seq ranges
     received and the people seen (each person's latest granted scan per site), built
     once from the events held (after this, kept as events arrive)."""

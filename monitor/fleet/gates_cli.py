@@ -27,7 +27,7 @@ def gates() -> None:
 @db_option
 def enroll(where: str, public_key: str, db: str) -> None:
     """Trust PUBLIC_KEY (as `qrgate event-key` prints it) for the events of SITE/GATE."""
-    from monitor.enrollment import EnrolledKey
+    from monitor.intake.enrollment import EnrolledKey
 
     site, gate = split_gate(where)
     try:
@@ -62,7 +62,7 @@ def remove(where: str, kid: str | None, db: str) -> None:
 @db_option
 def list_gates(db: str) -> None:
     """Every gate: its state, events stored, events not authenticated, enrolled keys."""
-    from monitor.records import GateRow
+    from monitor.storage.records import GateRow
 
     with opened(db) as store:
         rows = {(row.site, row.gate): row for row in store.gates()}

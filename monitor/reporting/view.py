@@ -18,8 +18,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from monitor.records import EventLine, GateRow
-from monitor.state import Snapshot
+from monitor.intake.state import Snapshot
+from monitor.storage.records import EventLine, GateRow
 from monitor.text import printable
 
 MAX_FIGURE_CHARS = 12

@@ -39,11 +39,11 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from monitor.enrollment import Enrollment, GateKey
 from monitor.errors import StoreConflictError, StoreRefusedError, StoreUnavailableError
-from monitor.ingest import EventRecord, Record, Rejected, classify, reject
-from monitor.state import LiveState
-from monitor.store import Store
+from monitor.intake.enrollment import Enrollment, GateKey
+from monitor.intake.ingest import EventRecord, Record, Rejected, classify, reject
+from monitor.intake.state import LiveState
+from monitor.storage.store import Store
 from mqtt.settings import MAX_PACKET_BYTES, BrokerSettings, TlsSettings
 from mqtt.topics import check_level, monitor_filters
 

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.ingest import EventRecord
+from monitor.intake.ingest import EventRecord
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ or something to set aside. Pure functions: no broker, no database.
 
 Everything arriving from the broker is untrusted. The topic says which gate and which
 stream; the payload is validated against the v1 event contract (`mqtt.events`), and an
-event of an enrolled gate must carry its signature (`monitor.enrollment`). A message
+event of an enrolled gate must carry its signature (`monitor.intake.enrollment`). A message
 that fails, for whatever reason, becomes a `Rejected` record, kept with its reason,
 never an exception. What is kept is bounded: a reject's payload, an event's fields v1
 does not know, a health message's size and depth.
@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from monitor.enrollment import Enrollment
+from monitor.intake.enrollment import Enrollment
 from monitor.text import encodable, printable
 from mqtt.events import Event, parse_event
 from mqtt.signing import detach

@@ -21,10 +21,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from monitor.errors import MonitorError
-from monitor.ingest import EventRecord, Record
-from monitor.records import GateRow
-from monitor.state import LiveState
-from monitor.view import figure
+from monitor.intake.ingest import EventRecord, Record
+from monitor.intake.state import LiveState
+from monitor.reporting.view import figure
+from monitor.storage.records import GateRow
 
 log = logging.getLogger(__name__)
 

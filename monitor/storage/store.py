@@ -26,15 +26,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from monitor import partitions, seqranges
-from monitor.enrollment import EnrolledKey
 from monitor.errors import (
     StoreConflictError,
     StoreError,
     StoreRefusedError,
     StoreUnavailableError,
 )
-from monitor.ingest import (
+from monitor.intake.enrollment import EnrolledKey
+from monitor.intake.ingest import (
     Cleared,
     EventRecord,
     HealthRecord,
@@ -42,7 +41,8 @@ from monitor.ingest import (
     Rejected,
     StatusRecord,
 )
-from monitor.presence_sql import (
+from monitor.storage import partitions, seqranges
+from monitor.storage.presence_sql import (
     FORGET_PEOPLE,
     INSIDE,
     INSIDE_LATERAL,
@@ -50,7 +50,7 @@ from monitor.presence_sql import (
     SCANS,
     SEE_PEOPLE,
 )
-from monitor.records import (
+from monitor.storage.records import (
     EventFilter,
     EventLine,
     EventRow,
@@ -60,7 +60,7 @@ from monitor.records import (
     Scan,
     SeqJump,
 )
-from monitor.schema import (
+from monitor.storage.schema import (
     FILTERED_COLUMNS,
     FIRST_SCHEMA_VERSION,
     MIGRATIONS,

@@ -4,7 +4,7 @@ query-planner statistics.
 
 Personal data is kept no longer than it serves (contact tracing looks back days, not
 years). On PostgreSQL a month whose every event is past the retention goes as a whole
-(its partition dropped: monitor.partitions); what is left (the part of a month that
+(its partition dropped: monitor.storage.partitions); what is left (the part of a month that
 is past, events of the default partition, SQLite) is deleted in batches of one short
 transaction each, so the monitor's writer, which shares the database, waits at most one
 batch for the write lock. Time is the event's own `ts`, through the time index. The
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from monitor.errors import StoreError
-from monitor.store import Store
+from monitor.storage.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from monitor.reports import Column, Interval, Report, format_hms
+from monitor.reporting.reports import Column, Interval, Report, format_hms
 from monitor.text import csv_cell, printable
 
 FORMATS = ("table", "csv", "json")
