@@ -20,7 +20,8 @@
 2. The daemon: `qrgate run` as a subprocess at 30 fps on a camera of frames already in
    memory (as a Pi camera hands them over: the camera costs nothing of its own), mock
    pins, the private broker, commands disabled; with nobody in view (skipping unchanged
-   frames, the default, and without) and with a code every second. Beside each daemon
+   frames, the default, and without) and with a code every second, that once more with
+   commands enabled, as a gate has them by default. Beside each daemon
    runs the bare loop, the same frames at 30 fps into bare zxing-cpp, and both are read
    from /proc over the same windows: CPU of the decode thread (named by py-spy) and of
    the whole daemon against the bare loop's, each window's ratio, VmRSS and VmHWM against

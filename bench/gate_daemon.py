@@ -52,7 +52,8 @@ RSS_TARGET_MB = 72.0
 MB = 1e6
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 LIBRARIES_ON_FIRST_NEED = ("PIL.Image", "pyzbar.pyzbar")  # the second look's
-COMMAND_INTAKE = "mqtt.commands"  # loaded with commands enabled; here they are not
+COMMAND_INTAKE = "mqtt.commands"  # loaded with commands enabled
+WITH_COMMANDS = "commands enabled (the default)"
 OURS = ("scanner", "mqtt", "firmware")
 
 
@@ -77,8 +78,11 @@ def write_stack(path: Path, shown: bytes | None) -> None:
     np.savez(path, frames=np.stack(frames).astype(np.uint8), order=np.array(order))
 
 
-def write_config(folder: Path, stack: Path, port: int, jwks: Path, skip: bool) -> Path:
-    """A gate at DESIGN.md's defaults but for the camera, mock pins, broker and commands."""
+def write_config(
+    folder: Path, stack: Path, port: int, jwks: Path, skip: bool, *, commands: bool = False
+) -> Path:
+    """A gate at DESIGN.md's defaults but for the camera, mock pins and broker; commands
+    enabled (the default) with the pass keys as the centre's, or off."""
     sections: dict[str, dict[str, object]] = {
         "camera": {
             "source": f"replay:{stack}",
@@ -91,7 +95,7 @@ def write_config(folder: Path, stack: Path, port: int, jwks: Path, skip: bool) -
         "passes": {"jwks": str(jwks)},
         "store": {"path": str(folder / "state" / "qrgate.db")},
         "mqtt": {"host": "127.0.0.1", "port": port},
-        "commands": {"enabled": False},
+        "commands": {"enabled": True, "jwks": str(jwks)} if commands else {"enabled": False},
     }
     folder.mkdir(parents=True)
     path = folder / "config.toml"
@@ -409,18 +413,19 @@ def daemon_tables(
     write_stack(nobody, None)
     write_stack(busy, shown)
     views = [
-        ("nobody in view", nobody, True),
-        ("nobody in view, skip_unchanged = false", nobody, False),
-        ("a code every second", busy, True),
+        ("nobody in view", nobody, True, False),
+        ("nobody in view, skip_unchanged = false", nobody, False, False),
+        ("a code every second", busy, True, False),
+        (f"a code every second, {WITH_COMMANDS}", busy, True, True),
     ]
     runs = []
-    for number, (label, stack, skip) in enumerate(views):
-        config = write_config(folder / f"gate-{number}", stack, port, jwks, skip)
+    for number, (label, stack, skip, commands) in enumerate(views):
+        config = write_config(folder / f"gate-{number}", stack, port, jwks, skip, commands=commands)
         runs.append(measure(label, config, stack, seconds, rounds))
     yield cpu_table(runs, seconds, rounds)
     yield memory_table(runs)
     yield thread_table(runs)
-    yield import_table(runs[-1], config_weight(folder / "gate-0" / "config.toml"))
+    yield import_table(runs[2], config_weight(folder / "gate-0" / "config.toml"))
 
 
 def span(values: list[float]) -> str:

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from scanner.cli import cli, run
+from scanner.cli import run
+from scanner.cli.daemon import Invocation, daemon_invocation
+from scanner.cli.group import cli
 from scanner.logs import JournalFormatter, configure_logging
 from tests.support.cli import heavy_imports, qrgate
 
@@ -93,6 +95,60 @@ def test_secret_contents_never_printed(tmp_path: Path) -> None:
 def test_usage_error_exits_2() -> None:
     assert run(["no-such-command"]) == 2
     assert run(["check-config", "--no-such-option"]) == 2
+
+
+def click_parse(argv: list[str]) -> Invocation:
+    """What the click group makes of `qrgate ARGV` for the run command."""
+    at = argv.index("run")
+    group = cli.make_context("qrgate", argv[: at + 1])
+    command = cli.get_command(group, "run")
+    assert command is not None
+    parsed = command.make_context("run", argv[at + 1 :], parent=group)
+    return Invocation(parsed.params["config_path"], group.params["log_level"])
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run"],
+        ["run", "-c", "gate.toml"],
+        ["run", "--config", "gate.toml"],
+        ["run", "--config=gate.toml"],
+        ["run", "-c", ""],
+        ["--log-level", "DEBUG", "run"],
+        ["--log-level=warning", "run", "-c", "gate.toml"],
+    ],
+)
+def test_the_daemon_forms_mean_what_click_makes_of_them(argv: list[str]) -> None:
+    assert daemon_invocation(argv) == click_parse(argv)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--help"],
+        ["run", "-c"],
+        ["run", "-c", "-x"],
+        ["run", "-c", "a", "-c", "b"],
+        ["run", "-cgate.toml"],
+        ["run", "extra"],
+        ["run", "--log-level", "debug"],
+        ["--log-level", "loud", "run"],
+        ["--log-level", "\u212aebug", "run"],
+        ["--version", "run"],
+        ["check-config"],
+        [],
+    ],
+)
+def test_any_other_form_is_left_to_click(argv: list[str]) -> None:
+    assert daemon_invocation(argv) is None
+
+
+def test_a_config_click_would_refuse_is_left_to_click(tmp_path: Path) -> None:
+    assert daemon_invocation(["run", "-c", str(tmp_path)]) is None  # a folder
+    done = qrgate("run", "-c", tmp_path)
+    assert done.returncode == 2
+    assert "is a directory" in done.stderr
 
 
 def test_help_lists_commands() -> None:

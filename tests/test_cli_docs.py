@@ -17,8 +17,8 @@ import pytest
 
 from mqtt.commands import ARGUMENTS, Entry, check_args
 from mqtt.topics import COMMANDS
-from scanner.cli import cli
 from scanner.cli.cmd_cmd import EXAMPLES, cmd, parse_arguments
+from scanner.cli.group import cli
 from scanner.credentials.keys import create_signing_key
 from tests.support import dcc
 

@@ -27,7 +27,7 @@ from monitor.fleet.provision import (
     password_matches,
     read_gate_csv,
 )
-from scanner.cli import cli
+from scanner.cli.group import cli
 from scanner.config import parse_config
 from tests.support.broker import Mosquitto
 from tests.support.cli import ROOT

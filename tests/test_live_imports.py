@@ -25,6 +25,7 @@ KINDS = {
     "dcc": ("scanner.credentials.dcc", "scanner.decision.dcc", "cbor2", "base45"),
 }
 COMMANDS = ("mqtt.commands", "jwt")  # PyJWT also comes with the pass kind
+CLI = ("click", "scanner.cli.group", "scanner.cli.run_cmd")  # `qrgate run` goes round them
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -61,7 +62,7 @@ def test_nobody_in_view_needs_neither_the_second_look_nor_other_kinds(tmp_path: 
     nobody = [empty_frame((320, 240), seed=seed, noise=2) for seed in range(20)]
     loaded = imported_by_run(tmp_path / "nobody", nobody, {"policy": {"accept": ["badge"]}})
     assert {"numpy", "zxingcpp", "scanner.vision.decode", "scanner.camera.memory"} <= loaded
-    assert not loaded & {*SECOND_LOOK, *KINDS["pass"], *KINDS["dcc"], *COMMANDS}
+    assert not loaded & {*SECOND_LOOK, *KINDS["pass"], *KINDS["dcc"], *COMMANDS, *CLI}
 
 
 def test_a_symbol_not_read_loads_the_second_look_and_an_accepted_kind_its_module(

@@ -1,15 +1,17 @@
-"""`qrgate run`: the gate daemon, in the foreground (systemd Type=notify)."""
+"""`qrgate run`: the gate daemon, in the foreground (systemd Type=notify).
+
+The plain forms of this command reach the gate without click (`scanner.cli.daemon`);
+this is the command as the group knows it: its help, and the forms only click parses.
+"""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import click
 
-from scanner.cli.common import config_option, load
-
-log = logging.getLogger(__name__)
+from scanner.cli.common import config_option
+from scanner.cli.daemon import run_gate
 
 
 @click.command("run")
@@ -22,10 +24,5 @@ def run(ctx: click.Context, config_path: Path | None) -> int:
     off; SIGHUP reloads the gate mode, the pass keys and the trust list, and logs what
     it read. Exits 78 on a bad config.
     """
-    from scanner.daemon.assemble import build_daemon
-
-    config, found = load(ctx, config_path)
-    log.info(
-        "gate %s/%s, config %s", config.gate.site, config.gate.id, found or "built-in defaults"
-    )
-    return build_daemon(config).run()
+    level_given = bool((ctx.find_root().obj or {}).get("log_level"))
+    return run_gate(config_path, level_given=level_given)
