@@ -122,6 +122,21 @@ def test_a_scan_shows_no_personal_data_unless_asked() -> None:
     assert Discovery().scan(door) is None
 
 
+def test_a_health_certificate_scan_shows_its_type_and_country_and_no_one() -> None:
+    from tests.support.monitor_events import record
+
+    event = gate_event(
+        9, "2026-03-02T08:02", site=SITE, gate=GATE, credential="dcc", cert=("test", "VN")
+    )
+    shown = Discovery().scan(record(event))
+    assert shown is not None
+    assert (shown["cert_type"], shown["cert_country"]) == ("test", "VN")
+    assert event["subject"] not in json.dumps(shown)
+    plain = Discovery().scan(record(gate_event(10, "2026-03-02T08:03", site=SITE, gate=GATE)))
+    assert plain is not None
+    assert "cert_type" not in plain
+
+
 @pytest.mark.parametrize(
     ("topic", "body", "retained", "wanted"),
     [

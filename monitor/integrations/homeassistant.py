@@ -5,8 +5,9 @@ config of its entities under `{discovery}/{component}/qrgate_{site}_{gate}/{obje
 
 - `binary_sensor` connectivity: the gate's own status topic (online / offline);
 - `event` scan: `granted` / `denied`, fed by the monitor on `{base}/{site}/{gate}/scan`
-  with the reason, direction, kind of credential, seq and time as attributes; the subject
-  and name only when asked for (`personal`);
+  with the reason, direction, kind of credential, seq and time as attributes (and a
+  health certificate's type and country, when the scan had one); the subject and name
+  only when asked for (`personal`);
 - `sensor` outbox (events waiting in the gate) and last scan, from the gate's health;
 - the gate's mode: a `select` (normal / lockdown / emergency) and an `open` `button` when
   the monitor holds the centre's command key, else a read-only `sensor`.
@@ -228,6 +229,8 @@ class Discovery:
             "seq": event.seq,
             "ts": event.ts,
         }
+        if event.cert_type is not None:  # a health certificate's kind and issuer: no one's name
+            payload.update(cert_type=event.cert_type, cert_country=event.cert_country)
         if self.personal:
             payload.update(subject=event.subject, name=event.name)
         return payload
