@@ -118,6 +118,8 @@ SEQ_SLACK = 10_000
 FIRST_SEQ_MAX = 100_000_000
 PRUNE_EVERY_MS = 3600 * 1000
 SCHEMA_ROW = "SELECT value FROM meta WHERE key = 'schema'"
+SQLITE_BUSY_TIMEOUT_S = 30.0  # how long a statement waits for another process's lock
+WAL_RETRY_S = 0.01
 # PostgreSQL: one process at a time makes a new store (an advisory lock's key).
 CREATE_LOCK = 0x717267617465 + 1
 SET_STATUS = """
@@ -910,12 +912,30 @@ def connect_sqlite(path: Path) -> sqlite3.Connection:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise StoreError(f"cannot create {path.parent}: {error.strerror}") from None
-    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    connection = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=SQLITE_BUSY_TIMEOUT_S
+    )
     # WAL lets reports read while the monitor writes; FULL makes a commit survive a
     # power cut, which is what allows the PUBACK to follow it.
-    connection.execute("PRAGMA journal_mode = WAL")
+    enter_wal(connection)
     connection.execute("PRAGMA synchronous = FULL")
     return connection
+
+
+def enter_wal(connection: sqlite3.Connection) -> None:
+    """Switch a database to WAL. Switching a new one needs it to itself, and SQLite says
+    "database is locked" at once, without the busy timeout's wait, while another process
+    opening it at the same moment holds it: try again until the timeout, as a busy
+    statement would have waited."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(WAL_RETRY_S)
 
 
 def connect_postgres(url: str) -> Any:
