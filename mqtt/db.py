@@ -8,6 +8,7 @@ table `schema_version(component, version)`, so components migrate independently.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Literal
 from mqtt.errors import StoreError
 
 BUSY_TIMEOUT_MS = 5000
+WAL_RETRY_S = 0.01
 Synchronous = Literal["FULL", "NORMAL"]
 
 
@@ -31,11 +33,27 @@ def connect(path: Path, synchronous: Synchronous = "FULL") -> sqlite3.Connection
             path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, uri=uri)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        enter_wal(conn, BUSY_TIMEOUT_MS / 1000)
         conn.execute(f"PRAGMA synchronous = {synchronous}")
     except (OSError, sqlite3.Error) as error:
         raise StoreError(f"cannot open the database {path}: {error}") from error
     return conn
+
+
+def enter_wal(conn: sqlite3.Connection, timeout_s: float) -> None:
+    """Switch a database to WAL. Switching a new one needs it to itself, and SQLite says
+    "database is locked" at once, without the busy timeout's wait, while another process
+    opening it at the same moment holds it: try again for up to `timeout_s`, as a busy
+    statement would have waited."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(WAL_RETRY_S)
 
 
 def migrate(conn: sqlite3.Connection, component: str, migrations: Sequence[str]) -> int:

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from paho.mqtt.enums import CallbackAPIVersion
 
 from monitor.storage.store import Store
-from mqtt.signing import EventSigner, public_text
+from mqtt.signing import EventSigner, key_id, public_text
 from scanner.cli import run
 from tests.support.broker import Mosquitto
 from tests.support.central import stored_events
@@ -269,6 +270,24 @@ def test_monitor_help_names_the_default_store() -> None:
         env={**os.environ, "COLUMNS": "200"},
     )
     assert "sqlite:///./qrgate-monitor.db" in done.stdout
+
+
+def test_a_key_and_kid_starting_with_a_dash_are_values_not_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Base64url has "-": one key in 64 starts with it, and so does one kid in 64."""
+    db = f"sqlite:///{tmp_path}/keys.db"
+    dashed = {"key": None, "kid": None}
+    while None in dashed.values():
+        public = ed25519.Ed25519PrivateKey.generate().public_key()
+        for part, text in (("key", public_text(public)), ("kid", key_id(public))):
+            if text.startswith("-") and dashed[part] is None:
+                dashed[part] = public
+    for public in dashed.values():
+        assert public is not None
+        assert run(["gates", "enroll", "f1/g1", public_text(public), "--db", db]) == 0
+        assert run(["gates", "remove", "f1/g1", key_id(public), "--db", db]) == 0
+        assert capsys.readouterr().out.endswith("f1/g1: 1 key(s) removed\n")
 
 
 def test_gates_are_enrolled_listed_and_removed(

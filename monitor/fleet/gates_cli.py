@@ -21,7 +21,11 @@ def gates() -> None:
     """
 
 
-@gates.command("enroll")
+# A key and its kid are base64url: one in 64 starts with "-", which is theirs, not an option.
+TAKES_DASHED_VALUES = {"ignore_unknown_options": True}
+
+
+@gates.command("enroll", context_settings=TAKES_DASHED_VALUES)
 @click.argument("where", metavar="SITE/GATE")
 @click.argument("public_key")
 @db_option
@@ -40,7 +44,7 @@ def enroll(where: str, public_key: str, db: str) -> None:
     click.echo(f"{site}/{gate}: key {key.kid} {state}")
 
 
-@gates.command("remove")
+@gates.command("remove", context_settings=TAKES_DASHED_VALUES)
 @click.argument("where", metavar="SITE/GATE")
 @click.argument("kid", required=False)
 @db_option

@@ -68,6 +68,7 @@ from monitor.storage.schema import (
     SCHEMA_VERSION,
     run_step,
 )
+from mqtt.db import enter_wal
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,6 @@ FIRST_SEQ_MAX = 100_000_000
 PRUNE_EVERY_MS = 3600 * 1000
 SCHEMA_ROW = "SELECT value FROM meta WHERE key = 'schema'"
 SQLITE_BUSY_TIMEOUT_S = 30.0  # how long a statement waits for another process's lock
-WAL_RETRY_S = 0.01
 # PostgreSQL: one process at a time makes a new store (an advisory lock's key).
 CREATE_LOCK = 0x717267617465 + 1
 SET_STATUS = """
@@ -917,25 +917,9 @@ def connect_sqlite(path: Path) -> sqlite3.Connection:
     )
     # WAL lets reports read while the monitor writes; FULL makes a commit survive a
     # power cut, which is what allows the PUBACK to follow it.
-    enter_wal(connection)
+    enter_wal(connection, SQLITE_BUSY_TIMEOUT_S)
     connection.execute("PRAGMA synchronous = FULL")
     return connection
-
-
-def enter_wal(connection: sqlite3.Connection) -> None:
-    """Switch a database to WAL. Switching a new one needs it to itself, and SQLite says
-    "database is locked" at once, without the busy timeout's wait, while another process
-    opening it at the same moment holds it: try again until the timeout, as a busy
-    statement would have waited."""
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
-    while True:
-        try:
-            connection.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as error:
-            if "locked" not in str(error) or time.monotonic() > deadline:
-                raise
-            time.sleep(WAL_RETRY_S)
 
 
 def connect_postgres(url: str) -> Any:

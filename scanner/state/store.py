@@ -26,6 +26,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Final, Literal, cast
 
+from mqtt.db import enter_wal
 from scanner.credentials.badge import is_badge_id
 from scanner.credentials.cccd import EARLIEST_YEAR, MAX_TEXT_CHARS
 from scanner.errors import QrgateError
@@ -205,7 +206,7 @@ class Store:
             connection = sqlite3.connect(
                 path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
             )
-            connection.execute("PRAGMA journal_mode=WAL")
+            enter_wal(connection, BUSY_TIMEOUT_S)
             connection.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as error:
             raise StoreError(f"store {path}: {error}") from error
