@@ -275,13 +275,14 @@ def test_monitor_help_names_the_default_store() -> None:
 def test_a_key_and_kid_starting_with_a_dash_are_values_not_options(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Base64url has "-": one key in 64 starts with it, and so does one kid in 64."""
+    """Base64url has "-": one key in 64 starts with it, and so does one kid in 64; half
+    of those hold an "h" besides, which click would read as -h, its help."""
     db = f"sqlite:///{tmp_path}/keys.db"
     dashed = {"key": None, "kid": None}
     while None in dashed.values():
         public = ed25519.Ed25519PrivateKey.generate().public_key()
         for part, text in (("key", public_text(public)), ("kid", key_id(public))):
-            if text.startswith("-") and dashed[part] is None:
+            if text.startswith("-") and "h" in text and dashed[part] is None:
                 dashed[part] = public
     for public in dashed.values():
         assert public is not None

@@ -21,8 +21,9 @@ def gates() -> None:
     """
 
 
-# A key and its kid are base64url: one in 64 starts with "-", which is theirs, not an option.
-TAKES_DASHED_VALUES = {"ignore_unknown_options": True}
+# A key and its kid are base64url: one in 64 starts with "-", which is theirs, not an
+# option; and half of those hold an "h", which must not be read as -h (help: --help).
+TAKES_DASHED_VALUES = {"ignore_unknown_options": True, "help_option_names": ["--help"]}
 
 
 @gates.command("enroll", context_settings=TAKES_DASHED_VALUES)
