@@ -6,7 +6,6 @@ upgrades from schemas 2 and 3, and Events filters that seek their own index."""
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import random
 import sqlite3
 import threading
@@ -27,6 +26,7 @@ from monitor.storage.records import EventFilter, Gap
 from monitor.storage.retention import prune
 from monitor.storage.seqranges import SeqRange
 from monitor.storage.store import Store, resolve
+from tests.support import together
 from tests.support.monitor_events import gate_event, record
 from tests.support.postgres import Postgres
 
@@ -208,35 +208,16 @@ def opened_together(url: str, count: int = 3) -> list[BaseException]:
     return failures
 
 
-def open_store_at(url: str, barrier: Any, failures: Any) -> None:
-    barrier.wait()
-    try:
-        Store(url).close()
-    except Exception as error:  # reported by the parent
-        failures.put(repr(error))
+def open_store(url: str) -> None:
+    Store(url).close()
 
 
 def test_processes_making_one_new_sqlite_store_at_once_all_open_it(tmp_path: Path) -> None:
     """A monitor, its dashboard and a report started together on a store not made yet:
     each opens it. Before, switching the new file to WAL met another process holding it
     and failed at once ("database is locked"), in 16 of 40 such starts."""
-    processes = multiprocessing.get_context("fork")
-    failures = processes.SimpleQueue()
-    for attempt in range(10):
-        url = f"sqlite:///{tmp_path / f'new-{attempt}.db'}"
-        barrier = processes.Barrier(3)
-        starters = [
-            processes.Process(target=open_store_at, args=(url, barrier, failures)) for _ in range(3)
-        ]
-        for starter in starters:
-            starter.start()
-        for starter in starters:
-            starter.join(60)
-        assert [starter.exitcode for starter in starters] == [0, 0, 0]
-    reported = []
-    while not failures.empty():
-        reported.append(failures.get())
-    assert reported == []
+    urls = [f"sqlite:///{tmp_path / f'new-{attempt}.db'}" for attempt in range(10)]
+    assert together.opened_together(open_store, urls) == []
 
 
 def event_indexes(url: str) -> set[str]:

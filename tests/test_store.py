@@ -3,17 +3,16 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import sqlite3
 import threading
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from mqtt.outbox import Outbox
 from scanner.state.store import MIGRATIONS, SCHEMA, AllowEntry, Store, StoreError
+from tests.support import together
 
 NOW = 1_800_000_000.0
 
@@ -305,34 +304,14 @@ def test_read_only_open_leaves_no_side_files(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
-def open_gate_files_at(path: Path, barrier: Any, failures: Any) -> None:
-    barrier.wait()
-    try:
-        Store.open(path).close()
-        Outbox(path, "f1", "in-1", "in").close()
-    except Exception as error:  # reported by the parent
-        failures.put(repr(error))
+def open_gate_files(path: str) -> None:
+    Store.open(Path(path)).close()
+    Outbox(Path(path), "f1", "in-1", "in").close()
 
 
 def test_processes_making_one_new_gate_store_at_once_all_open_it(tmp_path: Path) -> None:
     """The daemon's first start and a technician's `qrgate allow import` on a store not
     made yet: each opens it (switching a new file to WAL used to fail at once,
     "database is locked", when another process held it at that moment)."""
-    processes = multiprocessing.get_context("fork")
-    failures = processes.SimpleQueue()
-    for attempt in range(10):
-        barrier = processes.Barrier(3)
-        path = tmp_path / f"new-{attempt}.db"
-        starters = [
-            processes.Process(target=open_gate_files_at, args=(path, barrier, failures))
-            for _ in range(3)
-        ]
-        for starter in starters:
-            starter.start()
-        for starter in starters:
-            starter.join(60)
-        assert [starter.exitcode for starter in starters] == [0, 0, 0]
-    reported = []
-    while not failures.empty():
-        reported.append(failures.get())
-    assert reported == []
+    paths = [str(tmp_path / f"new-{attempt}.db") for attempt in range(10)]
+    assert together.opened_together(open_gate_files, paths) == []
