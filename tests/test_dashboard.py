@@ -392,6 +392,26 @@ def test_gates_and_gaps(dash: Dashboard) -> None:
         assert re.search(r"<td[^>]*>in-1</td>\s*<td[^>]*>3</td>\s*<td[^>]*>3</td>", gaps.text)
 
 
+def test_a_retired_gate_leaves_the_gates_page_and_the_commands_its_events_stay(
+    dash: Dashboard, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    key, _ = create_signing_key(tmp_path, "centre", "EdDSA")
+    dash.commands = CommandSender.from_key_file(
+        BrokerSettings("127.0.0.1", mosquitto.port), "qrgate", key, "centre"
+    )
+    retire = classify("qrgate", "qrgate/f1/in-1/status", b"", 0)  # its status cleared
+    with dash.pool.store() as store:
+        store.write([retire])
+    with client_for(dash, "admin") as client:
+        gates = client.get("/gates").text
+        assert gates.count('class="gate ') == 2
+        assert 'data-gate="f1/in-1"' not in gates
+        commands = client.get("/commands").text
+        assert 'value="out-1"' in commands
+        assert 'value="in-1"' not in commands
+        assert re.search(r"<td[^>]*>in-1</td>", client.get("/gaps").text)
+
+
 def gate_card(html: str, where: str) -> str:
     """The HTML of one gate's card on the Gates page."""
     (found,) = [part for part in html.split("<article")[1:] if f'data-gate="{where}"' in part]

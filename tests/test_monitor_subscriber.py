@@ -12,6 +12,7 @@ from typing import Any
 import paho.mqtt.client as paho
 
 from monitor.intake.enrollment import EnrolledKey
+from monitor.intake.state import LiveState
 from monitor.intake.subscriber import Subscriber
 from monitor.storage.records import EventFilter, Gap
 from monitor.storage.store import Store
@@ -272,3 +273,37 @@ def test_the_monitor_notes_in_the_store_whether_it_sets_aside_gates_not_enrolled
         with running_monitor(mosquitto, url, enrolled_only=required):
             wait_for(lambda required=required: reader.enrolled_only() is required)  # type: ignore[misc]
     reader.close()
+
+
+def test_a_retired_gate_leaves_the_live_view_and_stays_out_after_a_restart(
+    mosquitto: Mosquitto, tmp_path: Any
+) -> None:
+    """`qrgate fleet retire` clears the gate's retained status: the monitor takes it out of
+    the live view, the store marks it retired (its events stay), a restart does not bring
+    it back, and no resend is asked of it."""
+    from monitor.fleet.resend import plan
+
+    url = f"sqlite:///{tmp_path}/monitor.db"
+    online = json.dumps({"state": "online"}).encode()
+
+    def live(monitor: Subscriber) -> set[str]:
+        return {row.gate for row in monitor.state.snapshot().gates}
+
+    with running_monitor(mosquitto, url) as monitor, gate_client(mosquitto) as gates:
+        for gate in ("in-1", "in-2"):
+            publish(gates, f"qrgate/f1/{gate}/status", online, retain=True)
+        for seq in (1, 3):  # seq 2 missing: a gap only in-1 could fill
+            send(gates, gate_event(seq, f"{DAY}T08:0{seq}", gate="in-1"))
+        wait_for(lambda: live(monitor) == {"in-1", "in-2"})
+        wait_for(lambda: monitor.state.snapshot().counters.stored == 2)
+        publish(gates, "qrgate/f1/in-1/status", b"", retain=True)
+        wait_for(lambda: live(monitor) == {"in-2"})
+    store = Store(url, create=False)
+    rows = {row.gate: row for row in store.gates()}
+    assert (rows["in-1"].state, rows["in-1"].retired, rows["in-1"].events) == ("retired", True, 2)
+    assert [(gap.gate, gap.first, gap.last) for gap in store.gaps(None)] == [("in-1", 2, 2)]
+    assert [ask.gate for ask in plan(store.gaps(None), store.gates())] == ["in-2"]
+    restarted = LiveState()  # as `qrgate monitor` starts: from what the store holds
+    restarted.seed(store.gates(), store.recent_events(15))
+    assert {row.gate for row in restarted.snapshot().gates} == {"in-2"}
+    store.close()

@@ -63,10 +63,13 @@ class Answer:
 
 
 def plan(gaps: Iterable[Gap], gates: Sequence[GateRow]) -> list[Ask]:
-    """One ask per gate that has gaps or is online, in (site, gate) order."""
+    """One ask per gate that has gaps or is online, in (site, gate) order; none to a
+    retired gate, which is no longer there to answer."""
+    retired = {(g.site, g.gate) for g in gates if g.retired}
     ranges: dict[tuple[str, str], list[tuple[int, int]]] = {}
     for gap in gaps:
-        ranges.setdefault((gap.site, gap.gate), []).append((gap.first, gap.last))
+        if (gap.site, gap.gate) not in retired:
+            ranges.setdefault((gap.site, gap.gate), []).append((gap.first, gap.last))
     tails = {(g.site, g.gate): g.last_seq for g in gates if g.state == "online"}
     return [
         Ask(site, gate, bounded(ranges.get((site, gate), [])), tails.get((site, gate)))

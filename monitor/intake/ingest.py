@@ -95,9 +95,18 @@ class Rejected:
 
 @dataclass(frozen=True)
 class Cleared:
-    """An empty retained message: a gate's status or health was deleted on purpose."""
+    """An empty retained message: a gate's status or health was deleted on purpose. A
+    cleared status retires the gate (`qrgate fleet retire` clears it)."""
 
     topic: str
+    site: str
+    gate: str
+    stream: str
+    received_ms: int
+
+    @property
+    def retires(self) -> bool:
+        return self.stream == "status"
 
 
 Record = EventRecord | StatusRecord | HealthRecord | Rejected | Cleared
@@ -128,7 +137,7 @@ def read_message(
     if where is None or where.stream == "reply":
         return reject(topic, "not a gate's events, status or health topic", payload, received_ms)
     if not payload and where.stream != "events":
-        return Cleared(topic)
+        return Cleared(topic, where.site, where.gate, where.stream, received_ms)
     if where.stream == "events":
         return event_record(where.site, where.gate, payload, received_ms, enrollment)
     if where.stream == "status":

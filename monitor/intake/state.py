@@ -47,7 +47,7 @@ class LiveState:
     def seed(self, gates: list[GateRow], recent: list[EventLine]) -> None:
         """Start from what the store already holds."""
         with self._lock:
-            self.gates = {(gate.site, gate.gate): gate for gate in gates}
+            self.gates = {(gate.site, gate.gate): gate for gate in gates if not gate.retired}
             self.recent.extend(recent)
 
     def set_connected(self, connected: bool) -> None:
@@ -87,6 +87,8 @@ class LiveState:
                 )  # fmt: skip
             case HealthRecord(site, gate, figures, received_ms):
                 self._update(site, gate, health=figures, health_received_ms=received_ms)
+            case Cleared(site=site, gate=gate) if record.retires:
+                self.gates.pop((site, gate), None)
             case EventRecord() | Rejected() | Cleared():
                 pass
 

@@ -8,6 +8,8 @@ from typing import Any
 
 from monitor.intake.ingest import EventRecord
 
+RETIRED = "retired"  # the state a gate is given when its retained status is cleared
+
 
 @dataclass(frozen=True)
 class Scan:
@@ -101,6 +103,11 @@ class GateRow:
             site, gate, state, state_ts, version, state_ms,
             health_figures(health), health_ms, *counts,
         )  # fmt: skip
+
+    @property
+    def retired(self) -> bool:
+        """Its retained status was cleared: the gate left the fleet (its events stay)."""
+        return self.state == RETIRED
 
     @property
     def missing(self) -> int:

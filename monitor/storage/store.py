@@ -51,6 +51,7 @@ from monitor.storage.presence_sql import (
     SEE_PEOPLE,
 )
 from monitor.storage.records import (
+    RETIRED,
     EventFilter,
     EventLine,
     EventRow,
@@ -128,6 +129,7 @@ VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT (site, gate) DO UPDATE SET state = excluded.state, state_ts = excluded.state_ts,
     version = excluded.version, state_received_ms = excluded.state_received_ms
 """
+RETIRE = "UPDATE gates SET state = ?, state_received_ms = ? WHERE site = ? AND gate = ?"
 SET_HEALTH = """
 INSERT INTO gates (site, gate, health, health_received_ms) VALUES (?, ?, ?, ?)
 ON CONFLICT (site, gate) DO UPDATE SET health = excluded.health,
@@ -366,6 +368,8 @@ class Store:
                 cursor.execute(sql(SET_HEALTH), (site, gate, record.text, received_ms))
             case Rejected(topic, reason, payload, received_ms):
                 cursor.execute(sql(KEEP_REJECT), (received_ms, topic, reason, payload))
+            case Cleared(site=site, gate=gate, received_ms=received_ms) if record.retires:
+                cursor.execute(sql(RETIRE), (RETIRED, received_ms, site, gate))
             case EventRecord() | Cleared():
                 pass
 

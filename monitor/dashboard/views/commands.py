@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 async def command_form(request: Request, viewer: Viewer, error: str | None = None) -> Response:
     dash = dashboard(request)
-    gates = await dash.read(lambda store: store.gates())
+    gates = [gate for gate in await dash.read(lambda store: store.gates()) if not gate.retired]
     context = {
         "enabled": dash.commands is not None,
         "offered": OFFERED,

@@ -13,7 +13,8 @@ from monitor.storage.records import GateRow
 
 
 async def gate_cards(dash: Dashboard) -> list[GateCard]:
-    """Every gate the store knows: those heard from, and those only enrolled so far."""
+    """Every gate the store knows: those heard from, and those only enrolled so far;
+    not those retired (their events stay, on the other pages)."""
     rows, keys, enrolled_only = await dash.read(
         lambda store: (store.gates(), store.enrolled_keys(), store.enrolled_only())
     )
@@ -21,6 +22,7 @@ async def gate_cards(dash: Dashboard) -> list[GateCard]:
     for key in keys:
         kids.setdefault((key.site, key.gate), []).append(key.kid)
     known = {(row.site, row.gate): row for row in rows}
+    retired = {where for where, row in known.items() if row.retired}
     now = dash.now_ms()
     return [
         card(
@@ -30,7 +32,7 @@ async def gate_cards(dash: Dashboard) -> list[GateCard]:
             tuple(kids.get(where, ())),
             enrolled_only,
         )
-        for where in sorted({*known, *kids})
+        for where in sorted({*known, *kids} - retired)
     ]
 
 
