@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 
 from monitor.intake.ingest import Cleared, EventRecord, HealthRecord, Record, Rejected, StatusRecord
-from monitor.storage.records import EventLine, GateRow
+from monitor.storage.records import EventRow, GateRow
 
 RECENT_EVENTS = 15
 
@@ -27,7 +27,7 @@ class Counters:
 @dataclass(frozen=True)
 class Snapshot:
     gates: tuple[GateRow, ...]
-    recent: tuple[EventLine, ...]
+    recent: tuple[EventRow, ...]
     counters: Counters
     connected: bool
     store_problem: str | None
@@ -37,14 +37,14 @@ class Snapshot:
 @dataclass
 class LiveState:
     gates: dict[tuple[str, str], GateRow] = field(default_factory=dict)
-    recent: deque[EventLine] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
+    recent: deque[EventRow] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
     counters: Counters = field(default_factory=Counters)
     connected: bool = False
     store_problem: str | None = None
     enrolled: frozenset[tuple[str, str]] = frozenset()
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def seed(self, gates: list[GateRow], recent: list[EventLine]) -> None:
+    def seed(self, gates: list[GateRow], recent: list[EventRow]) -> None:
         """Start from what the store already holds."""
         with self._lock:
             self.gates = {(gate.site, gate.gate): gate for gate in gates if not gate.retired}
@@ -105,7 +105,7 @@ class LiveState:
             unauthenticated=known.unauthenticated + (not record.authenticated),
             last_event_ms=max(known.last_event_ms, record.ts_ms),
         )
-        self.recent.append(EventLine.from_record(record))
+        self.recent.append(EventRow.from_record(record))
 
     def _update(self, site: str, gate: str, **changes: object) -> None:
         known = self.gates.get((site, gate), GateRow(site, gate))

@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from monitor.intake.state import Snapshot
-from monitor.storage.records import EventLine, GateRow
+from monitor.storage.records import EventRow, GateRow
 from monitor.text import printable
 
 MAX_FIGURE_CHARS = 12
@@ -76,7 +76,7 @@ def gate_cells(gate: GateRow, now_ms: int, enrolled: bool = False) -> list[Rende
     ]
 
 
-def events_table(recent: tuple[EventLine, ...]) -> Table:
+def events_table(recent: tuple[EventRow, ...]) -> Table:
     table = Table(title="Latest events", title_justify="left", expand=True)
     for header in ("time (UTC)", "site", "gate", "seq", "dir", "type", "result", "reason"):
         table.add_column(header, justify="right" if header == "seq" else "left")

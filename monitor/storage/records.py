@@ -52,33 +52,6 @@ class SeqJump:
 
 
 @dataclass(frozen=True)
-class EventLine:
-    """What the live view shows of one event."""
-
-    ts_ms: int
-    site: str
-    gate: str
-    seq: int
-    direction: str
-    type: str
-    result: str | None
-    reason: str | None
-    subject: str | None
-    name: str | None
-    cert_type: str | None = None
-    cert_country: str | None = None
-
-    @classmethod
-    def from_record(cls, record: EventRecord) -> EventLine:
-        event = record.event
-        return cls(
-            record.ts_ms, event.site, event.gate, event.seq, event.direction, event.type,
-            event.result, event.reason, event.subject, event.name, event.cert_type,
-            event.cert_country,
-        )  # fmt: skip
-
-
-@dataclass(frozen=True)
 class GateRow:
     """What the monitor knows of one gate: status, last health, events counted."""
 
@@ -117,7 +90,8 @@ class GateRow:
 
 @dataclass(frozen=True)
 class EventRow:
-    """One stored event as the dashboard lists it (every v1 field a person reads)."""
+    """One stored event as the dashboard lists it and the live view shows it (every v1
+    field a person reads)."""
 
     id: str
     ts_ms: int

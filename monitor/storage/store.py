@@ -53,7 +53,6 @@ from monitor.storage.presence_sql import (
 from monitor.storage.records import (
     RETIRED,
     EventFilter,
-    EventLine,
     EventRow,
     Gap,
     GateRow,
@@ -80,11 +79,6 @@ EVENT_COLUMNS = (
 )  # fmt: skip
 # Rows per INSERT statement: under SQLite's and PostgreSQL's bound-parameter limits.
 INSERT_CHUNK = 500
-
-LINE_COLUMNS = (
-    "ts_ms, site, gate, seq, direction, type, result, reason, subject, name, cert_type,"
-    " cert_country"
-)
 
 # `last_seq` moves with believed events only (see `seq_bound`); every SET reads the old row.
 COUNT_NEW = """
@@ -383,12 +377,12 @@ class Store:
         )
         return [GateRow.from_row(row) for row in rows]
 
-    def recent_events(self, limit: int) -> list[EventLine]:
+    def recent_events(self, limit: int) -> list[EventRow]:
         rows = self._read(
-            f"SELECT {LINE_COLUMNS} FROM events ORDER BY ts_ms DESC LIMIT ?",  # noqa: S608
+            f"SELECT {ROW_COLUMNS} FROM events ORDER BY ts_ms DESC LIMIT ?",  # noqa: S608
             limit,
         )
-        return [EventLine(*row) for row in reversed(rows)]
+        return [EventRow(*row) for row in reversed(rows)]
 
     def inside(
         self, before_ms: int | None = None, site: str | None = None, subject: str | None = None
