@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +165,18 @@ def test_a_connected_idle_publisher_sleeps_between_deadlines(
     assert all(timeout > 0 for timeout in waits)
 
 
+def fails_once(real: Callable[..., None], error: Exception, left: dict[str, int], name: str) -> Any:
+    """`real`, raising `error` instead while `left[name]` counts down to 0."""
+
+    def call(*args: Any) -> None:
+        if left[name]:
+            left[name] -= 1
+            raise error
+        real(*args)
+
+    return call
+
+
 def test_an_error_while_recovering_does_not_end_the_publisher(
     mosquitto: Mosquitto,
     outbox: Outbox,
@@ -175,22 +187,12 @@ def test_an_error_while_recovering_does_not_end_the_publisher(
     publisher = start(running, publisher_for(mosquitto, outbox))
     assert wait_until(lambda: publisher.connected)
     failures = {"step": 1, "close": 1}
-    real_publish_due, real_close = Publisher._publish_due, Link.close
-
-    def publish_due(self: Publisher, now: float) -> None:
-        if failures["step"]:
-            failures["step"] -= 1
-            raise RuntimeError("a bug in a step")
-        real_publish_due(self, now)
-
-    def close(self: Link) -> None:
-        if failures["close"]:
-            failures["close"] -= 1
-            raise OSError("the socket would not close")
-        real_close(self)
-
-    monkeypatch.setattr(Publisher, "_publish_due", publish_due)
-    monkeypatch.setattr(Link, "close", close)
+    bug = RuntimeError("a bug in a step")
+    stuck = OSError("the socket would not close")
+    monkeypatch.setattr(
+        Publisher, "_publish_due", fails_once(Publisher._publish_due, bug, failures, "step")
+    )
+    monkeypatch.setattr(Link, "close", fails_once(Link.close, stuck, failures, "close"))
     scans(outbox, 5)
     publisher.wake()
     assert recorder.wait_for_seqs(5)
@@ -208,22 +210,14 @@ def test_a_recovery_that_fails_itself_pauses_and_keeps_the_thread(
     publisher = start(running, publisher_for(mosquitto, outbox))
     assert wait_until(lambda: publisher.connected)
     failures = {"step": 1, "recover": 1}
-    real_publish_due, real_recover = Publisher._publish_due, Publisher._recover
-
-    def publish_due(self: Publisher, now: float) -> None:
-        if failures["step"]:
-            failures["step"] -= 1
-            raise RuntimeError("a bug in a step")
-        real_publish_due(self, now)
-
-    def recover(self: Publisher, error: Exception) -> None:
-        if failures["recover"]:
-            failures["recover"] -= 1
-            raise RuntimeError("a bug in the recovery")
-        real_recover(self, error)
-
-    monkeypatch.setattr(Publisher, "_publish_due", publish_due)
-    monkeypatch.setattr(Publisher, "_recover", recover)
+    bug = RuntimeError("a bug in a step")
+    recovery_bug = RuntimeError("a bug in the recovery")
+    monkeypatch.setattr(
+        Publisher, "_publish_due", fails_once(Publisher._publish_due, bug, failures, "step")
+    )
+    monkeypatch.setattr(
+        Publisher, "_recover", fails_once(Publisher._recover, recovery_bug, failures, "recover")
+    )
     scans(outbox, 5)
     publisher.wake()
     assert recorder.wait_for_seqs(5)
