@@ -177,49 +177,37 @@ def fails_once(real: Callable[..., None], error: Exception, left: dict[str, int]
     return call
 
 
-def test_an_error_while_recovering_does_not_end_the_publisher(
+@pytest.mark.parametrize(
+    ("owner", "method", "error"),
+    [
+        (Link, "close", OSError("the socket would not close")),
+        (Publisher, "_recover", RuntimeError("a bug in the recovery")),
+    ],
+    ids=["closing the link fails", "the recovery itself fails"],
+)
+def test_a_step_that_fails_and_then_its_recovery_do_not_end_the_publisher(
+    *,
     mosquitto: Mosquitto,
     outbox: Outbox,
     recorder: Recorder,
     running: list[Publisher],
     monkeypatch: pytest.MonkeyPatch,
+    owner: type,
+    method: str,
+    error: Exception,
 ) -> None:
+    """A bug in a step makes the publisher recover; when the recovery fails as well, it
+    pauses and tries again: the thread lives on and every event is delivered."""
     publisher = start(running, publisher_for(mosquitto, outbox))
     assert wait_until(lambda: publisher.connected)
-    failures = {"step": 1, "close": 1}
+    failures = {"step": 1, method: 1}
     bug = RuntimeError("a bug in a step")
-    stuck = OSError("the socket would not close")
     monkeypatch.setattr(
         Publisher, "_publish_due", fails_once(Publisher._publish_due, bug, failures, "step")
     )
-    monkeypatch.setattr(Link, "close", fails_once(Link.close, stuck, failures, "close"))
+    monkeypatch.setattr(owner, method, fails_once(getattr(owner, method), error, failures, method))
     scans(outbox, 5)
     publisher.wake()
     assert recorder.wait_for_seqs(5)
-    assert failures == {"step": 0, "close": 0}
-    assert publisher.alive
-
-
-def test_a_recovery_that_fails_itself_pauses_and_keeps_the_thread(
-    mosquitto: Mosquitto,
-    outbox: Outbox,
-    recorder: Recorder,
-    running: list[Publisher],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    publisher = start(running, publisher_for(mosquitto, outbox))
-    assert wait_until(lambda: publisher.connected)
-    failures = {"step": 1, "recover": 1}
-    bug = RuntimeError("a bug in a step")
-    recovery_bug = RuntimeError("a bug in the recovery")
-    monkeypatch.setattr(
-        Publisher, "_publish_due", fails_once(Publisher._publish_due, bug, failures, "step")
-    )
-    monkeypatch.setattr(
-        Publisher, "_recover", fails_once(Publisher._recover, recovery_bug, failures, "recover")
-    )
-    scans(outbox, 5)
-    publisher.wake()
-    assert recorder.wait_for_seqs(5)
-    assert failures == {"step": 0, "recover": 0}
+    assert failures == {"step": 0, method: 0}
     assert publisher.alive
