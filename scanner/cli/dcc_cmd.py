@@ -96,6 +96,7 @@ def describe(
     from scanner.credentials.dcc.chain import Reject
     from scanner.credentials.dcc.cose import algorithm_name
     from scanner.credentials.dcc.issue import TEST_ISSUER, TEST_UVCI_MARK
+    from scanner.credentials.dcc.revocation import revocation_hashes
     from scanner.credentials.dcc.verifier import find_signer
 
     certificate = parse_certificate(claims.content)
@@ -121,13 +122,9 @@ def describe(
         }
     if certificate is not None:
         uvci = certificate.entry.uvci
-        from scanner.credentials.dcc.revocation import revocation_hashes
-
         hashes = revocation_hashes(uvci, claims.issuer, cose.alg, cose.signature)
         report["revocation_hashes"] = hashes
-        report["test_data"] = TEST_UVCI_MARK in uvci or TEST_ISSUER in json.dumps(
-            plain(claims.content)
-        )
+        report["test_data"] = TEST_UVCI_MARK in uvci or TEST_ISSUER in json.dumps(report["content"])
     return report
 
 
