@@ -13,7 +13,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -26,6 +26,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from scanner.credentials.health import CertType
 from scanner.errors import ConfigError, ConfigProblem
 
 DEFAULT_PATHS = (Path("/etc/qrgate/config.toml"), Path("config.toml"))
@@ -39,7 +40,6 @@ Seconds = Annotated[float, Field(ge=0)]
 CredentialKind = Literal["pass", "badge", "cccd", "vnqr", "dcc"]
 # Kinds that name a person and prove nothing: record-only admission, pairing.
 IdentityKind = Literal["badge", "cccd", "vnqr"]
-CertificateType = Literal["vaccination", "test", "recovery"]
 ContactState = Literal["closed", "open"]
 PassAlgorithm = Literal["EdDSA", "ES256"]
 
@@ -161,8 +161,8 @@ class DccSection(Section):
     trust_list: Path = Path("/etc/qrgate/dcc-trust-list.json")
     trust_list_max_age_h: float = Field(24.0, gt=0, le=8760)
     subject_key_file: Path | None = None
-    accept_types: list[CertificateType] = Field(
-        default_factory=lambda: list[CertificateType](["vaccination", "test", "recovery"]),
+    accept_types: list[CertType] = Field(
+        default_factory=lambda: list[CertType](get_args(CertType)),
         min_length=1,
     )
     vaccines: list[Annotated[str, StringConstraints(min_length=1, max_length=80)]] = Field(

@@ -25,14 +25,13 @@ from mqtt.outbox import Outbox
 from scanner.cli import run
 from scanner.clock import ManualClock, SystemClock
 from scanner.config import Config, parse_config
-from scanner.credentials.dcc import issue
 from scanner.daemon.gate import Gate
 from scanner.daemon.hardware import open_outputs
 from scanner.decision.pairing import PAIR_CAPACITY
 from scanner.decision.policy import Decision, Policy, Waiting
 from scanner.state.store import AllowEntry, Store
 from tests.support import dcc as data
-from tests.support.dcc import DAY, NOW
+from tests.support.dcc import NOW
 from tests.support.gate import wait_until
 
 SIGNER = data.signer("VN", "ES256")
@@ -63,11 +62,7 @@ def vaccination(holder: tuple[str, str, str] = AN, **options: Any) -> bytes:
 
 def forged(holder: tuple[str, str, str] = AN) -> bytes:
     """FORGER's certificate claiming SIGNER's kid."""
-    content = issue.content(*holder, "v", issue.vaccination_entry("VN", data.day(-30), 2, 2))
-    text = issue.issue_certificate(
-        FORGER, content, issued_at=NOW - DAY, expires_at=NOW + DAY, kid=SIGNER.kid
-    )
-    return text.encode()
+    return data.forged(FORGER, SIGNER, holder)
 
 
 def digest(payload: bytes) -> str:

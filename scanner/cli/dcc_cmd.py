@@ -61,6 +61,7 @@ def read_source(source: str, config: Config) -> bytes:
     path = Path(source)
     if not path.is_file():
         return os.fsencode(source)
+    from scanner.credentials.kinds import DCC_PREFIX
     from scanner.vision.decode import make_decoder
     from scanner.vision.images import ImageError, load_gray
 
@@ -70,7 +71,7 @@ def read_source(source: str, config: Config) -> bytes:
         raise click.BadParameter(str(error), param_hint="IMAGE") from None
     if not codes:
         raise click.BadParameter(f"{path}: no QR code found", param_hint="IMAGE")
-    health = [code.payload for code in codes if code.payload.startswith(b"HC1:")]
+    health = [code.payload for code in codes if code.payload.startswith(DCC_PREFIX)]
     return (health or [codes[0].payload])[0]
 
 
@@ -93,8 +94,9 @@ def describe(
 
     from scanner.credentials.dcc.certificate import groups_present, parse_certificate
     from scanner.credentials.dcc.chain import Reject
-    from scanner.credentials.dcc.cose import ALGORITHMS
+    from scanner.credentials.dcc.cose import algorithm_name
     from scanner.credentials.dcc.issue import TEST_ISSUER, TEST_UVCI_MARK
+    from scanner.credentials.dcc.revocation import revocation_hashes
     from scanner.credentials.dcc.verifier import find_signer
 
     certificate = parse_certificate(claims.content)
@@ -105,9 +107,7 @@ def describe(
         "country": claims.issuer,
         "issued": iso(claims.issued),
         "expires": iso(claims.expires),
-        "algorithm": ALGORITHMS.get(cose.alg, repr(cose.alg))
-        if isinstance(cose.alg, int)
-        else repr(cose.alg),
+        "algorithm": algorithm_name(cose.alg),
         "kid": base64.b64encode(cose.kid).decode() if cose.kid is not None else None,
         "trust_list": trust_note,
         "signer": signer_words(signer),
@@ -122,13 +122,9 @@ def describe(
         }
     if certificate is not None:
         uvci = certificate.entry.uvci
-        from scanner.credentials.dcc.revocation import revocation_hashes
-
         hashes = revocation_hashes(uvci, claims.issuer, cose.alg, cose.signature)
         report["revocation_hashes"] = hashes
-        report["test_data"] = TEST_UVCI_MARK in uvci or TEST_ISSUER in json.dumps(
-            plain(claims.content)
-        )
+        report["test_data"] = TEST_UVCI_MARK in uvci or TEST_ISSUER in json.dumps(report["content"])
     return report
 
 

@@ -40,12 +40,8 @@ def parse_cccd(payload: bytes) -> IdCard | None:
     count other than seven, non-digits in numbers, impossible dates, an issue date before
     the birth date, control characters, empty name or gender.
     """
-    try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    fields = text.split("|")
-    if len(fields) != CCCD_FIELDS or CONTROL.search(text):
+    fields = pipe_fields(payload, CCCD_FIELDS)
+    if fields is None:
         return None
     number, old_number, name, born, gender, address, issued = fields
     birth_date, issue_date = parse_ddmmyyyy(born), parse_ddmmyyyy(issued)
@@ -60,6 +56,19 @@ def parse_cccd(payload: bytes) -> IdCard | None:
     if not (numbers_valid and texts_valid):
         return None
     return IdCard(number, old_number or None, name, birth_date, gender, address, issue_date)
+
+
+def pipe_fields(payload: bytes, count: int) -> list[str] | None:
+    """The `count` fields of a `|`-joined UTF-8 code without control characters; None
+    for anything else (the ID codes of Vietnam share this form)."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    fields = text.split("|")
+    if len(fields) != count or CONTROL.search(text):
+        return None
+    return fields
 
 
 def parse_ddmmyyyy(text: str) -> date | None:

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-from scanner.credentials.cccd import CONTROL, EARLIEST_YEAR, MAX_TEXT_CHARS
+from scanner.credentials.cccd import EARLIEST_YEAR, MAX_TEXT_CHARS, pipe_fields
 from scanner.credentials.person import Birth
 
 VNQR_FIELDS = 6
@@ -69,12 +69,8 @@ def parse_personal_qr(payload: bytes) -> PersonalQr | None:
     that is not 1 to 64 digits, an EXT that does not start with the declarer's QID and
     `<`, control characters, an empty or overlong name or EXT, bytes that are not UTF-8.
     """
-    try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    fields = text.split("|")
-    if len(fields) != VNQR_FIELDS or CONTROL.search(text):
+    fields = pipe_fields(payload, VNQR_FIELDS)
+    if fields is None:
         return None
     document, name, born, declared, qid, ext = fields
     birth = parse_birth(born)

@@ -11,7 +11,7 @@ from typing import NamedTuple
 from scanner.credentials.cccd import parse_cccd
 from scanner.credentials.person import Birth, Named
 from scanner.credentials.vnqr import parse_personal_qr
-from scanner.decision.verdict import Reason, Verdict
+from scanner.decision.verdict import ADMITTED, Reason, Verdict
 from scanner.state.store import AllowKind, Store
 
 
@@ -70,15 +70,14 @@ def listed_verdict(
     unsigned code may claim anything), else the code's."""
     subject, name, born = shown
     entry = store.allowlist.get(subject)
+    reason: Reason
     if entry is None or kind not in entry.kinds:
-        reason: Reason = "recorded" if record_only else "not_allowed"
-        if record_only and store.revocations.is_revoked(jti=None, subject=subject, now=now):
-            reason = "revoked"
-        return Verdict(reason, kind, subject, name, named=Named.written(name, born))
-    reason = entry.window_reason(now) or "ok"
-    if reason == "ok" and store.revocations.is_revoked(jti=None, subject=subject, now=now):
+        reason = "recorded" if record_only else "not_allowed"
+    else:
+        reason = entry.window_reason(now) or "ok"
+        # What the list says of a listed person outweighs what an unsigned code claims.
+        name = entry.name or name
+        born = Birth.of(entry.birth_date) if entry.birth_date is not None else born
+    if reason in ADMITTED and store.revocations.is_revoked(jti=None, subject=subject, now=now):
         reason = "revoked"
-    # What the list says of a listed person outweighs what an unsigned code claims.
-    listed_birth = Birth.of(entry.birth_date) if entry.birth_date is not None else born
-    named = Named.written(entry.name or name, listed_birth)
-    return Verdict(reason, kind, subject, entry.name or name, named=named)
+    return Verdict(reason, kind, subject, name, named=Named.written(name, born))

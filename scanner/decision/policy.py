@@ -346,16 +346,7 @@ class Policy:
 
     def _decision(self, verdict: Verdict, digest: str) -> Decision:
         result, reason = self._apply_mode(verdict.reason)
-        return Decision(
-            result,
-            reason,
-            verdict.credential,
-            verdict.subject,
-            verdict.name,
-            digest,
-            verdict.cert_type,
-            verdict.cert_country,
-        )
+        return Decision.of(verdict, result, reason, digest)
 
     def _apply_mode(self, reason: Reason) -> tuple[Literal["granted", "denied"], Reason]:
         admitted = reason in ADMITTED
@@ -436,17 +427,7 @@ def trust_list_text(trust_list: TrustList) -> str:
 
 def timed_out(held: Held) -> Decision:
     """A first code left alone: denied, the event saying what the code alone may say."""
-    code = held.verdict
-    return Decision(
-        "denied",
-        "pair_timeout",
-        code.credential,
-        code.subject,
-        code.name,
-        held.digest,
-        code.cert_type,
-        code.cert_country,
-    )
+    return Decision.of(held.verdict, "denied", "pair_timeout", held.digest)
 
 
 def dcc_judge(config: Config, store: Store, readonly: bool) -> DccJudge:

@@ -104,6 +104,22 @@ class Decision:
     cert_type: CertType | None = None  # health certificates: their type and issuing
     cert_country: str | None = None  # country, and nothing else of them
 
+    @classmethod
+    def of(
+        cls, verdict: Verdict, result: Literal["granted", "denied"], reason: Reason, digest: str
+    ) -> Decision:
+        """The decision taken on `verdict`: what of it an event may carry."""
+        return cls(
+            result,
+            reason,
+            verdict.credential,
+            verdict.subject,
+            verdict.name,
+            digest,
+            verdict.cert_type,
+            verdict.cert_country,
+        )
+
     @property
     def granted(self) -> bool:
         return self.result == "granted"

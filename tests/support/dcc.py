@@ -138,9 +138,17 @@ def vaccination(
     valid_days: float = 365,
     now: float = NOW,
     holder: tuple[str, str, str] = HOLDER,
+    kid: bytes | None = None,
 ) -> bytes:
     entry = issue.vaccination_entry(by.country, day(-days_ago, now), dose, doses, product)
-    return certificate(by, "v", entry, valid_days=valid_days, now=now, holder=holder)
+    return certificate(by, "v", entry, valid_days=valid_days, now=now, holder=holder, kid=kid)
+
+
+def forged(
+    by: issue.ThrowawaySigner, claimed: issue.ThrowawaySigner, holder: tuple[str, str, str]
+) -> bytes:
+    """A vaccination signed by `by` under `claimed`'s kid."""
+    return vaccination(by, valid_days=1, holder=holder, kid=claimed.kid)
 
 
 def covid_test(
@@ -170,9 +178,11 @@ def certificate(
     valid_days: float = 365,
     now: float = NOW,
     holder: tuple[str, str, str] = HOLDER,
+    kid: bytes | None = None,
 ) -> bytes:
+    """`kid`: the one the certificate names, when not its signer's."""
     content = issue.content(*holder, group, entry)
     text = issue.issue_certificate(
-        by, content, issued_at=now - DAY, expires_at=now + valid_days * DAY
+        by, content, issued_at=now - DAY, expires_at=now + valid_days * DAY, kid=kid
     )
     return text.encode()

@@ -17,7 +17,6 @@ from typing import ClassVar, Final
 
 from scanner.credentials.health import CertType
 
-CERT_TYPES: Final[tuple[CertType, ...]] = ("vaccination", "test", "recovery")
 # The certificate's groups by key; the schema allows exactly one, holding one entry.
 GROUPS: Final[dict[str, CertType]] = {"v": "vaccination", "t": "test", "r": "recovery"}
 MAX_TEXT = 80  # the schema's maxLength for names, ids, issuers

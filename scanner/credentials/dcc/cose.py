@@ -46,6 +46,11 @@ def verify_signature(
     return False
 
 
+def algorithm_name(alg: object) -> str:
+    """A COSE alg as people name it: ES256, PS256, else as given."""
+    return ALGORITHMS.get(alg, repr(alg)) if isinstance(alg, int) else repr(alg)
+
+
 def is_p256(key: CertificatePublicKeyTypes) -> bool:
     return isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)
 

@@ -28,6 +28,7 @@ from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from scanner.credentials.dcc import chain
 from scanner.credentials.dcc.cose import ES256, PS256, PSS, der_to_raw
+from scanner.credentials.dcc.rules import COVID_19, NAAT, NOT_DETECTED, RAPID_ANTIGEN
 from scanner.credentials.dcc.trustlist import USAGE_OIDS, compute_kid
 from scanner.credentials.health import CertType
 from scanner.credentials.person import icao_name
@@ -42,9 +43,8 @@ KEY_NAME, CERT_NAME, TRUST_LIST_NAME = "signer.key.pem", "signer.crt.pem", "trus
 SIGNER_VALID_DAYS = 730
 RSA_BITS = 2048
 ZLIB_LEVEL = 9
-TEST_TYPE_CODES: Final = {"naat": "LP6464-4", "rat": "LP217198-3"}
-RESULT_CODES: Final = {"negative": "260415000", "positive": "260373001"}
-COVID_19: Final = "840539006"
+TEST_TYPE_CODES: Final = {"naat": NAAT, "rat": RAPID_ANTIGEN}
+RESULT_CODES: Final = {"negative": NOT_DETECTED, "positive": "260373001"}  # SNOMED CT
 TypeKey = Literal["v", "t", "r"]
 
 

@@ -28,7 +28,7 @@ from scanner.credentials.dcc.certificate import (
     parse_certificate,
 )
 from scanner.credentials.dcc.chain import AuthReason, Claims, CoseSign1, Reject, decode_chain
-from scanner.credentials.dcc.cose import ALGORITHMS, verify_signature
+from scanner.credentials.dcc.cose import algorithm_name, verify_signature
 from scanner.credentials.dcc.revocation import revocation_hashes
 from scanner.credentials.dcc.trustlist import Signer, TrustList, load_trust_list
 from scanner.credentials.health import CertType
@@ -69,7 +69,7 @@ class Signed:
 
     @property
     def algorithm(self) -> str:
-        return ALGORITHMS.get(self.cose.alg, "?") if isinstance(self.cose.alg, int) else "?"
+        return algorithm_name(self.cose.alg)
 
     def revocation_hashes(self) -> tuple[str, ...]:
         return revocation_hashes(self.uvci, self.claims.issuer, self.cose.alg, self.cose.signature)
