@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from scanner.config import Config, load_config
+from scanner.cli.daemon import load_logging_config
+from scanner.config import Config
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,7 +32,9 @@ def config_option(func: F) -> F:
 
 def load(ctx: click.Context, config_path: Path | None) -> tuple[Config, Path | None]:
     """Load the config and apply its log level unless --log-level was given."""
-    config, found = load_config(config_path)
-    if not (ctx.find_root().obj or {}).get("log_level"):
-        logging.getLogger().setLevel(config.log.level.upper())
-    return config, found
+    return load_logging_config(config_path, level_given=level_given(ctx))
+
+
+def level_given(ctx: click.Context) -> bool:
+    """Whether --log-level was given to the group."""
+    return bool((ctx.find_root().obj or {}).get("log_level"))

@@ -16,8 +16,12 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scanner.logs import LEVELS, configure_logging
+
+if TYPE_CHECKING:
+    from scanner.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -87,15 +91,24 @@ def run_daemon(invocation: Invocation) -> int:
 
 
 def run_gate(config_path: Path | None, *, level_given: bool) -> int:
-    """Load the config (its log level applies unless one was given), build the gate and
-    run it until it is stopped; the exit code."""
-    from scanner.config import load_config
+    """Load the config, build the gate and run it until it is stopped; the exit code."""
     from scanner.daemon.assemble import build_daemon
 
-    config, found = load_config(config_path)
-    if not level_given:
-        logging.getLogger().setLevel(config.log.level.upper())
+    config, found = load_logging_config(config_path, level_given=level_given)
     log.info(
         "gate %s/%s, config %s", config.gate.site, config.gate.id, found or "built-in defaults"
     )
     return build_daemon(config).run()
+
+
+def load_logging_config(
+    config_path: Path | None, *, level_given: bool
+) -> tuple[Config, Path | None]:
+    """Load the config (ConfigError when it is bad) and apply its log level, unless a
+    level was given on the command line; the config and the file it came from."""
+    from scanner.config import load_config
+
+    config, found = load_config(config_path)
+    if not level_given:
+        logging.getLogger().setLevel(config.log.level.upper())
+    return config, found

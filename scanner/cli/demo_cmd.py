@@ -22,8 +22,9 @@ def demo(ctx: click.Context, forever: bool, no_broker: bool) -> int:
     """
     from rich.console import Console
 
+    from scanner.cli.common import level_given
     from scanner.demo.run import run_demo
 
-    if not (ctx.find_root().obj or {}).get("log_level"):
+    if not level_given(ctx):
         logging.getLogger().setLevel(logging.WARNING)  # the panel tells the story
     return run_demo(Console(soft_wrap=True), forever=forever, broker=not no_broker)

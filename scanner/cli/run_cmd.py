@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from scanner.cli.common import config_option
+from scanner.cli.common import config_option, level_given
 from scanner.cli.daemon import run_gate
 
 
@@ -24,5 +24,4 @@ def run(ctx: click.Context, config_path: Path | None) -> int:
     off; SIGHUP reloads the gate mode, the pass keys and the trust list, and logs what
     it read. Exits 78 on a bad config.
     """
-    level_given = bool((ctx.find_root().obj or {}).get("log_level"))
-    return run_gate(config_path, level_given=level_given)
+    return run_gate(config_path, level_given=level_given(ctx))
