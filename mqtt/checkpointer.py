@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-import time
 
 from mqtt import db
 from mqtt.errors import StoreError
@@ -29,7 +28,6 @@ class Checkpointer:
         self._wanted = threading.Event()
         self._stopping = threading.Event()
         self._throttle = Throttle()
-        self._started_at: float | None = None
         self._thread = threading.Thread(target=self._run, name="outbox-checkpoint", daemon=True)
 
     def start(self) -> None:
@@ -39,11 +37,6 @@ class Checkpointer:
         """Checkpoint soon; returns at once (a checkpoint already running is not waited for)."""
         self._outbox.appended_since_checkpoint = 0
         self._wanted.set()
-
-    def busy_for(self) -> float:
-        """Seconds the running checkpoint has taken so far; 0 when none runs."""
-        started = self._started_at
-        return 0.0 if started is None else time.monotonic() - started
 
     def stop(self, timeout_s: float = 1.0) -> None:
         """End the thread; a checkpoint stuck in the kernel is left behind (daemon thread)."""
@@ -66,14 +59,10 @@ class Checkpointer:
             connection.close()
 
     def _checkpoint(self, connection: sqlite3.Connection) -> None:
-        self._started_at = time.monotonic()
         try:
             connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error as error:  # the next one may work; appends do not need it
-            held = self._throttle.due("checkpoint")
-            if held is not None:
-                log.error("cannot checkpoint the outbox in %s: %s", self._outbox.path, error)
-        finally:
-            self._started_at = None
+            failed = f"cannot checkpoint the outbox in {self._outbox.path}: {error}"
+            self._throttle.error(log, "checkpoint", "%s", failed)
         if not self._outbox.reserve.held:
             self._outbox.reserve.ensure()

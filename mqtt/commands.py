@@ -44,7 +44,7 @@ from pydantic import (
 
 from mqtt import db
 from mqtt.errors import CommandRejectedError, MqttError, StoreError
-from mqtt.events import format_ts
+from mqtt.events import MAX_SEQ, format_ts
 from mqtt.health import compact_json
 from mqtt.outbox import MAX_RESEND
 from mqtt.topics import GateTopics
@@ -186,7 +186,7 @@ class TrustListArgs(Args):
         return value
 
 
-Seq = Annotated[int, Field(ge=1, le=2**63 - 1)]
+Seq = Annotated[int, Field(ge=1, le=MAX_SEQ)]
 
 
 class ResendArgs(Args):
@@ -194,7 +194,7 @@ class ResendArgs(Args):
     pairs, at most MAX_RESEND seqs in all) and/or every kept event after seq `after`."""
 
     ranges: list[tuple[Seq, Seq]] = Field(default_factory=list, max_length=1000)
-    after: int | None = Field(None, ge=0, le=2**63 - 1)
+    after: int | None = Field(None, ge=0, le=MAX_SEQ)
 
     @model_validator(mode="after")
     def _bounded(self) -> ResendArgs:

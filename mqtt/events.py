@@ -24,6 +24,7 @@ KeyId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{43}$")]
 Signature = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{86}$")]
 
 SCAN_REQUIRES = ("result", "reason", "credential", "code_sha256")
+MAX_SEQ = 2**63 - 1  # SQLite's largest integer
 # The reasons gates give (scanner.decision.verdict.REASONS, kept equal by a test); consumers
 # must accept others, since a newer gate may give new ones.
 REASONS = (
@@ -90,7 +91,7 @@ class Event(BaseModel):
         ),
     ] = Field(description="UUID4, unique per event: consumers deduplicate on it")
     seq: int = Field(
-        ge=1, le=2**63 - 1, description="Per gate, from 1, +1 per event, survives restarts"
+        ge=1, le=MAX_SEQ, description="Per gate, from 1, +1 per event, survives restarts"
     )
     ts: Timestamp = Field(description="Gate's wall clock, UTC, milliseconds")
     site: Level

@@ -43,7 +43,7 @@ from pydantic import ValidationError
 
 from mqtt import db
 from mqtt.errors import InvalidEventError, OutboxFullError, StoreError, StoreUnavailableError
-from mqtt.events import EVENT_VERSION, Event, EventType, format_ts
+from mqtt.events import EVENT_VERSION, MAX_SEQ, Event, EventType, format_ts
 from mqtt.reserve import RESERVE_BYTES, Reserve, reserve_path
 from mqtt.signing import EventSigner
 
@@ -384,8 +384,8 @@ class Outbox:
                 marked += found[0]
                 waiting += found[1]
                 gone += (last - first + 1) - found[0] - found[1]
-            if after is not None and marked < MAX_RESEND:
-                marked += self._mark_resend(conn, after + 1, 2**63 - 1, MAX_RESEND - marked)[0]
+            if after is not None and after < MAX_SEQ and marked < MAX_RESEND:
+                marked += self._mark_resend(conn, after + 1, MAX_SEQ, MAX_RESEND - marked)[0]
             return Resend(marked, waiting, gone)
 
         return self._write_drain(mark)

@@ -213,7 +213,7 @@ class Publisher:
         try:
             self.outbox.forget_acked()
         except StoreError as error:
-            self._log_repeating("forget", "%s", error)
+            self._throttle.error(log, "forget", "%s", error)
 
     def _pump(self, now: float) -> None:
         """Wait for the network, a wake-up or the next deadline, whichever comes first."""
@@ -290,7 +290,7 @@ class Publisher:
         try:
             return self.outbox.depth()
         except StoreError as error:
-            self._log_repeating("depth", "%s", error)
+            self._throttle.error(log, "depth", "%s", error)
             return None
 
     def _gate_figures(self) -> Mapping[str, Any]:
@@ -407,7 +407,7 @@ class Publisher:
         try:
             released = self.outbox.release(reason_prefix=LOST)
         except StoreError as error:
-            self._log_repeating("release", "%s", error)
+            self._throttle.error(log, "release", "%s", error)
             return
         if released:
             log.warning("sending %d event(s) parked after lost connections again", released)
@@ -447,24 +447,17 @@ class Publisher:
         self._last_error_at = now
         self.stats.last_error = f"{type(error).__name__}: {error}"
         delay = self._error_backoff.next()
-        held = self._throttle.due(f"unexpected {type(error).__name__}")
-        if held is not None:
-            log.error(
-                "unexpected error in the publisher (%d like it not logged); reconnecting in %.1f s",
-                held,
-                delay,
-                exc_info=error,
-            )
+        self._throttle.error(
+            log,
+            f"unexpected {type(error).__name__}",
+            "unexpected error in the publisher; reconnecting in %.1f s",
+            delay,
+            exc_info=error,
+        )
         self._drop_link()
         self._window.restart()
         self._retry_at = now + delay
         self._waker.wait(delay)
-
-    def _log_repeating(self, kind: str, message: str, *args: object) -> None:
-        held = self._throttle.due(kind)
-        if held is not None:
-            suffix = f" ({held} more like it not logged)" if held else ""
-            log.error(message + suffix, *args)
 
     def _drop_link(self) -> None:
         link, self._link = self._link, None

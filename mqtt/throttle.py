@@ -6,6 +6,7 @@ attempt, onto the very disk that is full.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -34,7 +35,17 @@ class Throttle:
         self._last[kind] = now
         return self._held.pop(kind, 0)
 
-    def forget(self, kind: str) -> None:
-        """The failure ended: its next occurrence is logged at once."""
-        self._last.pop(kind, None)
-        self._held.pop(kind, None)
+    def error(
+        self,
+        logger: logging.Logger,
+        kind: str,
+        message: str,
+        *args: object,
+        exc_info: BaseException | None = None,
+    ) -> None:
+        """`logger.error(message, *args)` when this `kind` is due, saying how many like it
+        were held back since the last line."""
+        held = self.due(kind)
+        if held is not None:
+            suffix = f" ({held} more like it not logged)" if held else ""
+            logger.error(message + suffix, *args, exc_info=exc_info)

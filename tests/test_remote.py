@@ -20,6 +20,7 @@ from mqtt.clock import ClockTrust
 from mqtt.commands import Command
 from mqtt.errors import CommandRejectedError
 from mqtt.outbox import Outbox
+from mqtt.topics import COMMANDS
 from scanner.clock import ManualClock
 from scanner.config import Config, parse_config
 from scanner.credentials.keys import create_signing_key, load_private_key, public_jwk
@@ -89,17 +90,7 @@ def token(key: Any, kid: str, now: float, subject: str = "W-1") -> bytes:
 
 
 def test_every_command_has_a_handler(rig: Rig) -> None:
-    assert set(rig.remote.handlers()) == {
-        "open",
-        "lockdown",
-        "normal",
-        "emergency",
-        "allowlist",
-        "revoke",
-        "keys",
-        "trustlist",
-        "resend",
-    }
+    assert set(rig.remote.handlers()) == set(COMMANDS)
 
 
 def test_open_pulses_or_holds_for_seconds(rig: Rig) -> None:

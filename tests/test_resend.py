@@ -12,6 +12,7 @@ import pytest
 
 from mqtt.commands import CommandIntake, ReplayGuard, check_args, public_keys
 from mqtt.errors import CommandRejectedError, OutboxFullError
+from mqtt.events import MAX_SEQ
 from mqtt.outbox import MAX_RESEND, Outbox, OutboxLimits, Resend
 from mqtt.publisher import Publisher
 from mqtt.remote import send_command, sign_command
@@ -87,6 +88,19 @@ def test_a_resend_request_marks_kept_events_and_says_what_it_found(tmp_path: Pat
     box.ack([row.entry for row in box.to_resend(2)])  # sent again and accepted
     assert [row.seq for row in box.to_resend(10)] == [4, 5]
     assert box.depth().kept == 5
+    box.close()
+
+
+def test_a_resend_after_the_largest_seq_finds_nothing(tmp_path: Path) -> None:
+    """`after` may be the largest seq there is: nothing comes after it (SQLite could not
+    even hold the seq after it)."""
+    now = [1000.0]
+    box = outbox(tmp_path / "q.db", now)
+    scans(box, 2, ts=now[0])
+    box.ack(entries(box))
+    after = check_args("resend", {"after": MAX_SEQ})["after"]
+    assert box.request_resend([], after) == Resend(resending=0, waiting=0, gone=0)
+    assert box.to_resend(10) == []
     box.close()
 
 
