@@ -590,11 +590,10 @@ def monitor_broker(
 def ask_to_resend(store: Any, site: str | None, sender: Any, wait_s: float) -> bool:
     """Ask, tell on stderr what each gate answered, wait if asked to; True when every
     gate said yes and nothing asked for is still missing."""
-    from monitor.fleet.resend import plan, wait_until_filled
+    from monitor.fleet.resend import plan_for, wait_until_filled
     from mqtt.errors import MqttError
 
-    gates = [row for row in store.gates() if site in (None, row.site)]
-    asks = plan(store.gaps(site), gates)
+    asks = plan_for(store, site)
     try:
         answers = sender.resend(asks)
     except MqttError as error:
