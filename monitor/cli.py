@@ -359,11 +359,7 @@ def wait_quietly(state: Any, stopping: threading.Event) -> None:
     while not stopping.wait(STATS_EVERY_S):
         snapshot = state.snapshot()
         log.info("%s; broker %s", snapshot.counters, "connected" if snapshot.connected else "down")
-        unenrolled = [
-            f"{gate.site}/{gate.gate}"
-            for gate in snapshot.gates
-            if (gate.site, gate.gate) not in snapshot.enrolled
-        ]
+        unenrolled = [f"{gate.site}/{gate.gate}" for gate in snapshot.unenrolled]
         if unenrolled:
             log.warning("not enrolled, events not authenticated: %s", ", ".join(unenrolled))
 
