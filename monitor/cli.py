@@ -45,6 +45,10 @@ def db_option(func: F) -> F:
     )(func)
 
 
+# The parameters `login_options` adds.
+LOGIN_OPTIONS = ("ca_file", "cert_file", "key_file", "username", "password_file")
+
+
 def login_options(func: F) -> F:
     """How to prove who we are to the broker (as the gates do)."""
     options = [
@@ -181,27 +185,18 @@ def monitor(
     or SIGTERM: what has arrived is stored first.
     """
     from monitor.intake.state import LiveState
-    from monitor.intake.subscriber import Broker, Settings, Subscriber
+    from monitor.intake.subscriber import Settings, Subscriber
     from monitor.storage.retention import Upkeep, UpkeepPolicy
     from monitor.storage.store import RejectLimits, Store
 
-    if (cert_file is None) != (key_file is None):
-        raise click.UsageError("--cert-file and --key-file go together")
-    if password_file is not None and username is None:
-        raise click.UsageError("--password-file needs --username")
-    try:
-        endpoint = Broker.from_url(
-            broker,
-            ca_file=ca_file,
-            cert_file=cert_file,
-            key_file=key_file,
-            username=username,
-            password=read_secret(password_file),
-        )
-    except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--broker") from None
-    if (ca_file or cert_file) and not endpoint.tls:
-        raise click.UsageError("--ca-file/--cert-file need an mqtts:// broker URL")
+    endpoint = monitor_broker(
+        broker,
+        ca_file=ca_file,
+        cert_file=cert_file,
+        key_file=key_file,
+        username=username,
+        password_file=password_file,
+    )
     command_key, command_kid = dashboard["command_key"], dashboard["command_kid"]
     if (command_key is None) != (command_kid is None):
         raise click.UsageError("--command-key and --command-kid go together")
@@ -364,11 +359,7 @@ def wait_quietly(state: Any, stopping: threading.Event) -> None:
     while not stopping.wait(STATS_EVERY_S):
         snapshot = state.snapshot()
         log.info("%s; broker %s", snapshot.counters, "connected" if snapshot.connected else "down")
-        unenrolled = [
-            f"{gate.site}/{gate.gate}"
-            for gate in snapshot.gates
-            if (gate.site, gate.gate) not in snapshot.enrolled
-        ]
+        unenrolled = [f"{gate.site}/{gate.gate}" for gate in snapshot.unenrolled]
         if unenrolled:
             log.warning("not enrolled, events not authenticated: %s", ", ".join(unenrolled))
 
@@ -549,7 +540,8 @@ def resend_sender(options: dict[str, Any]) -> Any:
     if needed:
         wanted = ", ".join("--" + name.replace("_", "-") for name in needed)
         raise click.UsageError(f"--resend needs {wanted}")
-    endpoint = monitor_broker(options)
+    login = {name: options[name] for name in LOGIN_OPTIONS}
+    endpoint = monitor_broker(options["broker"], **login)
     try:
         key = load_signing_key(options["command_key"])
     except CommandError as error:
@@ -558,35 +550,46 @@ def resend_sender(options: dict[str, Any]) -> Any:
     return Sender(broker, options["prefix"], key, options["command_kid"], options["timeout"])
 
 
-def monitor_broker(options: dict[str, Any]) -> Any:
-    """The broker options as the monitor takes them."""
+def monitor_broker(
+    url: str,
+    *,
+    ca_file: Path | None,
+    cert_file: Path | None,
+    key_file: Path | None,
+    username: str | None,
+    password_file: Path | None,
+) -> Any:
+    """--broker and the `login_options`, as the monitor takes them; usage errors for
+    those that do not go together."""
     from monitor.intake.subscriber import Broker
 
-    if (options["cert_file"] is None) != (options["key_file"] is None):
+    if (cert_file is None) != (key_file is None):
         raise click.UsageError("--cert-file and --key-file go together")
-    if options["password_file"] is not None and options["username"] is None:
+    if password_file is not None and username is None:
         raise click.UsageError("--password-file needs --username")
     try:
-        return Broker.from_url(
-            options["broker"],
-            ca_file=options["ca_file"],
-            cert_file=options["cert_file"],
-            key_file=options["key_file"],
-            username=options["username"],
-            password=read_secret(options["password_file"]),
+        endpoint = Broker.from_url(
+            url,
+            ca_file=ca_file,
+            cert_file=cert_file,
+            key_file=key_file,
+            username=username,
+            password=read_secret(password_file),
         )
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--broker") from None
+    if (ca_file or cert_file) and not endpoint.tls:
+        raise click.UsageError("--ca-file/--cert-file need an mqtts:// broker URL")
+    return endpoint
 
 
 def ask_to_resend(store: Any, site: str | None, sender: Any, wait_s: float) -> bool:
     """Ask, tell on stderr what each gate answered, wait if asked to; True when every
     gate said yes and nothing asked for is still missing."""
-    from monitor.fleet.resend import plan, wait_until_filled
+    from monitor.fleet.resend import plan_for, wait_until_filled
     from mqtt.errors import MqttError
 
-    gates = [row for row in store.gates() if site in (None, row.site)]
-    asks = plan(store.gaps(site), gates)
+    asks = plan_for(store, site)
     try:
         answers = sender.resend(asks)
     except MqttError as error:

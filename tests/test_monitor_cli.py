@@ -233,6 +233,18 @@ def test_reports_say_which_gates_nothing_authenticates(
         (["onsite", "--tz", "Mars/Olympus"], 2, "unknown time zone"),
         (["attendance", "--date", "yesterday"], 2, "is not YYYY-MM-DD"),
         (["contacts", "--subject", "A", "--from", "2026-03-02", "--to", "2026-03-01"], 2, "after"),
+        (
+            [
+                "gaps",
+                "--resend",
+                "--broker=mqtt://127.0.0.1:1",
+                f"--ca-file={__file__}",
+                f"--command-key={__file__}",
+                "--command-kid=k",
+            ],
+            2,
+            "--ca-file/--cert-file need an mqtts:// broker URL",
+        ),
     ],
 )
 def test_bad_report_arguments(

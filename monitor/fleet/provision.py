@@ -31,7 +31,7 @@ import hmac
 import io
 import os
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -414,11 +414,7 @@ class Fleet:
         """Rewrite the site broker's passwd and acl from the gates; the passwd lines by user."""
         checked(self.prefix, site)
         folder = self.site_folder(site)
-        gates = self.gates(site)
-        lines = keep_or_hash(folder / "passwd", [(a.username, p) for a, p in gates])
-        write_private(folder / "passwd", local(folder / "passwd.local") + joined(lines.values()))
-        acl = [line for account, _ in gates for line in [*account.acl(), ""]]
-        write_text(folder / "acl", local(folder / "acl.local") + joined(acl))
+        lines = write_accounts(folder, self.gates(site), local(folder / "acl.local"))
         write_text(folder / "broker.conf", self.broker_conf("site", folder))
         return lines
 
@@ -442,11 +438,7 @@ class Fleet:
         roles = folder / "acl.local"
         if not roles.exists():
             write_text(roles, joined(central_roles(self.prefix, self.ha_base)))
-        bridges = self.bridges()
-        lines = keep_or_hash(folder / "passwd", [(a.username, p) for a, p in bridges])
-        write_private(folder / "passwd", local(folder / "passwd.local") + joined(lines.values()))
-        acl = [line for account, _ in bridges for line in [*account.acl(), ""]]
-        write_text(folder / "acl", local(roles) + "\n" + joined(acl))
+        write_accounts(folder, self.bridges(), local(roles) + "\n")
         write_text(folder / "broker.conf", self.broker_conf("central", folder))
 
     def bridges(self) -> list[tuple[BridgeAccount, str]]:
@@ -458,6 +450,18 @@ class Fleet:
             for path in sorted(root.iterdir())
             if (path / "bridge-password").is_file()
         ]
+
+
+def write_accounts(
+    folder: Path, accounts: Sequence[tuple[GateAccount | BridgeAccount, str]], acl_head: str
+) -> dict[str, str]:
+    """A broker's passwd and acl in `folder` for these accounts (and passwords), after
+    the operator's own entries; the passwd lines by user."""
+    lines = keep_or_hash(folder / "passwd", [(a.username, p) for a, p in accounts])
+    write_private(folder / "passwd", local(folder / "passwd.local") + joined(lines.values()))
+    acl = [line for account, _ in accounts for line in [*account.acl(), ""]]
+    write_text(folder / "acl", acl_head + joined(acl))
+    return lines
 
 
 def keep_or_hash(passwd: Path, accounts: list[tuple[str, str]]) -> dict[str, str]:

@@ -14,12 +14,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monitor.storage.records import Gap, GateRow
 from mqtt.outbox import MAX_RESEND
 from mqtt.remote import SignedCommand, SigningKey, send_commands, sign_command
 from mqtt.settings import BrokerSettings
+
+if TYPE_CHECKING:
+    from monitor.storage.store import Store
 
 SETTLED_S = 2.0  # the store's count unchanged this long, the gaps asked for closed: done
 POLL_S = 0.5
@@ -75,6 +78,12 @@ def plan(gaps: Iterable[Gap], gates: Sequence[GateRow]) -> list[Ask]:
         Ask(site, gate, bounded(ranges.get((site, gate), [])), tails.get((site, gate)))
         for site, gate in sorted({*ranges, *tails})
     ]
+
+
+def plan_for(store: Store, site: str | None) -> list[Ask]:
+    """The asks for the gates of `site` (None: every site), from what the store holds."""
+    gates = [row for row in store.gates() if site in (None, row.site)]
+    return plan(store.gaps(site), gates)
 
 
 def bounded(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:

@@ -96,7 +96,8 @@ class Rejected:
 @dataclass(frozen=True)
 class Cleared:
     """An empty retained message: a gate's status or health was deleted on purpose. A
-    cleared status retires the gate (`qrgate fleet retire` clears it)."""
+    cleared status retires the gate (docs/monitor.md, Retiring a gate: after `qrgate
+    fleet retire`, whoever runs the broker clears it)."""
 
     topic: str
     site: str

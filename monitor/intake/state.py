@@ -33,6 +33,11 @@ class Snapshot:
     store_problem: str | None
     enrolled: frozenset[tuple[str, str]] = frozenset()  # gates whose events are verified
 
+    @property
+    def unenrolled(self) -> list[GateRow]:
+        """The gates whose events are not authenticated: no key of theirs is enrolled."""
+        return [gate for gate in self.gates if (gate.site, gate.gate) not in self.enrolled]
+
 
 @dataclass
 class LiveState:

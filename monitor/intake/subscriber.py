@@ -39,7 +39,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from monitor.errors import StoreConflictError, StoreRefusedError, StoreUnavailableError
+from monitor.errors import StoreRefusedError, StoreUnavailableError
 from monitor.intake.enrollment import Enrollment, GateKey
 from monitor.intake.ingest import EventRecord, Record, Rejected, classify, reject
 from monitor.intake.state import LiveState
@@ -280,7 +280,7 @@ class Subscriber:
             if not self._policy_noted:
                 self.store.note_enrolled_only(self.settings.enrolled_only)
                 self._policy_noted = True
-        except (StoreUnavailableError, StoreConflictError) as error:
+        except StoreUnavailableError as error:  # StoreConflictError is one too
             log.warning("enrolled keys not re-read: %s", error)
             return
         self.enrollment = Enrollment.of(keys, required=self.settings.enrolled_only)

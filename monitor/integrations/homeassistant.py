@@ -36,7 +36,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from monitor.intake.ingest import Cleared, EventRecord, Record, StatusRecord
 from monitor.intake.subscriber import Broker, guarded, make_client_for
 from mqtt.remote import SigningKey, sign_command
-from mqtt.topics import LEVEL, check_prefix, parse_gate_topic
+from mqtt.topics import LEVEL, check_prefix
 
 log = logging.getLogger(__name__)
 
@@ -301,8 +301,8 @@ class HomeAssistant:
             match record:
                 case StatusRecord(site, gate, _state, _ts, version, _ms):
                     self._know(site, gate, version)
-                case Cleared(topic):
-                    self._forget(topic)
+                case Cleared(site=site, gate=gate) if record.retires:
+                    self._forget(site, gate)
                 case _:
                     pass
         for event in new:
@@ -318,15 +318,12 @@ class HomeAssistant:
             self._gates[(site, gate)] = version
         self._announce(site, gate, version)
 
-    def _forget(self, topic: str) -> None:
-        where = parse_gate_topic(self.discovery.prefix, topic)
-        if where is None or where.stream != "status":
-            return
+    def _forget(self, site: str, gate: str) -> None:
         with self._lock:
-            self._gates.pop((where.site, where.gate), None)
-        for config in self.discovery.removals(where.site, where.gate):
+            self._gates.pop((site, gate), None)
+        for config in self.discovery.removals(site, gate):
             self._publish(config, b"", retain=True)
-        log.info("gate %s/%s retired: removed from Home Assistant", where.site, where.gate)
+        log.info("gate %s/%s retired: removed from Home Assistant", site, gate)
 
     def _announce(self, site: str, gate: str, version: str | None) -> None:
         configs = self.discovery.configs(site, gate, version)

@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 GATE_STATES = ("online", "offline", "stopped", "unknown")
 # From a live event (tens of ms) to a backlog drained after a day away.
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 class MetricsError(MonitorError):

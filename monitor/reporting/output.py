@@ -80,9 +80,9 @@ def as_json(report: Report, zone: tzinfo = UTC) -> str:
     return json.dumps(rows, ensure_ascii=False, indent=2)
 
 
-def as_csv(report: Report, zone: tzinfo = UTC) -> str:
+def as_csv(report: Report, zone: tzinfo = UTC, line_end: str = "\n") -> str:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv.writer(buffer, lineterminator=line_end)
     writer.writerow(column.key for column in report.columns)
     for row in report.rows:
         writer.writerow(

@@ -121,9 +121,7 @@ def footer(snapshot: Snapshot) -> Text:
         f"   received {counters.received}, stored {counters.stored},"
         f" duplicates {counters.duplicates}, rejected {counters.rejected}"
     )
-    unenrolled = [
-        gate for gate in snapshot.gates if (gate.site, gate.gate) not in snapshot.enrolled
-    ]
+    unenrolled = snapshot.unenrolled
     if unenrolled:
         text.append(
             f"\n{len(unenrolled)} gate(s) not enrolled: their events are not authenticated"

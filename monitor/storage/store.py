@@ -744,7 +744,7 @@ class Store:
             *self.dialect.missing_table,
         )
         try:
-            rows = self._read("SELECT value FROM meta WHERE key = 'schema'")
+            rows = self._read(SCHEMA_ROW)
         except absent:
             return 0  # no store here: _check_schema says so
         return int(rows[0][0]) if rows else 0
@@ -755,7 +755,7 @@ class Store:
             *self.dialect.missing_table,
         )
         try:
-            rows = self._read("SELECT value FROM meta WHERE key = 'schema'")
+            rows = self._read(SCHEMA_ROW)
         except missing as error:
             raise StoreError(
                 f"{redact(self.url)} holds no qrgate monitor store ({first_line(error)})"

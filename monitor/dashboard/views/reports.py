@@ -14,7 +14,6 @@ from starlette.routing import Route
 
 from monitor.dashboard import audit
 from monitor.dashboard.context import Dashboard
-from monitor.dashboard.db import DashboardStore
 from monitor.dashboard.filters import day_bounds, local_input
 from monitor.dashboard.tables import rejects_table
 from monitor.dashboard.views.common import (
@@ -27,7 +26,7 @@ from monitor.dashboard.views.common import (
     table_routes,
 )
 from monitor.dashboard.views.people import period
-from monitor.fleet.resend import Answer, Ask, plan
+from monitor.fleet.resend import Answer, plan_for
 from monitor.reporting import reports
 from mqtt.errors import MqttError
 
@@ -146,12 +145,7 @@ async def resend(request: Request, viewer: Viewer, form: FormData) -> Response:
     site = str(form.get("site") or "") or None
     if sender is None:
         return await refusal(request, viewer, viewer.locale.text("You may not see this page."), 403)
-
-    def asks(store: DashboardStore) -> list[Ask]:
-        gates = [row for row in store.gates() if site in (None, row.site)]
-        return plan(store.gaps(site), gates)
-
-    asked = await dash.read(asks)
+    asked = await dash.read(lambda store: plan_for(store, site))
     try:
         answers = await dash.off_loop(sender.resend, asked)
     except MqttError as error:
