@@ -34,7 +34,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -43,6 +43,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.monitor import fill_sqlite, table
+from bench.percentiles import p50_p99_max
 from monitor.dashboard.app import create_app
 from monitor.dashboard.auth import new_user
 from monitor.dashboard.context import Dashboard, Settings
@@ -78,19 +79,6 @@ new MutationObserver(records => {
     if (node.dataset && node.dataset.id) window.__seen[node.dataset.id] = now;
 }).observe(target, {childList: true});
 """
-
-
-def percentile(values: Sequence[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
-
-
-def figures(values: Sequence[float]) -> tuple[str, str, str]:
-    return (
-        f"{percentile(values, 0.5):.0f}",
-        f"{percentile(values, 0.99):.0f}",
-        f"{max(values):.0f}",
-    )
 
 
 # ---- a gate that publishes ----------------------------------------------------------------
@@ -305,8 +293,8 @@ def bench_latency(workdir: Path, count: int) -> None:
     finally:
         browser.quit()
     rows = [
-        ("bare SSE echo (baseline)", str(len(bare)), *figures(bare)),
-        ("monitor ack -> Events page", str(len(ours)), *figures(ours)),
+        ("bare SSE echo (baseline)", str(len(bare)), *p50_p99_max(bare)),
+        ("monitor ack -> Events page", str(len(ours)), *p50_p99_max(ours)),
     ]
     table(
         f"Event to browser: {count} events at {RATE:g}/s, headless Chromium (ms)",

@@ -45,7 +45,6 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -55,6 +54,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.monitor import table
+from bench.percentiles import p50_p99_max
 from monitor.intake.enrollment import EnrolledKey
 from monitor.storage.store import Store
 from tests.support.broker import Mosquitto
@@ -68,11 +68,6 @@ INSERTED = (
 )
 SETTLE_S = 5.0  # the store's count unchanged this long: everything that will come, came
 TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values: Sequence[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))] if ordered else 0.0
 
 
 def ts_ms(text: str) -> int:
@@ -444,10 +439,10 @@ def report(
     theirs = bare.lags(outcome.asked_ms)
     rows = [
         ("bare paho subscriber (baseline)", f"{len(theirs)}",
-         f"{len(theirs) / burst_s:,.0f}", "", *lag_figures(theirs)),
+         f"{len(theirs) / burst_s:,.0f}", "", *p50_p99_max(theirs)),
         (f"{args.monitors} monitors -> PostgreSQL", f"{outcome.stored}",
          f"{statistics.mean(rates):,.0f}" if rates else "-",
-         f"{min(rates):,.0f}-{max(rates):,.0f}" if rates else "-", *lag_figures(ours)),
+         f"{min(rates):,.0f}-{max(rates):,.0f}" if rates else "-", *p50_p99_max(ours)),
     ]  # fmt: skip
     table(
         f"A shift change: {args.gates} gates, {args.rate:g} events/s for {args.seconds:g} s "
@@ -472,16 +467,6 @@ def report(
         f"{outcome.published}"
     )
     table("CPU over the burst (% of one core)", outcome.cpu, ("part", "CPU %"))
-
-
-def lag_figures(values: list[float]) -> tuple[str, str, str]:
-    if not values:
-        return "-", "-", "-"
-    return (
-        f"{percentile(values, 0.5):.0f}",
-        f"{percentile(values, 0.99):.0f}",
-        f"{max(values):.0f}",
-    )
 
 
 def main() -> None:
