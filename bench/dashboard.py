@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import re
 import socket
 import sqlite3
@@ -44,6 +43,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.monitor import fill_sqlite, table
 from bench.percentiles import p50_p99_max
+from bench.proc import cpu_seconds, status_kib
 from monitor.dashboard.app import create_app
 from monitor.dashboard.auth import new_user
 from monitor.dashboard.context import Dashboard, Settings
@@ -412,13 +412,8 @@ def bench_pages(workdir: Path, people: int, days: int) -> None:
 
 def proc_figures(pid: int) -> tuple[float, int, int]:
     """CPU seconds used so far, VmRSS and VmHWM in KiB."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) / ticks
-    status = Path(f"/proc/{pid}/status").read_text()
-    rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
-    hwm = int(re.search(r"VmHWM:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
-    return cpu, rss, hwm
+    memory = status_kib(pid, ("VmRSS", "VmHWM"))
+    return cpu_seconds(Path(f"/proc/{pid}/stat")), memory["VmRSS"], memory["VmHWM"]
 
 
 class StreamClient(threading.Thread):

@@ -55,6 +55,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.monitor import table
 from bench.percentiles import p50_p99_max
+from bench.proc import cpu_seconds, stat_fields
 from monitor.intake.enrollment import EnrolledKey
 from monitor.storage.store import Store
 from tests.support.broker import Mosquitto
@@ -67,7 +68,6 @@ INSERTED = (
     " DEFAULT (extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 )
 SETTLE_S = 5.0  # the store's count unchanged this long: everything that will come, came
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def ts_ms(text: str) -> int:
@@ -112,13 +112,12 @@ class BareSubscriber:
 # ---- processes -------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
+def used_seconds(pid: int) -> float:
     """User and system CPU of a process so far (0 once it is gone)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return cpu_seconds(Path(f"/proc/{pid}/stat"))
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def postgres_pids(postmaster: int) -> list[int]:
@@ -126,10 +125,10 @@ def postgres_pids(postmaster: int) -> list[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                parent = int(stat_fields(entry / "stat")[1])
             except OSError:
                 continue
-            if int(stat[1]) == postmaster:
+            if parent == postmaster:
                 found.append(int(entry.name))
     return found
 
@@ -149,11 +148,11 @@ class Parts:
         self.start = {part: self.used(part) for part in self.pids}
 
     def kill(self, process: subprocess.Popen[Any]) -> None:
-        self.final[process.pid] = cpu_seconds(process.pid)
+        self.final[process.pid] = used_seconds(process.pid)
         process.send_signal(signal.SIGKILL)
 
     def used(self, part: str) -> float:
-        return sum(self.final.get(pid) or cpu_seconds(pid) for pid in self.pids[part])
+        return sum(self.final.get(pid) or used_seconds(pid) for pid in self.pids[part])
 
     def shares(self, seconds: float) -> list[tuple[str, str]]:
         return [

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.proc import MB, cpu_seconds, memory_mb
 from scanner.config import load_config
 from scanner.demo.feed import EventFeed
 from scanner.demo.scenario import FRAME_SIZE, background, card_frame
@@ -49,8 +50,6 @@ STOP_TIMEOUT_S = 5.0
 DECODE_TARGET = 1.3  # the decode thread with nobody in view, against the bare loop
 DAEMON_TARGET = 2.0  # the whole daemon with nobody in view, against the bare loop
 RSS_TARGET_MB = 72.0
-MB = 1e6
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 LIBRARIES_ON_FIRST_NEED = ("PIL.Image", "pyzbar.pyzbar")  # the second look's
 COMMAND_INTAKE = "mqtt.commands"  # loaded with commands enabled
 WITH_COMMANDS = "commands enabled (the default)"
@@ -118,8 +117,7 @@ def task_seconds(task: Path) -> float:
     utime + stime), else utime + stime."""
     with contextlib.suppress(OSError):
         return int((task / "schedstat").read_text().split()[0]) / 1e9
-    fields = (task / "stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return cpu_seconds(task / "stat")
 
 
 def thread_seconds(pid: int) -> dict[int, float]:
@@ -128,17 +126,6 @@ def thread_seconds(pid: int) -> dict[int, float]:
         with contextlib.suppress(OSError):  # a thread that ended meanwhile
             seconds[int(task.name)] = task_seconds(task)
     return seconds
-
-
-def memory_mb(pid: int) -> dict[str, float]:
-    """VmRSS and VmHWM in MB (10^6 bytes), and what VmRSS holds now: RssAnon (the
-    process's own data) and RssFile (pages of the files it maps: libraries, mostly)."""
-    figures = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
-            figures[key] = int(value.split()[0]) * 1024 / MB
-    return figures
 
 
 def unit_environment(unit: Path = UNIT) -> dict[str, str]:
