@@ -46,7 +46,6 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +56,7 @@ from bench.monitor import table
 from bench.percentiles import p50_p99_max
 from bench.proc import cpu_seconds, stat_fields
 from monitor.intake.enrollment import EnrolledKey
+from monitor.intake.ingest import epoch_ms
 from monitor.storage.store import Store
 from tests.support.broker import Mosquitto
 from tests.support.cli import QRGATE, ROOT
@@ -68,10 +68,6 @@ INSERTED = (
     " DEFAULT (extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 )
 SETTLE_S = 5.0  # the store's count unchanged this long: everything that will come, came
-
-
-def ts_ms(text: str) -> int:
-    return round(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 # ---- the baseline: a bare subscriber -------------------------------------------------------
@@ -98,7 +94,7 @@ class BareSubscriber:
 
     def _on_message(self, _c: Any, _u: Any, message: paho.MQTTMessage) -> None:
         arrived = time.time() * 1000
-        self.arrivals.append((arrived, arrived - ts_ms(json.loads(message.payload)["ts"])))
+        self.arrivals.append((arrived, arrived - epoch_ms(json.loads(message.payload)["ts"])))
 
     def lags(self, before_ms: float) -> list[float]:
         """Lags of what arrived before `before_ms` (live, not sent again on request)."""
