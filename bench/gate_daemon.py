@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import os
 import re
 import shlex
@@ -33,10 +32,11 @@ from pathlib import Path
 import numpy as np
 
 from bench.proc import MB, cpu_seconds, memory_mb
-from scanner.config import load_config
+from scanner.config import load_config, parse_config
 from scanner.demo.feed import EventFeed
 from scanner.demo.scenario import FRAME_SIZE, background, card_frame
 from scanner.mqttconfig import gate_topics
+from tests.support.gateproc import write_config as write_toml
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "qrgate.service"
@@ -97,15 +97,8 @@ def write_config(
         "commands": {"enabled": True, "jwks": str(jwks)} if commands else {"enabled": False},
     }
     folder.mkdir(parents=True)
-    path = folder / "config.toml"
-    path.write_text(
-        "\n".join(
-            f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in keys.items())
-            for name, keys in sections.items()
-        )
-    )
-    load_config(path)  # a mistake here is ours: say so now, not as the daemon's exit 78
-    return path
+    # Validated here: a mistake in it is ours, said now, not as the daemon's exit 78.
+    return write_toml(parse_config(sections), folder / "config.toml")
 
 
 # Reading a process from outside
