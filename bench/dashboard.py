@@ -41,8 +41,8 @@ from zoneinfo import ZoneInfo
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench.figures import p50_p99_max, percentile, ratio
 from bench.monitor import fill_sqlite, table
-from bench.percentiles import p50_p99_max
 from bench.proc import cpu_seconds, status_kib
 from monitor.dashboard.app import create_app
 from monitor.dashboard.auth import new_user
@@ -292,14 +292,15 @@ def bench_latency(workdir: Path, count: int) -> None:
         bare = latency_echo(browser, count)
     finally:
         browser.quit()
+    p50 = ratio(percentile(ours, 0.5), percentile(bare, 0.5)) if ours and bare else "-"
     rows = [
-        ("bare SSE echo (baseline)", str(len(bare)), *p50_p99_max(bare)),
-        ("monitor ack -> Events page", str(len(ours)), *p50_p99_max(ours)),
+        ("bare SSE echo (baseline)", str(len(bare)), *p50_p99_max(bare), ""),
+        ("monitor ack -> Events page", str(len(ours)), *p50_p99_max(ours), p50),
     ]
     table(
         f"Event to browser: {count} events at {RATE:g}/s, headless Chromium (ms)",
         rows,
-        ("path", "events", "p50", "p99", "max"),
+        ("path", "events", "p50", "p99", "max", "p50 vs bare"),
     )
 
 
@@ -471,7 +472,10 @@ def live_after(port: int, cookie: str) -> int:
     return int(found.group(1))
 
 
-def measure_process(pid: int, work: Callable[[], object]) -> tuple[float, int, int, float]:
+Measured = tuple[float, int, int, float]  # CPU % of a core, VmRSS and VmHWM KiB, seconds
+
+
+def measure_process(pid: int, work: Callable[[], object]) -> Measured:
     cpu_before, _, _ = proc_figures(pid)
     started = time.monotonic()
     work()
@@ -526,14 +530,14 @@ def bench_clients(workdir: Path, clients: int, seconds: float) -> None:
     broker = Mosquitto(workdir / "broker-many").start()
     db = f"sqlite:///{workdir}/many.db"
     add_account(db)
-    rows = []
+    rows: list[tuple[str, str, Measured, str]] = []
     try:
         port = free_port()
         monitor = monitor_process(broker, db, port, workdir)
         try:
             cookie = login_cookie(port)
             idle = measure_process(monitor.pid, lambda: publish_at_rate(broker, count))
-            rows.append(("monitor, no browser", "0", *shown(idle), "-"))
+            rows.append(("monitor, no browser", "0", idle, "-"))
             path = f"/live/events?after={live_after(port, cookie)}"  # as the page would
             streams, run = with_clients(
                 port, path, cookie, clients, lambda: publish_at_rate(broker, count, count + 1)
@@ -542,7 +546,7 @@ def bench_clients(workdir: Path, clients: int, seconds: float) -> None:
             received = min(client.events for client in streams)
             for client in streams:
                 client.close()
-            rows.append(("monitor --http", str(clients), *shown(busy), f"{received}/{count}"))
+            rows.append(("monitor --http", str(clients), busy, f"{received}/{count}"))
         finally:
             monitor.terminate()
             monitor.wait(15)
@@ -567,9 +571,7 @@ def bench_clients(workdir: Path, clients: int, seconds: float) -> None:
             received = min(client.events for client in streams)
             for client in streams:
                 client.close()
-            rows.insert(
-                0, ("bare SSE echo (baseline)", str(clients), *shown(bare), f"{received}/{count}")
-            )
+            rows.insert(0, ("bare SSE echo (baseline)", str(clients), bare, f"{received}/{count}"))
         finally:
             echo.kill()
             echo.wait()
@@ -577,14 +579,16 @@ def bench_clients(workdir: Path, clients: int, seconds: float) -> None:
         broker.kill()
     table(
         f"Live stream: {count} events at {RATE:g}/s; CPU of the serving process over the run",
-        rows,
-        ("process", "streams", "CPU % of a core", "VmRSS MiB", "VmHWM MiB", "events each"),
-    )
+        [(name, many, *shown(measured, rows[0][2]), each) for name, many, measured, each in rows],
+        ("process", "streams", "CPU % of a core", "vs bare echo", "VmRSS MiB", "VmHWM MiB",
+         "events each"),
+    )  # fmt: skip
 
 
-def shown(measured: tuple[float, int, int, float]) -> tuple[str, str, str]:
+def shown(measured: Measured, bare: Measured) -> tuple[str, str, str, str]:
+    """CPU, its ratio to the bare echo's, VmRSS and VmHWM (MiB)."""
     cpu, rss, hwm, _ = measured
-    return f"{cpu:.1f}", f"{rss / 1024:.0f}", f"{hwm / 1024:.0f}"
+    return f"{cpu:.1f}", ratio(cpu, bare[0]), f"{rss / 1024:.0f}", f"{hwm / 1024:.0f}"
 
 
 def main() -> None:

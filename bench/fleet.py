@@ -52,8 +52,8 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench.figures import p50_p99_max, percentile, ratio
 from bench.monitor import table
-from bench.percentiles import p50_p99_max
 from bench.proc import cpu_seconds, stat_fields
 from monitor.intake.enrollment import EnrolledKey
 from monitor.intake.ingest import epoch_ms
@@ -432,19 +432,23 @@ def report(
     burst_s = outcome.burst_end - outcome.go
     ours = lags(counter.connection, outcome.asked_ms)
     theirs = bare.lags(outcome.asked_ms)
+    bare_rate, rate = len(theirs) / burst_s, statistics.mean(rates) if rates else 0.0
+    bare_lag, lag = percentile(theirs, 0.5), percentile(ours, 0.5)
     rows = [
-        ("bare paho subscriber (baseline)", f"{len(theirs)}",
-         f"{len(theirs) / burst_s:,.0f}", "", *p50_p99_max(theirs)),
+        ("bare paho subscriber (baseline)", f"{len(theirs)}", f"{bare_rate:,.0f}", "",
+         *p50_p99_max(theirs), "", ""),
         (f"{args.monitors} monitors -> PostgreSQL", f"{outcome.stored}",
-         f"{statistics.mean(rates):,.0f}" if rates else "-",
-         f"{min(rates):,.0f}-{max(rates):,.0f}" if rates else "-", *p50_p99_max(ours)),
+         f"{rate:,.0f}" if rates else "-",
+         f"{min(rates):,.0f}-{max(rates):,.0f}" if rates else "-", *p50_p99_max(ours),
+         ratio(rate, bare_rate) if rates else "-", ratio(lag, bare_lag) if ours else "-"),
     ]  # fmt: skip
     table(
         f"A shift change: {args.gates} gates, {args.rate:g} events/s for {args.seconds:g} s "
         f"({outcome.published} events published); a monitor killed at {args.seconds / 2:g} s",
         rows,
-        ("consumer", "events", "events/s", "each second", "lag p50 ms", "p99 ms", "max ms"),
-    )
+        ("consumer", "events", "events/s", "each second", "lag p50 ms", "p99 ms", "max ms",
+         "events/s vs bare", "lag p50 vs bare"),
+    )  # fmt: skip
     figures = outcome.figures
     print(
         f"gates: append p50 {statistics.median(f['append_ms_p50'] for f in figures):.2f} ms, "

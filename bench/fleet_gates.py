@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.percentiles import percentile
+from bench.figures import percentile
 from mqtt.errors import MqttError
 from mqtt.signing import public_text
 from tests.support.simgates import SimulatedGate, connected, make_gate

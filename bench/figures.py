@@ -1,4 +1,4 @@
-"""Percentiles of timed samples, as the benchmarks report them."""
+"""The figures the benchmarks report: percentiles of timed samples, ratios to a baseline."""
 
 from __future__ import annotations
 
@@ -20,3 +20,8 @@ def p50_p99_max(values: Sequence[float]) -> tuple[str, str, str]:
         f"{percentile(values, 0.99):.0f}",
         f"{max(values):.0f}",
     )
+
+
+def ratio(ours: float, baseline: float) -> str:
+    """Ours over the baseline, to two places; "-" without a baseline to divide by."""
+    return f"{ours / baseline:.2f}" if baseline else "-"
