@@ -27,7 +27,6 @@ import json
 import re
 import socket
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.figures import p50_p99_max, percentile, ratio
-from bench.monitor import fill_sqlite, table
+from bench.monitor import fill_sqlite, table, timed
 from bench.proc import cpu_seconds, status_kib
 from monitor.dashboard.app import create_app
 from monitor.dashboard.auth import new_user
@@ -323,15 +322,6 @@ def fill(url: str, people: int, days: int) -> None:
     store.close()
 
 
-def timed(work: Callable[[], object], runs: int = 3) -> float:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        work()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
-
-
 def bench_pages(workdir: Path, people: int, days: int) -> None:
     from starlette.testclient import TestClient
 
@@ -389,8 +379,8 @@ def bench_pages(workdir: Path, people: int, days: int) -> None:
         client.post("/login", data={"csrf": token.group(1), "name": "bench", "password": PASSWORD})
         for path, bare in cases:
             assert client.get(path).status_code == 200, path
-            page_ms = timed(lambda path=path: client.get(path))  # type: ignore[misc]
-            bare_ms = timed(bare)
+            page_ms = 1000 * timed(lambda path=path: client.get(path))  # type: ignore[misc]
+            bare_ms = 1000 * timed(bare)
             rows.append(
                 (
                     path[:60],
