@@ -15,6 +15,7 @@ systemd/qrgate.service gives the service (glibc's malloc settings among it).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import itertools
 import os
 import re
@@ -513,14 +514,22 @@ def groups_of(modules: list[str]) -> list[tuple[str, list[str]]]:
     return [*groups.items(), ("qrgate's own modules", ours)]
 
 
+def importable(packages: set[str]) -> list[str]:
+    """The packages that exist here, sorted: `-X importtime` lists failed attempts too
+    (msvcrt, nt and _winapi, tried by libraries that would run on Windows)."""
+    return sorted(name for name in packages if importlib.util.find_spec(name) is not None)
+
+
 def import_table(run: Run, config_mb: float) -> list[str]:
     at_ready = set(run.at_ready)
-    later = sorted({name.partition(".")[0] for name in run.at_end if name not in at_ready})
+    later = importable({name.partition(".")[0] for name in run.at_end if name not in at_ready})
     groups = groups_of(run.at_end)
     lazy = [(f"{name} (second look, on first need)", [name]) for name in LIBRARIES_ON_FIRST_NEED]
     lazy.append((f"{COMMAND_INTAKE} (with commands enabled)", [COMMAND_INTAKE]))
     costs = import_costs(groups + lazy)
-    stdlib = sorted({name.partition(".")[0] for name in run.at_end} & set(sys.stdlib_module_names))
+    stdlib = importable(
+        {name.partition(".")[0] for name in run.at_end} & set(sys.stdlib_module_names)
+    )
     rows = [
         "**What `qrgate run` imports** (the daemon's own `-X importtime` list, by package, "
         "in order; VmRSS of a fresh process importing each package in turn, the standard "

@@ -1,9 +1,10 @@
-"""The benchmarks' reading of /proc: the units their ratios are taken between."""
+"""The benchmarks' own readings: the units their ratios are taken between, what they list."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from bench.gate_daemon import importable
 from bench.mqtt import peak_rss_mb, rss_mb
 
 
@@ -23,3 +24,8 @@ def test_bench_mqtt_reads_peak_and_idle_memory_in_the_same_unit() -> None:
     after = status_kib("VmHWM") * 1024 / 1e6
     assert before <= peak <= after
     assert idle <= peak
+
+
+def test_bench_gate_lists_only_the_packages_the_daemon_could_import() -> None:
+    """`-X importtime` logs failed imports as well: msvcrt is tried, and fails, on Linux."""
+    assert importable({"json", "msvcrt", "nt", "_winapi"}) == ["json"]
