@@ -24,17 +24,15 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import re
 import socket
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -42,7 +40,9 @@ from zoneinfo import ZoneInfo
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.monitor import fill_sqlite, table
+from bench.figures import p50_p99_max, percentile, ratio
+from bench.monitor import fill_sqlite, table, timed
+from bench.proc import cpu_seconds, status_kib
 from monitor.dashboard.app import create_app
 from monitor.dashboard.auth import new_user
 from monitor.dashboard.context import Dashboard, Settings
@@ -78,19 +78,6 @@ new MutationObserver(records => {
     if (node.dataset && node.dataset.id) window.__seen[node.dataset.id] = now;
 }).observe(target, {childList: true});
 """
-
-
-def percentile(values: Sequence[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
-
-
-def figures(values: Sequence[float]) -> tuple[str, str, str]:
-    return (
-        f"{percentile(values, 0.5):.0f}",
-        f"{percentile(values, 0.99):.0f}",
-        f"{max(values):.0f}",
-    )
 
 
 # ---- a gate that publishes ----------------------------------------------------------------
@@ -304,14 +291,15 @@ def bench_latency(workdir: Path, count: int) -> None:
         bare = latency_echo(browser, count)
     finally:
         browser.quit()
+    p50 = ratio(percentile(ours, 0.5), percentile(bare, 0.5)) if ours and bare else "-"
     rows = [
-        ("bare SSE echo (baseline)", str(len(bare)), *figures(bare)),
-        ("monitor ack -> Events page", str(len(ours)), *figures(ours)),
+        ("bare SSE echo (baseline)", str(len(bare)), *p50_p99_max(bare), ""),
+        ("monitor ack -> Events page", str(len(ours)), *p50_p99_max(ours), p50),
     ]
     table(
         f"Event to browser: {count} events at {RATE:g}/s, headless Chromium (ms)",
         rows,
-        ("path", "events", "p50", "p99", "max"),
+        ("path", "events", "p50", "p99", "max", "p50 vs bare"),
     )
 
 
@@ -332,15 +320,6 @@ def fill(url: str, people: int, days: int) -> None:
     store = Store(url, create=False)
     store.refresh_statistics()
     store.close()
-
-
-def timed(work: Callable[[], object], runs: int = 3) -> float:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        work()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
 
 
 def bench_pages(workdir: Path, people: int, days: int) -> None:
@@ -400,8 +379,8 @@ def bench_pages(workdir: Path, people: int, days: int) -> None:
         client.post("/login", data={"csrf": token.group(1), "name": "bench", "password": PASSWORD})
         for path, bare in cases:
             assert client.get(path).status_code == 200, path
-            page_ms = timed(lambda path=path: client.get(path))  # type: ignore[misc]
-            bare_ms = timed(bare)
+            page_ms = 1000 * timed(lambda path=path: client.get(path))  # type: ignore[misc]
+            bare_ms = 1000 * timed(bare)
             rows.append(
                 (
                     path[:60],
@@ -424,13 +403,8 @@ def bench_pages(workdir: Path, people: int, days: int) -> None:
 
 def proc_figures(pid: int) -> tuple[float, int, int]:
     """CPU seconds used so far, VmRSS and VmHWM in KiB."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) / ticks
-    status = Path(f"/proc/{pid}/status").read_text()
-    rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
-    hwm = int(re.search(r"VmHWM:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
-    return cpu, rss, hwm
+    memory = status_kib(pid, ("VmRSS", "VmHWM"))
+    return cpu_seconds(Path(f"/proc/{pid}/stat")), memory["VmRSS"], memory["VmHWM"]
 
 
 class StreamClient(threading.Thread):
@@ -488,7 +462,10 @@ def live_after(port: int, cookie: str) -> int:
     return int(found.group(1))
 
 
-def measure_process(pid: int, work: Callable[[], object]) -> tuple[float, int, int, float]:
+Measured = tuple[float, int, int, float]  # CPU % of a core, VmRSS and VmHWM KiB, seconds
+
+
+def measure_process(pid: int, work: Callable[[], object]) -> Measured:
     cpu_before, _, _ = proc_figures(pid)
     started = time.monotonic()
     work()
@@ -543,14 +520,14 @@ def bench_clients(workdir: Path, clients: int, seconds: float) -> None:
     broker = Mosquitto(workdir / "broker-many").start()
     db = f"sqlite:///{workdir}/many.db"
     add_account(db)
-    rows = []
+    rows: list[tuple[str, str, Measured, str]] = []
     try:
         port = free_port()
         monitor = monitor_process(broker, db, port, workdir)
         try:
             cookie = login_cookie(port)
             idle = measure_process(monitor.pid, lambda: publish_at_rate(broker, count))
-            rows.append(("monitor, no browser", "0", *shown(idle), "-"))
+            rows.append(("monitor, no browser", "0", idle, "-"))
             path = f"/live/events?after={live_after(port, cookie)}"  # as the page would
             streams, run = with_clients(
                 port, path, cookie, clients, lambda: publish_at_rate(broker, count, count + 1)
@@ -559,7 +536,7 @@ def bench_clients(workdir: Path, clients: int, seconds: float) -> None:
             received = min(client.events for client in streams)
             for client in streams:
                 client.close()
-            rows.append(("monitor --http", str(clients), *shown(busy), f"{received}/{count}"))
+            rows.append(("monitor --http", str(clients), busy, f"{received}/{count}"))
         finally:
             monitor.terminate()
             monitor.wait(15)
@@ -584,9 +561,7 @@ def bench_clients(workdir: Path, clients: int, seconds: float) -> None:
             received = min(client.events for client in streams)
             for client in streams:
                 client.close()
-            rows.insert(
-                0, ("bare SSE echo (baseline)", str(clients), *shown(bare), f"{received}/{count}")
-            )
+            rows.insert(0, ("bare SSE echo (baseline)", str(clients), bare, f"{received}/{count}"))
         finally:
             echo.kill()
             echo.wait()
@@ -594,14 +569,16 @@ def bench_clients(workdir: Path, clients: int, seconds: float) -> None:
         broker.kill()
     table(
         f"Live stream: {count} events at {RATE:g}/s; CPU of the serving process over the run",
-        rows,
-        ("process", "streams", "CPU % of a core", "VmRSS MiB", "VmHWM MiB", "events each"),
-    )
+        [(name, many, *shown(measured, rows[0][2]), each) for name, many, measured, each in rows],
+        ("process", "streams", "CPU % of a core", "vs bare echo", "VmRSS MiB", "VmHWM MiB",
+         "events each"),
+    )  # fmt: skip
 
 
-def shown(measured: tuple[float, int, int, float]) -> tuple[str, str, str]:
+def shown(measured: Measured, bare: Measured) -> tuple[str, str, str, str]:
+    """CPU, its ratio to the bare echo's, VmRSS and VmHWM (MiB)."""
     cpu, rss, hwm, _ = measured
-    return f"{cpu:.1f}", f"{rss / 1024:.0f}", f"{hwm / 1024:.0f}"
+    return f"{cpu:.1f}", ratio(cpu, bare[0]), f"{rss / 1024:.0f}", f"{hwm / 1024:.0f}"
 
 
 def main() -> None:

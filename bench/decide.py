@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import gc
 import hashlib
-import json
 import secrets
 import sqlite3
 import statistics
@@ -31,7 +30,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import jwt
@@ -51,6 +49,7 @@ from scanner.decision.dcc import DccJudge
 from scanner.decision.pairing import Pairing
 from scanner.decision.policy import Decision, Policy, Waiting
 from scanner.state.store import AllowEntry, Store
+from tests.support.dcc import vaccination, write_trust_list
 
 PASS_TARGET_US = 500.0
 DCC_TARGETS_US = {"dcc ES256": 1_000.0, "dcc PS256": 2_000.0}
@@ -124,19 +123,8 @@ def health_signers(folder: Path) -> tuple[Path, dict[str, issue.ThrowawaySigner]
     now = time.time()
     signers = {alg: issue.new_signer("VN", alg, now=now) for alg in ("ES256", "PS256")}
     others = [issue.new_signer("DE", "ES256", now=now) for _ in range(TRUSTED_SIGNERS - 2)]
-    entries = [signer.trust_list_entry() for signer in (*signers.values(), *others)]
-    trust = folder / "trust-list.json"
-    trust.write_text(json.dumps(entries))
+    trust = write_trust_list(folder / "trust-list.json", *signers.values(), *others)
     return trust, signers
-
-
-def health_certificate(signer: issue.ThrowawaySigner) -> bytes:
-    now = time.time()
-    day = datetime.fromtimestamp(now - 30 * 86_400, UTC).date()
-    entry = issue.vaccination_entry("VN", day, 2, 2)
-    content = issue.content("Nguyễn", "Văn An", "1990-01-01", "v", entry)
-    text = issue.issue_certificate(signer, content, issued_at=now, expires_at=now + 86_400)
-    return text.encode()
 
 
 def bare_verify(signer: issue.ThrowawaySigner, payload: bytes) -> Callable[[], object]:
@@ -203,7 +191,7 @@ def cases(folder: Path) -> list[Case]:
     eddsa, es256 = token("EdDSA"), token("ES256")
     card, personal = CARD.encode(), PERSONAL_QR.encode()
     unknown, too_large = b"https://example.com/not-a-credential", b"W" * 3_000
-    dcc_es, dcc_ps = (health_certificate(signers[alg]) for alg in ("ES256", "PS256"))
+    dcc_es, dcc_ps = (vaccination(signers[alg], now=time.time()) for alg in ("ES256", "PS256"))
     for payload in (dcc_es, dcc_ps):
         assert (verdict := policy.evaluate(payload)).reason == "ok", verdict
     assert isinstance(paired.decide(dcc_es), Waiting)

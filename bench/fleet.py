@@ -45,17 +45,18 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench.figures import p50_p99_max, percentile, ratio
 from bench.monitor import table
+from bench.proc import cpu_seconds, stat_fields
 from monitor.intake.enrollment import EnrolledKey
+from monitor.intake.ingest import epoch_ms
 from monitor.storage.store import Store
 from tests.support.broker import Mosquitto
 from tests.support.cli import QRGATE, ROOT
@@ -67,16 +68,6 @@ INSERTED = (
     " DEFAULT (extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 )
 SETTLE_S = 5.0  # the store's count unchanged this long: everything that will come, came
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values: Sequence[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))] if ordered else 0.0
-
-
-def ts_ms(text: str) -> int:
-    return round(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 # ---- the baseline: a bare subscriber -------------------------------------------------------
@@ -103,7 +94,7 @@ class BareSubscriber:
 
     def _on_message(self, _c: Any, _u: Any, message: paho.MQTTMessage) -> None:
         arrived = time.time() * 1000
-        self.arrivals.append((arrived, arrived - ts_ms(json.loads(message.payload)["ts"])))
+        self.arrivals.append((arrived, arrived - epoch_ms(json.loads(message.payload)["ts"])))
 
     def lags(self, before_ms: float) -> list[float]:
         """Lags of what arrived before `before_ms` (live, not sent again on request)."""
@@ -117,13 +108,12 @@ class BareSubscriber:
 # ---- processes -------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
+def used_seconds(pid: int) -> float:
     """User and system CPU of a process so far (0 once it is gone)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return cpu_seconds(Path(f"/proc/{pid}/stat"))
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def postgres_pids(postmaster: int) -> list[int]:
@@ -131,10 +121,10 @@ def postgres_pids(postmaster: int) -> list[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                parent = int(stat_fields(entry / "stat")[1])
             except OSError:
                 continue
-            if int(stat[1]) == postmaster:
+            if parent == postmaster:
                 found.append(int(entry.name))
     return found
 
@@ -154,11 +144,11 @@ class Parts:
         self.start = {part: self.used(part) for part in self.pids}
 
     def kill(self, process: subprocess.Popen[Any]) -> None:
-        self.final[process.pid] = cpu_seconds(process.pid)
+        self.final[process.pid] = used_seconds(process.pid)
         process.send_signal(signal.SIGKILL)
 
     def used(self, part: str) -> float:
-        return sum(self.final.get(pid) or cpu_seconds(pid) for pid in self.pids[part])
+        return sum(self.final.get(pid) or used_seconds(pid) for pid in self.pids[part])
 
     def shares(self, seconds: float) -> list[tuple[str, str]]:
         return [
@@ -442,19 +432,23 @@ def report(
     burst_s = outcome.burst_end - outcome.go
     ours = lags(counter.connection, outcome.asked_ms)
     theirs = bare.lags(outcome.asked_ms)
+    bare_rate, rate = len(theirs) / burst_s, statistics.mean(rates) if rates else 0.0
+    bare_lag, lag = percentile(theirs, 0.5), percentile(ours, 0.5)
     rows = [
-        ("bare paho subscriber (baseline)", f"{len(theirs)}",
-         f"{len(theirs) / burst_s:,.0f}", "", *lag_figures(theirs)),
+        ("bare paho subscriber (baseline)", f"{len(theirs)}", f"{bare_rate:,.0f}", "",
+         *p50_p99_max(theirs), "", ""),
         (f"{args.monitors} monitors -> PostgreSQL", f"{outcome.stored}",
-         f"{statistics.mean(rates):,.0f}" if rates else "-",
-         f"{min(rates):,.0f}-{max(rates):,.0f}" if rates else "-", *lag_figures(ours)),
+         f"{rate:,.0f}" if rates else "-",
+         f"{min(rates):,.0f}-{max(rates):,.0f}" if rates else "-", *p50_p99_max(ours),
+         ratio(rate, bare_rate) if rates else "-", ratio(lag, bare_lag) if ours else "-"),
     ]  # fmt: skip
     table(
         f"A shift change: {args.gates} gates, {args.rate:g} events/s for {args.seconds:g} s "
         f"({outcome.published} events published); a monitor killed at {args.seconds / 2:g} s",
         rows,
-        ("consumer", "events", "events/s", "each second", "lag p50 ms", "p99 ms", "max ms"),
-    )
+        ("consumer", "events", "events/s", "each second", "lag p50 ms", "p99 ms", "max ms",
+         "events/s vs bare", "lag p50 vs bare"),
+    )  # fmt: skip
     figures = outcome.figures
     print(
         f"gates: append p50 {statistics.median(f['append_ms_p50'] for f in figures):.2f} ms, "
@@ -472,16 +466,6 @@ def report(
         f"{outcome.published}"
     )
     table("CPU over the burst (% of one core)", outcome.cpu, ("part", "CPU %"))
-
-
-def lag_figures(values: list[float]) -> tuple[str, str, str]:
-    if not values:
-        return "-", "-", "-"
-    return (
-        f"{percentile(values, 0.5):.0f}",
-        f"{percentile(values, 0.99):.0f}",
-        f"{max(values):.0f}",
-    )
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
 """The baseline processes of bench.gate, in a module of their own so that each imports
-only what it measures (this module itself imports nothing beyond the standard library).
+only what it measures (this module itself imports nothing beyond the standard library
+and bench.proc, which imports nothing else).
 
     python -m bench.gate_baselines camera STACK.npz   # its frames at 30 fps into bare zxing-cpp
     python -m bench.gate_baselines imports GROUP...   # VmRSS after each group, a line each
@@ -18,16 +19,14 @@ import time
 import tracemalloc
 from pathlib import Path
 
+from bench.proc import MB, memory_mb
+
 FPS = 30
-MB = 1e6
 
 
 def rss_mb() -> float:
     """VmRSS of this process in MB (10^6 bytes), as bench.gate reads it from outside."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024 / MB
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    return memory_mb("self", ("VmRSS",))["VmRSS"]
 
 
 def camera(stack: Path) -> None:

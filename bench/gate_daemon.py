@@ -15,8 +15,8 @@ systemd/qrgate.service gives the service (glibc's malloc settings among it).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import itertools
-import json
 import os
 import re
 import shlex
@@ -32,10 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-from scanner.config import load_config
+from bench.proc import MB, cpu_seconds, memory_mb
+from scanner.config import load_config, parse_config
 from scanner.demo.feed import EventFeed
 from scanner.demo.scenario import FRAME_SIZE, background, card_frame
 from scanner.mqttconfig import gate_topics
+from tests.support.gateproc import write_config as write_toml
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "qrgate.service"
@@ -49,8 +51,6 @@ STOP_TIMEOUT_S = 5.0
 DECODE_TARGET = 1.3  # the decode thread with nobody in view, against the bare loop
 DAEMON_TARGET = 2.0  # the whole daemon with nobody in view, against the bare loop
 RSS_TARGET_MB = 72.0
-MB = 1e6
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 LIBRARIES_ON_FIRST_NEED = ("PIL.Image", "pyzbar.pyzbar")  # the second look's
 COMMAND_INTAKE = "mqtt.commands"  # loaded with commands enabled
 WITH_COMMANDS = "commands enabled (the default)"
@@ -98,15 +98,8 @@ def write_config(
         "commands": {"enabled": True, "jwks": str(jwks)} if commands else {"enabled": False},
     }
     folder.mkdir(parents=True)
-    path = folder / "config.toml"
-    path.write_text(
-        "\n".join(
-            f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in keys.items())
-            for name, keys in sections.items()
-        )
-    )
-    load_config(path)  # a mistake here is ours: say so now, not as the daemon's exit 78
-    return path
+    # Validated here: a mistake in it is ours, said now, not as the daemon's exit 78.
+    return write_toml(parse_config(sections), folder / "config.toml")
 
 
 # Reading a process from outside
@@ -118,8 +111,7 @@ def task_seconds(task: Path) -> float:
     utime + stime), else utime + stime."""
     with contextlib.suppress(OSError):
         return int((task / "schedstat").read_text().split()[0]) / 1e9
-    fields = (task / "stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return cpu_seconds(task / "stat")
 
 
 def thread_seconds(pid: int) -> dict[int, float]:
@@ -128,17 +120,6 @@ def thread_seconds(pid: int) -> dict[int, float]:
         with contextlib.suppress(OSError):  # a thread that ended meanwhile
             seconds[int(task.name)] = task_seconds(task)
     return seconds
-
-
-def memory_mb(pid: int) -> dict[str, float]:
-    """VmRSS and VmHWM in MB (10^6 bytes), and what VmRSS holds now: RssAnon (the
-    process's own data) and RssFile (pages of the files it maps: libraries, mostly)."""
-    figures = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
-            figures[key] = int(value.split()[0]) * 1024 / MB
-    return figures
 
 
 def unit_environment(unit: Path = UNIT) -> dict[str, str]:
@@ -533,14 +514,22 @@ def groups_of(modules: list[str]) -> list[tuple[str, list[str]]]:
     return [*groups.items(), ("qrgate's own modules", ours)]
 
 
+def importable(packages: set[str]) -> list[str]:
+    """The packages that exist here, sorted: `-X importtime` lists failed attempts too
+    (msvcrt, nt and _winapi, tried by libraries that would run on Windows)."""
+    return sorted(name for name in packages if importlib.util.find_spec(name) is not None)
+
+
 def import_table(run: Run, config_mb: float) -> list[str]:
     at_ready = set(run.at_ready)
-    later = sorted({name.partition(".")[0] for name in run.at_end if name not in at_ready})
+    later = importable({name.partition(".")[0] for name in run.at_end if name not in at_ready})
     groups = groups_of(run.at_end)
     lazy = [(f"{name} (second look, on first need)", [name]) for name in LIBRARIES_ON_FIRST_NEED]
     lazy.append((f"{COMMAND_INTAKE} (with commands enabled)", [COMMAND_INTAKE]))
     costs = import_costs(groups + lazy)
-    stdlib = sorted({name.partition(".")[0] for name in run.at_end} & set(sys.stdlib_module_names))
+    stdlib = importable(
+        {name.partition(".")[0] for name in run.at_end} & set(sys.stdlib_module_names)
+    )
     rows = [
         "**What `qrgate run` imports** (the daemon's own `-X importtime` list, by package, "
         "in order; VmRSS of a fresh process importing each package in turn, the standard "

@@ -31,6 +31,7 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench.proc import memory_mb
 from mqtt.outbox import Outbox, OutboxLimits
 from mqtt.publisher import Publisher
 from mqtt.settings import BrokerSettings, PublisherSettings
@@ -217,14 +218,13 @@ def bare_paho_rate(broker: Mosquitto, payloads: list[bytes]) -> float:
 
 
 def rss_mb() -> float:
-    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    """VmRSS of this process, in MB (10^6 bytes)."""
+    return memory_mb("self", ("VmRSS",))["VmRSS"]
 
 
 def peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1000
-    raise RuntimeError("no VmHWM in /proc/self/status")
+    """VmHWM of this process, the peak of its VmRSS, in MB (10^6 bytes) as well."""
+    return memory_mb("self", ("VmHWM",))["VmHWM"]
 
 
 def memory_child(db: str, port: str, mode: str) -> None:

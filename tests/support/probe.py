@@ -71,19 +71,26 @@ class Probe:
     def _on_subscribe(self, _c: Any, _u: Any, mid: int, reasons: list[ReasonCode], _p: Any) -> None:
         self._on_ack(_c, _u, mid, reasons, _p)  # type: ignore[arg-type]
 
-    def _wait(self, mid: int) -> Any:
+    def _wait(self, mid: int, timeout_s: float = TIMEOUT_S) -> Any:
         with self._acked:
-            assert self._acked.wait_for(lambda: mid in self._acks, TIMEOUT_S), "no answer"
+            assert self._acked.wait_for(lambda: mid in self._acks, timeout_s), "no answer"
             return self._acks.pop(mid)
 
     @property
     def accepted(self) -> bool:
         return self.connack is not None and not self.connack.is_failure
 
-    def publish(self, topic: str, payload: bytes = b"{}", *, retain: bool = False) -> ReasonCode:
+    def publish(
+        self,
+        topic: str,
+        payload: bytes = b"{}",
+        *,
+        retain: bool = False,
+        timeout_s: float = TIMEOUT_S,
+    ) -> ReasonCode:
         """Publish at QoS 1; the PUBACK's reason code."""
         info = self.client.publish(topic, payload, qos=1, retain=retain)
-        reason: ReasonCode = self._wait(info.mid)
+        reason: ReasonCode = self._wait(info.mid, timeout_s)
         return reason
 
     def subscribe(self, *filters: str) -> list[ReasonCode]:
