@@ -368,7 +368,7 @@ def bench_pages(workdir: Path, people: int, days: int) -> None:
          lambda: reports.attendance(store, day, day_from, day_from + day_ms, now_ms=end_ms)),
         (f"/contacts?subject=W-01234&{when}",
          lambda: reports.contacts(store, "W-01234", *week, now_ms=end_ms)),
-        ("/gaps", lambda: store.gaps_of([])),
+        ("/gaps", store.gaps),
         ("/rejects", lambda: store.rejects(500)),
     ]  # fmt: skip
     rows = []

@@ -264,7 +264,6 @@ def test_retention_deletes_old_events_logs_the_count_and_keeps_gaps_true(
     assert store.count_events() == 2
     gaps = store.gaps()
     assert [(gap.first, gap.last) for gap in gaps] == [(4, 4)]  # 1-3 were deleted, not lost
-    assert [(gap.first, gap.last) for gap in store.gaps_of([("f1", "in-1")])] == [(4, 4)]
     assert prune(store, 2.5, now_ms) == 0
     store.close()
 

@@ -423,11 +423,6 @@ class Store:
             found += seqranges.holes(site_, gate, ranges.get((site_, gate), []), above, last)
         return found
 
-    def gaps_of(self, gates: Sequence[tuple[str, str]]) -> list[Gap]:
-        """Missing seq ranges of these gates only."""
-        wanted = set(gates)
-        return [gap for gap in self.gaps() if (gap.site, gap.gate) in wanted] if wanted else []
-
     def pruned_marks(self) -> dict[tuple[str, str], int]:
         """Per gate, the highest seq the retention deleted."""
         end = PRUNED_KEY[:-1] + chr(ord(PRUNED_KEY[-1]) + 1)
