@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -24,6 +24,9 @@ KeyId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{43}$")]
 Signature = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{86}$")]
 
 SCAN_REQUIRES = ("result", "reason", "credential", "code_sha256")
+# A health certificate's types, the only thing of it besides its country an event carries.
+CertType = Literal["vaccination", "test", "recovery"]
+CERT_TYPES: tuple[CertType, ...] = get_args(CertType)
 MAX_SEQ = 2**63 - 1  # SQLite's largest integer
 # The reasons gates give (scanner.decision.verdict.REASONS, kept equal by a test); consumers
 # must accept others, since a newer gate may give new ones.
@@ -114,7 +117,7 @@ class Event(BaseModel):
     detail: Annotated[str, StringConstraints(max_length=512)] | None = Field(
         None, description="Human-readable detail of mode and fault events"
     )
-    cert_type: Literal["vaccination", "test", "recovery"] | None = Field(
+    cert_type: CertType | None = Field(
         None,
         description="Health certificate (dcc, or a passage paired with one) only: its type;"
         " nothing else of it is sent",

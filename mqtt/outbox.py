@@ -43,7 +43,7 @@ from pydantic import ValidationError
 
 from mqtt import db
 from mqtt.errors import InvalidEventError, OutboxFullError, StoreError, StoreUnavailableError
-from mqtt.events import EVENT_VERSION, MAX_SEQ, Event, EventType, format_ts
+from mqtt.events import EVENT_VERSION, MAX_SEQ, CertType, Event, EventType, format_ts
 from mqtt.reserve import RESERVE_BYTES, Reserve, reserve_path
 from mqtt.signing import EventSigner
 
@@ -144,7 +144,7 @@ class EventFields(TypedDict, total=False):
     code_sha256: str | None
     latency_ms: float | None
     detail: str | None
-    cert_type: Literal["vaccination", "test", "recovery"] | None
+    cert_type: CertType | None
     cert_country: str | None
 
 

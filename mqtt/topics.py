@@ -13,6 +13,8 @@ from mqtt.errors import TopicError
 
 LEVEL = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 STREAMS = ("events", "status", "health", "reply")
+# The gate's modes: each a command of its own, and what health's "mode" reports.
+MODES = ("normal", "lockdown", "emergency")
 COMMANDS = (
     "open",
     "lockdown",

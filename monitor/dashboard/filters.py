@@ -10,14 +10,13 @@ from urllib.parse import urlencode
 from starlette.datastructures import QueryParams
 
 from monitor.storage.records import EventFilter, EventRow
+from mqtt.events import CERT_TYPES
 
 # Query parameters that select events, each an EventFilter field of the same name.
 EQUALITY = (
     "site", "gate", "direction", "result", "reason", "credential", "subject", "cert_type",
     "cert_country",
 )  # fmt: skip
-# A health certificate's types, as events carry them (mqtt.events).
-CERT_TYPES = ("vaccination", "test", "recovery")
 CHOICES = {"direction": ("in", "out"), "result": ("granted", "denied"), "cert_type": CERT_TYPES}
 COUNTRY = re.compile(r"[A-Z]{2}")
 TEXT_MAX = 128

@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 from monitor.reporting.view import figure
 from monitor.storage.records import GateRow
+from mqtt.topics import MODES
 
-MODES = ("normal", "lockdown", "emergency")
 Trust = Literal["verified", "not_enrolled", "set_aside"]
 
 

@@ -36,11 +36,10 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from monitor.intake.ingest import Cleared, EventRecord, Record, StatusRecord
 from monitor.intake.subscriber import Broker, guarded, make_client_for
 from mqtt.remote import SigningKey, sign_command
-from mqtt.topics import LEVEL, check_prefix
+from mqtt.topics import LEVEL, MODES, check_prefix
 
 log = logging.getLogger(__name__)
 
-MODES = ("normal", "lockdown", "emergency")
 PRESS = "PRESS"
 ONLINE, OFFLINE = "online", "offline"
 # Every discovery config a gate may have had, so that retiring removes them all.

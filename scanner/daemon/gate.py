@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Unpack
 
+from firmware.patterns import Mode
 from firmware.scheduler import REAL_TIME, Scheduler
 from mqtt.clock import SANE_FLOOR, ClockTrust
 from mqtt.errors import InvalidEventError, StoreUnavailableError
@@ -44,7 +45,7 @@ from mqtt.errors import StoreError as OutboxStoreError
 from mqtt.events import EventType, format_ts
 from mqtt.outbox import EventFields, Outbox
 from scanner.decision.policy import Decision, Policy, Waiting
-from scanner.state.store import Mode, StoreError
+from scanner.state.store import StoreError
 
 if TYPE_CHECKING:
     from firmware.inputs import InputEvent

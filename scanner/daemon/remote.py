@@ -17,12 +17,13 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from firmware.patterns import MODES, Mode
 from mqtt.errors import CommandRejectedError
 from mqtt.outbox import Outbox
 from mqtt.resend import resend_handler
 from scanner.daemon.gate import Gate
 from scanner.errors import ConfigError
-from scanner.state.store import ALLOW_KINDS, AllowEntry, AllowKind, Mode, Store, StoreError
+from scanner.state.store import ALLOW_KINDS, AllowEntry, AllowKind, Store, StoreError
 
 if TYPE_CHECKING:  # the intake's module loads only on gates that take commands
     from mqtt.commands import Command, Handler
@@ -163,9 +164,6 @@ def dcc_hash(item: object) -> str:
     if hashed is None:
         raise CommandRejectedError("each dcc hash must be 16 bytes in base64, or hex")
     return hashed
-
-
-MODES: tuple[Mode, ...] = ("normal", "lockdown", "emergency")
 
 
 def load_pushed_keys(gate: Gate, pushed: Path) -> None:

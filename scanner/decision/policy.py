@@ -34,6 +34,7 @@ import threading
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
+from firmware.patterns import Mode
 from scanner.credentials.kinds import Credential, classify
 from scanner.decision.listed import ListedJudge
 from scanner.decision.pairing import Held, Pairing
@@ -48,7 +49,7 @@ from scanner.decision.verdict import (
     Waiting,
 )
 from scanner.errors import ConfigError
-from scanner.state.store import ALLOW_KINDS, Mode, Store, StoreError
+from scanner.state.store import ALLOW_KINDS, Store, StoreError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -26,6 +26,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Final, Literal, cast
 
+from firmware.patterns import MODES, Mode
 from mqtt.db import enter_wal
 from scanner.credentials.badge import is_badge_id
 from scanner.credentials.cccd import EARLIEST_YEAR, MAX_TEXT_CHARS
@@ -33,8 +34,6 @@ from scanner.errors import QrgateError
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["normal", "lockdown", "emergency"]
-MODES: Final[tuple[Mode, ...]] = ("normal", "lockdown", "emergency")
 AllowKind = Literal["badge", "cccd", "vnqr"]
 ALLOW_KINDS: Final[frozenset[AllowKind]] = frozenset({"badge", "cccd", "vnqr"})
 

@@ -9,10 +9,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from monitor.dashboard.filters import CERT_TYPES, event_filter, local_input, query
+from monitor.dashboard.filters import event_filter, local_input, query
 from monitor.dashboard.tables import events_table
 from monitor.dashboard.views.common import Page, Viewer, dashboard, guard, render, table_routes
 from monitor.storage.records import EventFilter, EventRow
+from mqtt.events import CERT_TYPES
 
 CHOICES = {
     "direction": ("in", "out"),
