@@ -5,12 +5,38 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
+
+DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 
 # The largest packet a gate takes from its broker: the largest command (4 MiB, an allowlist
 # snapshot of ~50,000 entries) with room for its topic and properties. Sent as Maximum
 # Packet Size in CONNECT, so that an MQTT v5 broker drops anything larger instead of
 # sending it (the gate never holds it in memory).
 MAX_PACKET_BYTES = 4 * 1024 * 1024 + 64 * 1024
+
+
+@dataclass(frozen=True)
+class BrokerUrl:
+    """A broker as the command line names it: `mqtt://HOST[:PORT]`, or `mqtts://` for TLS."""
+
+    host: str
+    port: int
+    tls: bool
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerUrl:
+        """ValueError saying what is wrong with anything but scheme, host and port."""
+        parts = urlsplit(url)
+        if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+            raise ValueError(f"{url!r} is not mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
+        if parts.path not in ("", "/") or parts.query or parts.username:
+            raise ValueError(f"{url!r}: only scheme, host and port belong in the broker URL")
+        try:
+            port = parts.port or DEFAULT_PORTS[parts.scheme]
+        except ValueError:
+            raise ValueError(f"{url!r}: bad port") from None
+        return cls(parts.hostname, port, parts.scheme == "mqtts")
 
 
 @dataclass(frozen=True)

@@ -35,10 +35,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
 
 from monitor.errors import MonitorError
 from mqtt.errors import TopicError
+from mqtt.settings import BrokerUrl
 from mqtt.topics import check_level, check_prefix
 
 # mosquitto_passwd's default since mosquitto 2.0: PBKDF2-HMAC-SHA512, 12-byte salt.
@@ -46,7 +46,6 @@ HASH_ID = "7"
 HASH_ITERATIONS = 101
 SALT_BYTES = 12
 PASSWORD_BYTES = 24  # 32 characters of URL-safe base64
-DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 HA_DISCOVERY = "homeassistant"
 PUBLISHED = ("events", "status", "health", "reply")  # what a gate publishes
 
@@ -247,24 +246,16 @@ def broker_conf(role: Literal["site", "central"], passwd: Path | str, acl: Path 
     return BROKER_CONF.format(role=role, passwd=passwd, acl=acl, identity=identity)
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    """A broker URL: mqtt://HOST[:1883] or mqtts://HOST[:8883]."""
-
-    host: str
-    port: int
-    tls: bool
+class Endpoint(BrokerUrl):
+    """A broker URL (mqtt://HOST[:1883] or mqtts://HOST[:8883]), refused as a FleetError."""
 
     @classmethod
     def parse(cls, url: str) -> Endpoint:
-        parts = urlsplit(url)
-        if parts.scheme not in DEFAULT_PORTS or not parts.hostname or parts.path not in ("", "/"):
-            raise FleetError(f"{url!r} is not mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
         try:
-            port = parts.port or DEFAULT_PORTS[parts.scheme]
-        except ValueError:
-            raise FleetError(f"{url!r}: bad port") from None
-        return cls(parts.hostname, port, parts.scheme == "mqtts")
+            named = BrokerUrl.parse(url)
+        except ValueError as error:
+            raise FleetError(str(error)) from None
+        return cls(named.host, named.port, named.tls)
 
 
 def bridge_conf(account: BridgeAccount, centre: Endpoint, password: str, cafile: Path | str) -> str:

@@ -30,7 +30,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -44,12 +43,11 @@ from monitor.intake.enrollment import Enrollment, GateKey
 from monitor.intake.ingest import EventRecord, Record, Rejected, classify, reject
 from monitor.intake.state import LiveState
 from monitor.storage.store import Store
-from mqtt.settings import MAX_PACKET_BYTES, BrokerSettings, TlsSettings
+from mqtt.settings import MAX_PACKET_BYTES, BrokerSettings, BrokerUrl, TlsSettings
 from mqtt.topics import check_level, monitor_filters
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 15.0
 QUEUE_POLL_S = 0.2
@@ -86,13 +84,8 @@ class Broker:
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Broker:
         """`mqtt://host[:port]` or `mqtts://host[:port]` (TLS); ValueError if neither."""
-        parts = urlsplit(url)
-        if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
-            raise ValueError(f"{url!r} is not mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
-        if parts.path not in ("", "/") or parts.query or parts.username:
-            raise ValueError(f"{url!r}: only scheme, host and port belong in the broker URL")
-        port = parts.port or DEFAULT_PORTS[parts.scheme]
-        return cls(parts.hostname, port, tls=parts.scheme == "mqtts", **options)
+        named = BrokerUrl.parse(url)
+        return cls(named.host, named.port, tls=named.tls, **options)
 
 
 @dataclass(frozen=True)

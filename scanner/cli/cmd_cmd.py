@@ -8,11 +8,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import click
 
-from mqtt.settings import BrokerSettings, TlsSettings
+from mqtt.settings import BrokerSettings, BrokerUrl, TlsSettings
 from mqtt.topics import COMMANDS
 from scanner.cli.common import FILE, config_option, load
 from scanner.config import Config
@@ -249,16 +248,14 @@ def command_broker(config: Config, opts: Options) -> BrokerSettings:
 
 
 def broker_address(url: str, tls: TlsSettings | None) -> dict[str, Any]:
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise click.BadParameter(
-            "expected mqtt://HOST:PORT or mqtts://HOST:PORT", param_hint="--broker"
-        )
-    secure = parts.scheme == "mqtts"
+    try:
+        named = BrokerUrl.parse(url)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--broker") from None
     return {
-        "host": parts.hostname,
-        "port": parts.port or (8883 if secure else 1883),
-        "tls": (tls or TlsSettings()) if secure else None,
+        "host": named.host,
+        "port": named.port,
+        "tls": (tls or TlsSettings()) if named.tls else None,
     }
 
 
