@@ -39,11 +39,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, TypedDict, TypeVar, Unpack
 
-from pydantic import ValidationError
-
 from mqtt import db
 from mqtt.errors import InvalidEventError, OutboxFullError, StoreError, StoreUnavailableError
-from mqtt.events import EVENT_VERSION, MAX_SEQ, CertType, Event, EventType, format_ts
+from mqtt.events import EVENT_VERSION, MAX_SEQ, CertType, Event, EventType, event_of, format_ts
 from mqtt.reserve import RESERVE_BYTES, Reserve, reserve_path
 from mqtt.signing import EventSigner
 
@@ -292,20 +290,22 @@ class Outbox:
 
     def _event(self, type: EventType, ts: float, seq: int, fields: EventFields) -> Event:
         try:
-            return Event(
-                v=EVENT_VERSION,
-                id=str(uuid.uuid4()),
-                seq=seq,
-                ts=format_ts(ts),
-                site=self.site,
-                gate=self.gate,
-                direction=self.direction,
-                type=type,
-                kid=self.signer.kid if self.signer else None,
-                **fields,
+            return event_of(
+                {
+                    "v": EVENT_VERSION,
+                    "id": str(uuid.uuid4()),
+                    "seq": seq,
+                    "ts": format_ts(ts),
+                    "site": self.site,
+                    "gate": self.gate,
+                    "direction": self.direction,
+                    "type": type,
+                    "kid": self.signer.kid if self.signer else None,
+                    **fields,
+                }
             )
-        except (ValidationError, ValueError, OverflowError, OSError) as error:
-            raise InvalidEventError(f"not a valid event: {describe(error)}") from None
+        except (ValueError, OverflowError, OSError) as error:
+            raise InvalidEventError(f"not a valid event: {error}") from None
 
     def _payload(self, event: Event) -> bytes:
         body = event.to_json()
@@ -572,13 +572,3 @@ def integrity_problem(path: Path) -> str | None:
         return str(error)
     finding = str(rows[0][0]) if rows else "no answer"
     return None if finding == "ok" else finding
-
-
-def describe(error: Exception) -> str:
-    """One line naming each bad field of a pydantic error, or the error itself."""
-    if isinstance(error, ValidationError):
-        return "; ".join(
-            ": ".join(filter(None, (".".join(map(str, detail["loc"])), detail["msg"])))
-            for detail in error.errors()
-        )
-    return str(error)

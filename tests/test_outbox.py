@@ -126,6 +126,34 @@ def test_invalid_event_records_nothing_and_uses_no_seq(db_path: Path) -> None:
     assert scan(box) == 1
 
 
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"latency_ms": float("nan")}, "latency_ms"),
+        ({"latency_ms": float("inf")}, "latency_ms"),
+        ({"latency_ms": -1.0}, "latency_ms"),
+        ({"reason": "OK; DROP"}, "reason"),
+        ({"credential": "badge\n"}, "credential"),
+        ({"detail": "d" * 513}, "detail"),
+        ({"cert_country": "vn"}, "cert_country"),
+        ({"name": "Worker \ud800"}, "name"),  # text UTF-8 cannot carry
+    ],
+)
+def test_each_bad_value_is_refused_by_name(
+    db_path: Path, fields: dict[str, object], named: str
+) -> None:
+    box = Outbox(db_path, "factory-1", "gate-1", "in")
+    scan_fields = {"result": "granted", "reason": "ok", "credential": "badge", "code_sha256": SHA}
+    with pytest.raises(InvalidEventError, match=f"not a valid event: .*{named}"):
+        box.append("scan", ts=1_790_000_000.0, **{**scan_fields, **fields})  # type: ignore[arg-type]
+    with pytest.raises(InvalidEventError, match="not a valid event: site"):
+        Outbox(db_path, "factory/1", "gate-1", "in").append("exit_request", ts=0)
+    with pytest.raises(InvalidEventError, match="not a valid event: year"):
+        box.append("exit_request", ts=1e15)
+    assert box.depth().rows == 0
+    assert scan(box) == 1
+
+
 def fill_until_refused(box: Outbox, limit: int = 200) -> StoreError:
     for _ in range(limit):
         try:

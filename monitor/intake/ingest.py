@@ -17,11 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import ValidationError
-
 from monitor.intake.enrollment import Enrollment
 from monitor.text import encodable, printable
-from mqtt.events import Event, parse_event
+from mqtt.events import Event, read_event
 from mqtt.signing import detach
 from mqtt.topics import parse_gate_topic
 
@@ -123,8 +121,8 @@ def classify(
     """Turn one message into the record the store keeps; never raises on bad input."""
     try:
         return read_message(prefix, topic, payload, received_ms, enrollment or Enrollment())
-    except ValueError as error:  # pydantic's ValidationError and json's errors are ValueErrors
-        return reject(topic, describe(error), payload, received_ms)
+    except ValueError as error:  # an invalid event's error and json's errors are ValueErrors
+        return reject(topic, str(error), payload, received_ms)
     except RecursionError:
         return reject(topic, "nested too deeply", payload, received_ms)
     except Exception as error:  # noqa: BLE001 - whatever a message does, it is set aside
@@ -155,7 +153,7 @@ def event_record(
 ) -> EventRecord:
     """A v1 event: read from the bytes its signature covers, when it carries one."""
     signed = detach(payload)
-    event = parse_event(signed.body if signed else payload)
+    event, extra = read_event(signed.body if signed else payload)
     if event.sig is not None:
         raise ValueError("sig: not the signed form (it must be the last member, see docs/mqtt.md)")
     if (event.site, event.gate) != (site, gate):
@@ -164,7 +162,7 @@ def event_record(
     return EventRecord(
         event=event,
         ts_ms=epoch_ms(event.ts),
-        extra=kept_extra(event.model_extra),
+        extra=kept_extra(extra),
         received_ms=received_ms,
         kid=kid,
     )
@@ -258,14 +256,3 @@ def reject(topic: str, reason: str, payload: bytes, received_ms: int) -> Rejecte
         payload[:MAX_KEPT_PAYLOAD],
         received_ms,
     )
-
-
-def describe(error: ValueError) -> str:
-    """One line that says what was wrong, without echoing the (untrusted) payload."""
-    if isinstance(error, ValidationError):
-        problems = [
-            f"{'.'.join(str(part) for part in item['loc']) or 'message'}: {item['msg']}"
-            for item in error.errors(include_url=False, include_input=False)
-        ]
-        return "; ".join(problems[:5])
-    return str(error)

@@ -55,7 +55,7 @@ class EventFeed:
     def _take(self, stream: str, payload: bytes) -> None:
         if stream == "events":
             try:
-                event = parse_event(payload).model_dump(mode="json")
+                event = parse_event(payload).as_dict()
             except ValueError:
                 self.invalid += 1
                 return

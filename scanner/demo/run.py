@@ -221,9 +221,7 @@ def outbox_events(kit: Kit) -> list[dict[str, Any]]:
     """The events still waiting in the gate's outbox (the daemon has closed its own)."""
     outbox = open_outbox(kit.config)
     try:
-        return [
-            parse_event(row.payload).model_dump(mode="json") for row in outbox.pending(limit=10_000)
-        ]
+        return [parse_event(row.payload).as_dict() for row in outbox.pending(limit=10_000)]
     finally:
         outbox.close()
 
