@@ -121,24 +121,48 @@ def test_unknown_fields_are_kept_for_compatible_growth() -> None:
 
 # What gates have always published and signed, byte for byte: the fields in their order,
 # every one (null where unset) but `sig`, compact, UTF-8, floats as Python writes them.
+HEAD = (
+    b'{"v":1,"id":"0b5e4c1e-8d4f-4c53-9b8e-2f1f3c7d9a10","seq":1042,'
+    b'"ts":"2026-11-25T07:58:03.412Z","site":"factory-1","gate":"gate-1","direction":"in",'
+)
+GRANTED = b'"type":"scan","result":"granted","reason":"ok","credential":"pass",'
+NAME = b'"name":"Nguy\xe1\xbb\x85n V\xc4\x83n A",'
+SHA = b'"code_sha256":"' + b"ab" * 32 + b'",'
+TAIL = b'"ts_trusted":true,"kid":"' + b"A" * 43 + b'"}'
+NO_CERT = b'"detail":null,"cert_type":null,"cert_country":null,'
 PUBLISHED = [
     (
         {},
-        b'{"v":1,"id":"0b5e4c1e-8d4f-4c53-9b8e-2f1f3c7d9a10","seq":1042,'
-        b'"ts":"2026-11-25T07:58:03.412Z","site":"factory-1","gate":"gate-1","direction":"in",'
-        b'"type":"scan","result":"granted","reason":"ok","credential":"pass","subject":"W-1042",'
-        b'"name":"Nguy\xe1\xbb\x85n V\xc4\x83n A","code_sha256":"' + b"ab" * 32 + b'",'
-        b'"latency_ms":14.2,"detail":null,"cert_type":null,"cert_country":null,'
-        b'"ts_trusted":true,"kid":"' + b"A" * 43 + b'"}',
+        HEAD
+        + GRANTED
+        + b'"subject":"W-1042",'
+        + NAME
+        + SHA
+        + b'"latency_ms":14.2,'
+        + NO_CERT
+        + TAIL,
+    ),
+    (
+        {"latency_ms": 12},
+        HEAD
+        + GRANTED
+        + b'"subject":"W-1042",'
+        + NAME
+        + SHA
+        + b'"latency_ms":12.0,'
+        + NO_CERT
+        + TAIL,
     ),
     (
         {"latency_ms": 1e-05, "name": 'Tr\u1ea7n "Th\u1ecb" \\ B\x1b\u2028/', "subject": "W-1"},
-        b'{"v":1,"id":"0b5e4c1e-8d4f-4c53-9b8e-2f1f3c7d9a10","seq":1042,'
-        b'"ts":"2026-11-25T07:58:03.412Z","site":"factory-1","gate":"gate-1","direction":"in",'
-        b'"type":"scan","result":"granted","reason":"ok","credential":"pass","subject":"W-1",'
-        b'"name":"Tr\xe1\xba\xa7n \\"Th\xe1\xbb\x8b\\" \\\\ B\\u001b\xe2\x80\xa8/",'
-        b'"code_sha256":"' + b"ab" * 32 + b'","latency_ms":1e-05,"detail":null,'
-        b'"cert_type":null,"cert_country":null,"ts_trusted":true,"kid":"' + b"A" * 43 + b'"}',
+        HEAD
+        + GRANTED
+        + b'"subject":"W-1",'
+        + b'"name":"Tr\xe1\xba\xa7n \\"Th\xe1\xbb\x8b\\" \\\\ B\\u001b\xe2\x80\xa8/",'
+        + SHA
+        + b'"latency_ms":1e-05,'
+        + NO_CERT
+        + TAIL,
     ),
     (
         {
@@ -154,21 +178,14 @@ PUBLISHED = [
             "cert_country": "VN",
             "sig": "B" * 86,
         },
-        b'{"v":1,"id":"0b5e4c1e-8d4f-4c53-9b8e-2f1f3c7d9a10","seq":1042,'
-        b'"ts":"2026-11-25T07:58:03.412Z","site":"factory-1","gate":"gate-1","direction":"in",'
-        b'"type":"fault","result":null,"reason":null,"credential":null,"subject":"W-1042",'
-        b'"name":"Nguy\xe1\xbb\x85n V\xc4\x83n A","code_sha256":null,"latency_ms":1e+16,'
-        b'"detail":"camera\\nlost","cert_type":"test","cert_country":"VN","ts_trusted":false,'
-        b'"kid":"' + b"A" * 43 + b'"}',
-    ),
-    (
-        {"latency_ms": 12},
-        b'{"v":1,"id":"0b5e4c1e-8d4f-4c53-9b8e-2f1f3c7d9a10","seq":1042,'
-        b'"ts":"2026-11-25T07:58:03.412Z","site":"factory-1","gate":"gate-1","direction":"in",'
-        b'"type":"scan","result":"granted","reason":"ok","credential":"pass","subject":"W-1042",'
-        b'"name":"Nguy\xe1\xbb\x85n V\xc4\x83n A","code_sha256":"' + b"ab" * 32 + b'",'
-        b'"latency_ms":12.0,"detail":null,"cert_type":null,"cert_country":null,'
-        b'"ts_trusted":true,"kid":"' + b"A" * 43 + b'"}',
+        HEAD
+        + b'"type":"fault","result":null,"reason":null,"credential":null,"subject":"W-1042",'
+        + NAME
+        + b'"code_sha256":null,"latency_ms":1e+16,'
+        + b'"detail":"camera\\nlost","cert_type":"test","cert_country":"VN","ts_trusted":false,'
+        + b'"kid":"'
+        + b"A" * 43
+        + b'"}',
     ),
 ]
 
