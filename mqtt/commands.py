@@ -31,16 +31,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import jwt
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+import msgspec
+from msgspec import Meta
 
 from mqtt import db
 from mqtt.errors import CommandRejectedError, MqttError, StoreError
@@ -48,6 +40,7 @@ from mqtt.events import MAX_SEQ, format_ts
 from mqtt.health import compact_json
 from mqtt.outbox import MAX_RESEND
 from mqtt.topics import GateTopics
+from mqtt.validation import FINITE, explained
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +48,13 @@ ALGORITHMS = ("EdDSA", "ES256")
 REQUIRED_CLAIMS = ["cmd", "site", "jti", "iat", "exp"]
 MAX_COMMAND_BYTES = 4 * 1024 * 1024  # an allowlist snapshot of ~50,000 entries
 
-Ident = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-TokenId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+# Patterns end in \Z, not $: msgspec searches with `re`, whose $ also matches before a
+# trailing newline.
+Ident = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}\Z")]
+TokenId = Annotated[str, Meta(min_length=1, max_length=128)]
 # An EU revocation-list hash (128 bits of SHA-256): base64 as the lists carry it, or hex.
 RevocationHash = Annotated[
-    str, StringConstraints(pattern=r"^([A-Za-z0-9+/_-]{22}(==)?|[0-9a-fA-F]{32}|[0-9a-fA-F]{64})$")
+    str, Meta(pattern=r"^([A-Za-z0-9+/_-]{22}(==)?|[0-9a-fA-F]{32}|[0-9a-fA-F]{64})\Z")
 ]
 
 
@@ -70,65 +65,58 @@ class CommandKeyError(MqttError):
 # --- Arguments, one model per command ---------------------------------------------------
 
 
-class Args(BaseModel):
-    # Each model's validator is built when a command first needs it, not when a gate starts.
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+class Args(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A command's arguments; rules across fields are checked in `__post_init__`, whose
+    ValueErrors msgspec reports as the arguments' errors. (Each model says frozen=True
+    again, though msgspec inherits it, for mypy's sake.)"""
 
 
-class NoArgs(Args):
+class NoArgs(Args, frozen=True):
     """lockdown (deny everyone), normal (back to normal decisions), emergency (hold open)."""
 
 
-class OpenArgs(Args):
+class OpenArgs(Args, frozen=True):
     """Open the gate once (one relay pulse), or hold it open for `seconds`."""
 
-    seconds: float | None = Field(None, gt=0, le=3600)
+    seconds: Annotated[float, Meta(gt=0, le=3600)] | None = None
 
 
 Kind = Literal["badge", "cccd", "vnqr"]
-EpochSeconds = Annotated[float, Field(allow_inf_nan=False)]
+EpochSeconds = Annotated[float, FINITE]
 
 
-def calendar_date(text: str) -> str:
-    date.fromisoformat(text)  # ValueError for 2000-02-30
-    return text
-
-
-# YYYY-MM-DD and nothing else (no week dates, no times), a day that exists.
-IsoDate = Annotated[
-    str, StringConstraints(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"), AfterValidator(calendar_date)
-]
-
-
-class Entry(Args):
+class Entry(Args, frozen=True):
     """One allowlist entry; a bare string is a badge id. `kinds` names every credential
     kind the subject may use; `kind`, one of them (badge by default). `birth_date`, the
-    holder's, lets a badge pair with a health certificate."""
+    holder's (YYYY-MM-DD, a day that exists), lets a badge pair with a health
+    certificate."""
 
     subject: Ident
     kind: Kind = "badge"
-    kinds: list[Kind] | None = Field(None, min_length=1)
-    name: Annotated[str, StringConstraints(max_length=256)] | None = None
-    birth_date: IsoDate | None = None
+    kinds: Annotated[list[Kind], Meta(min_length=1)] | None = None
+    name: Annotated[str, Meta(max_length=256)] | None = None
+    birth_date: date | None = None
     valid_from: EpochSeconds | None = None
     valid_until: EpochSeconds | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _from_string(cls, data: Any) -> Any:
-        return {"subject": data} if isinstance(data, str) else data
+
+def as_entries(given: list[Entry | str]) -> list[Entry | str]:
+    """Each bare string (a badge id, already checked as one) as the entry it stands for."""
+    return [Entry(subject=entry) if isinstance(entry, str) else entry for entry in given]
 
 
-class AllowlistArgs(Args):
+class AllowlistArgs(Args, frozen=True):
     """Either a full snapshot (`entries` with its `version`) or changes (`add`, `remove`)."""
 
-    version: int | None = Field(None, ge=1)
-    entries: list[Entry] | None = None
-    add: list[Entry] = Field(default_factory=list)
-    remove: list[Ident] = Field(default_factory=list)
+    version: Annotated[int, Meta(ge=1)] | None = None
+    entries: list[Entry | Ident] | None = None
+    add: list[Entry | Ident] = []
+    remove: list[Ident] = []
 
-    @model_validator(mode="after")
-    def _snapshot_or_changes(self) -> AllowlistArgs:
+    def __post_init__(self) -> None:
+        if self.entries is not None:
+            msgspec.structs.force_setattr(self, "entries", as_entries(self.entries))
+        msgspec.structs.force_setattr(self, "add", as_entries(self.add))
         if self.entries is not None and (self.add or self.remove):
             raise ValueError(
                 "send a snapshot (entries, version) or changes (add, remove), not both"
@@ -137,74 +125,70 @@ class AllowlistArgs(Args):
             raise ValueError("a snapshot needs its version")
         if self.entries is None and not (self.add or self.remove):
             raise ValueError("nothing to do: give entries, add or remove")
-        return self
 
 
-class RevokeArgs(Args):
+class RevokeArgs(Args, frozen=True):
     """Revoke passes by token id (`jti`), everything of some subjects, and/or health
     certificates by the hashes of the EU revocation lists (`dcc`); for good or `until` a
     time (epoch seconds)."""
 
-    jti: list[TokenId] = Field(default_factory=list)
-    subjects: list[Ident] = Field(default_factory=list)
-    dcc: list[RevocationHash] = Field(default_factory=list)
+    jti: list[TokenId] = []
+    subjects: list[Ident] = []
+    dcc: list[RevocationHash] = []
     until: EpochSeconds | None = None
 
-    @model_validator(mode="after")
-    def _something(self) -> RevokeArgs:
+    def __post_init__(self) -> None:
         if not (self.jti or self.subjects or self.dcc):
             raise ValueError("nothing to revoke: give jti, subjects or dcc")
-        return self
 
 
-class KeysArgs(Args):
+class KeysArgs(Args, frozen=True):
     """A new set of trusted public keys for passes (RFC 7517), replacing the old one."""
 
     jwks: dict[str, Any]
 
-    @field_validator("jwks")
-    @classmethod
-    def _public_key_set(cls, jwks: dict[str, Any]) -> dict[str, Any]:
-        public_keys(jwks)
-        return jwks
+    def __post_init__(self) -> None:
+        try:
+            public_keys(self.jwks)
+        except ValueError as error:
+            raise ValueError(f"jwks: {error}") from None
 
 
-class TrustListArgs(Args):
+class TrustListArgs(Args, frozen=True):
     """A new health-certificate trust list (the EU gateway's JSON: an array of signer
     certificates, or {"certificates": [...]}), replacing the one in use."""
 
     trust_list: list[dict[str, Any]] | dict[str, list[dict[str, Any]]]
 
-    @field_validator("trust_list")
-    @classmethod
-    def _certificates(cls, value: Any) -> Any:
-        entries = value.get("certificates") if isinstance(value, dict) else value
-        if not isinstance(entries, list) or not entries:
-            raise ValueError('expected [...] or {"certificates": [...]} with at least one')
-        if not all(isinstance(entry.get("rawData"), str) for entry in entries):
-            raise ValueError("every certificate needs rawData (base64 DER)")
-        return value
+    def __post_init__(self) -> None:
+        value = self.trust_list
+        certificates = value.get("certificates") if isinstance(value, dict) else value
+        if not isinstance(certificates, list) or not certificates:
+            raise ValueError(
+                'trust_list: expected [...] or {"certificates": [...]} with at least one'
+            )
+        if not all(isinstance(entry.get("rawData"), str) for entry in certificates):
+            raise ValueError("trust_list: every certificate needs rawData (base64 DER)")
 
 
-Seq = Annotated[int, Field(ge=1, le=MAX_SEQ)]
+Seq = Annotated[int, Meta(ge=1, le=MAX_SEQ)]
+SeqRange = Annotated[list[Seq], Meta(min_length=2, max_length=2)]  # [first, last]
 
 
-class ResendArgs(Args):
+class ResendArgs(Args, frozen=True):
     """Send again, unchanged, the gate's kept events with the seqs of `ranges` (inclusive
     pairs, at most MAX_RESEND seqs in all) and/or every kept event after seq `after`."""
 
-    ranges: list[tuple[Seq, Seq]] = Field(default_factory=list, max_length=1000)
-    after: int | None = Field(None, ge=0, le=MAX_SEQ)
+    ranges: Annotated[list[SeqRange], Meta(max_length=1000)] = []
+    after: Annotated[int, Meta(ge=0, le=MAX_SEQ)] | None = None
 
-    @model_validator(mode="after")
-    def _bounded(self) -> ResendArgs:
+    def __post_init__(self) -> None:
         if any(first > last for first, last in self.ranges):
             raise ValueError("each range is [first, last] with first <= last")
         if sum(last - first + 1 for first, last in self.ranges) > MAX_RESEND:
             raise ValueError(f"at most {MAX_RESEND} events at once")
         if not self.ranges and self.after is None:
             raise ValueError("nothing to resend: give ranges or after")
-        return self
 
 
 ARGUMENTS: Mapping[str, type[Args]] = {
@@ -221,18 +205,17 @@ ARGUMENTS: Mapping[str, type[Args]] = {
 
 
 def check_args(name: str, args: object) -> dict[str, Any]:
-    """The command's arguments, validated and normalised; CommandRejectedError if bad."""
+    """The command's arguments, validated and written out in full as JSON values (every
+    field, defaults included), as handlers get them; CommandRejectedError if bad."""
     model = ARGUMENTS.get(name)
     if model is None:
         raise CommandRejectedError("unsupported")
     try:
-        return model.model_validate(args if args is not None else {}).model_dump(mode="json")
-    except ValidationError as error:
-        problems = "; ".join(
-            ": ".join(filter(None, (".".join(map(str, d["loc"])), d["msg"])))
-            for d in error.errors()
-        )
-        raise CommandRejectedError(f"bad_args: {problems}") from None
+        checked = msgspec.convert(args if args is not None else {}, model)
+    except msgspec.ValidationError as error:
+        raise CommandRejectedError(f"bad_args: {explained(error)}") from None
+    written: dict[str, Any] = msgspec.to_builtins(checked)
+    return written
 
 
 # --- Keys -------------------------------------------------------------------------------

@@ -135,9 +135,9 @@ def test_the_help_shows_every_command_and_argument() -> None:
     assert {name for name, _, _ in examples} == set(ARGUMENTS) == set(COMMANDS)
     shown = {used for name, given, _ in examples for used in used_arguments(name, given)}
     wanted = {
-        f"{name}.{field}" for name, model in ARGUMENTS.items() for field in model.model_fields
+        f"{name}.{field}" for name, model in ARGUMENTS.items() for field in model.__struct_fields__
     }
-    wanted |= {f"allowlist.entry.{field}" for field in Entry.model_fields}
+    wanted |= {f"allowlist.entry.{field}" for field in Entry.__struct_fields__}
     assert sorted(wanted - shown) == []
     assert sorted(shown - wanted) == []
 

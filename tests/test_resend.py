@@ -109,10 +109,10 @@ def test_a_resend_after_the_largest_seq_finds_nothing(tmp_path: Path) -> None:
     [
         ({"ranges": [[5, 2]]}, "first <= last"),
         ({"ranges": [[1, MAX_RESEND + 1]]}, f"at most {MAX_RESEND}"),
-        ({"ranges": [[0, 3]]}, "greater than or equal to 1"),
+        ({"ranges": [[0, 3]]}, r"ranges\.0\.0: must be >= 1"),
         ({}, "nothing to resend"),
-        ({"after": -1}, "greater than or equal to 0"),
-        ({"ranges": [[1, 2]], "seqs": [3]}, "Extra inputs"),
+        ({"after": -1}, "after: must be >= 0"),
+        ({"ranges": [[1, 2]], "seqs": [3]}, "seqs: unknown field"),
     ],
 )
 def test_resend_arguments_are_bounded(args: dict[str, Any], problem: str) -> None:
