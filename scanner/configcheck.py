@@ -12,6 +12,7 @@ Conversion is msgspec's strict mode, as TOML is typed: `30` is an integer and a 
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 import re
@@ -73,7 +74,7 @@ def convert_table(
     if not isinstance(data, Mapping):
         problem = ConfigProblem(where or "config", "expected a table (a [section])", data, True)
         return None, [problem]
-    fields = {field.name: field for field in msgspec.structs.fields(cls)}
+    fields = table_fields(cls)
     values: dict[str, Any] = {}
     problems = [
         ConfigProblem(key_path(where, name), "required key is missing")
@@ -96,6 +97,13 @@ def convert_table(
             return None, [ConfigProblem(where or "config", broken.message)]
         path, given = key_path(where, broken.key), broken.key in values
         return None, [ConfigProblem(path, broken.message, values.get(broken.key), given)]
+
+
+@functools.cache
+def table_fields(cls: type[Table]) -> dict[str, msgspec.structs.FieldInfo]:
+    """A table's fields by name, looked up once: msgspec resolves the annotations anew on
+    every call, compiling each one."""
+    return {field.name: field for field in msgspec.structs.fields(cls)}
 
 
 def convert_key(
