@@ -50,6 +50,7 @@ from typing import Any, cast
 import numpy as np
 import zxingcpp
 from gpiozero.pins.mock import MockFactory
+from msgspec.structs import replace
 
 from bench.gate_daemon import daemon_tables
 from bench.gate_io import StampedPin
@@ -155,8 +156,8 @@ def gate_config(kit: Kit) -> Config:
     """The kit's gate with DESIGN.md's policy defaults, accepting all three kinds, each
     on its own (the kit pairs ID cards with health certificates, which are not accepted)."""
     policy = PolicySection(accept=["pass", "badge", "cccd"])
-    dcc = kit.config.dcc.model_copy(update={"pair_with": []})
-    return kit.config.model_copy(update={"policy": policy, "dcc": dcc})
+    dcc = replace(kit.config.dcc, pair_with=[])
+    return replace(kit.config, policy=policy, dcc=dcc)
 
 
 @contextlib.contextmanager
@@ -361,8 +362,8 @@ def code_frame(payload: bytes) -> Gray:
 
 def repeating_gate(lab: Lab) -> Gate:
     """The lab's gate with the repeat window at 0, so the same frame is decided each time."""
-    rules = lab.config.policy.model_copy(update={"repeat_window_s": 0.0})
-    config = lab.config.model_copy(update={"policy": rules})
+    rules = replace(lab.config.policy, repeat_window_s=0.0)
+    config = replace(lab.config, policy=rules)
     return lab.gate_like(Policy.from_config(config, lab.store, SystemClock()), lab.parts.outbox)
 
 

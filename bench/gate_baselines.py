@@ -64,7 +64,7 @@ def config(path: Path) -> None:
     """Bytes the validated config holds once loaded (its models' code is an import)."""
     from scanner.config import load_config
 
-    load_config(path)  # the first validation builds pydantic's lazy parts: not the config
+    load_config(path)  # the first validation builds its lookups and caches: not the config
     tracemalloc.start()
     loaded = load_config(path)
     held, _ = tracemalloc.get_traced_memory()

@@ -1,7 +1,9 @@
-"""The gate's configuration: TOML validated into typed, frozen models.
+"""The gate's configuration: TOML validated into typed, frozen msgspec Structs.
 
 Every section rejects unknown keys, so a typo is an error rather than a silent default.
-All problems in a file are reported at once with their key path (see `load_config`).
+All problems in a file are reported at once with their key path (see `load_config` and
+`scanner.configcheck`). Values keep their TOML types: `5.0` is no integer, `"30"` no
+number, `1` no boolean (an integer is a number, though: `fps = 30` is fine).
 Secrets are never inline: they come from files. A relative secret path is looked up in
 `$CREDENTIALS_DIRECTORY` when it is set (systemd `LoadCredential=`), else in the config's
 folder, like every other relative path.
@@ -13,19 +15,12 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
-from pydantic_core import ErrorDetails
+import msgspec
+from msgspec import Meta, field
 
+from scanner.configcheck import KeyRule, Table, convert_table
 from scanner.credentials.health import CertType
 from scanner.errors import ConfigError, ConfigProblem
 
@@ -34,14 +29,17 @@ CONFIG_ENV = "QRGATE_CONFIG"
 CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
 
 ID_RULE = "1 to 64 of A-Z a-z 0-9 _ -"
-Ident = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-BcmPin = Annotated[int, Field(ge=0, le=27, description="BCM GPIO number")]
-Seconds = Annotated[float, Field(ge=0)]
+# msgspec matches with re.search, where `$` also matches before a final newline: \A and \Z
+# hold the whole string.
+Ident = Annotated[str, Meta(pattern=r"\A[A-Za-z0-9_-]{1,64}\Z", description=ID_RULE)]
+BcmPin = Annotated[int, Meta(ge=0, le=27)]  # a BCM GPIO number
+Seconds = Annotated[float, Meta(ge=0)]
 CredentialKind = Literal["pass", "badge", "cccd", "vnqr", "dcc"]
 # Kinds that name a person and prove nothing: record-only admission, pairing.
 IdentityKind = Literal["badge", "cccd", "vnqr"]
 ContactState = Literal["closed", "open"]
 PassAlgorithm = Literal["EdDSA", "ES256"]
+Algorithms = Annotated[list[PassAlgorithm], Meta(min_length=1)]
 
 # Keys whose files hold secrets: relative paths resolve in $CREDENTIALS_DIRECTORY if set.
 SECRET_KEYS = frozenset({"mqtt.password_file", "mqtt.key_file", "dcc.subject_key_file"})
@@ -49,48 +47,50 @@ SECRET_KEYS = frozenset({"mqtt.password_file", "mqtt.key_file", "dcc.subject_key
 INLINE_SECRETS = {"mqtt.password": "mqtt.password_file", "mqtt.key": "mqtt.key_file"}
 
 
-class Section(BaseModel):
-    """Base of every config section: unknown keys and mutation are errors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+def both_algorithms() -> list[PassAlgorithm]:
+    return ["EdDSA", "ES256"]
 
 
-class GateSection(Section):
+class GateSection(Table, frozen=True, kw_only=True):
     site: Ident = "factory-1"
     id: Ident = "gate-1"
     direction: Literal["in", "out"] = "in"
 
 
-class CameraSection(Section):
+def source_problem(value: str) -> str | None:
+    if value in ("auto", "picamera2"):
+        return None
+    kind, sep, rest = value.partition(":")
+    if sep and kind in ("v4l2", "replay") and rest:
+        return None
+    return "expected auto, picamera2, v4l2:/dev/videoN or replay:PATH"
+
+
+class CameraSection(Table, frozen=True, kw_only=True):
+    key_rules: ClassVar[Mapping[str, KeyRule]] = {"source": source_problem}
+
     source: str = "auto"
-    width: int = Field(640, ge=64, le=4608)
-    height: int = Field(480, ge=64, le=3496)
-    fps: float = Field(30, gt=0, le=120)
+    width: Annotated[int, Meta(ge=64, le=4608)] = 640
+    height: Annotated[int, Meta(ge=64, le=3496)] = 480
+    fps: Annotated[float, Meta(gt=0, le=120)] = 30.0
     decoder: Literal["auto", "zxing", "pyzbar"] = "auto"
-    second_look_share: float = Field(0.1, ge=0, le=1)
+    second_look_share: Annotated[float, Meta(ge=0, le=1)] = 0.1
     skip_unchanged: bool = True
     exposure: Literal["normal", "short"] = "normal"
     autofocus: bool = True
-    capture_timeout_s: float = Field(2.0, gt=0, le=60)
-    stall_s: float = Field(5.0, gt=0, le=600)
+    capture_timeout_s: Annotated[float, Meta(gt=0, le=60)] = 2.0
+    stall_s: Annotated[float, Meta(gt=0, le=600)] = 5.0
     replay_loop: bool = False
 
-    @field_validator("source")
-    @classmethod
-    def _known_source(cls, value: str) -> str:
-        if value in ("auto", "picamera2"):
-            return value
-        kind, sep, rest = value.partition(":")
-        if sep and kind in ("v4l2", "replay") and rest:
-            return value
-        raise ValueError("expected auto, picamera2, v4l2:/dev/videoN or replay:PATH")
+
+PIN_KEYS = ("relay", "green_led", "red_led", "buzzer", "exit_button", "door_contact", "fire_alarm")
 
 
-class GpioSection(Section):
+class GpioSection(Table, frozen=True, kw_only=True):
     pin_factory: Literal["auto", "lgpio", "rpigpio", "mock"] = "auto"
     relay: BcmPin = 17
     relay_active_high: bool = True
-    relay_pulse_ms: int = Field(800, ge=50, le=60_000)
+    relay_pulse_ms: Annotated[int, Meta(ge=50, le=60_000)] = 800
     green_led: BcmPin | None = 23
     red_led: BcmPin | None = 24
     buzzer: BcmPin | None = 25
@@ -101,41 +101,35 @@ class GpioSection(Section):
     exit_button_active: ContactState = "closed"
     door_contact_active: ContactState = "open"
     fire_alarm_active: ContactState = "closed"
-    door_held_s: float = Field(30.0, gt=0, le=3600)
-    door_grace_s: float = Field(1.0, ge=0, le=60)
+    door_held_s: Annotated[float, Meta(gt=0, le=3600)] = 30.0
+    door_grace_s: Annotated[float, Meta(ge=0, le=60)] = 1.0
 
-    @model_validator(mode="after")
-    def _pins_distinct(self) -> GpioSection:
+    def rule_across_keys(self) -> str | None:
         used: dict[int, str] = {}
         for name in PIN_KEYS:
             pin = getattr(self, name)
             if pin is None:
                 continue
             if pin in used:
-                raise ValueError(f"pin {pin} is used by both {used[pin]} and {name}")
+                return f"pin {pin} is used by both {used[pin]} and {name}"
             used[pin] = name
-        return self
+        return None
 
 
-PIN_KEYS = ("relay", "green_led", "red_led", "buzzer", "exit_button", "door_contact", "fire_alarm")
-
-
-class PolicySection(Section):
-    accept: list[CredentialKind] = Field(
-        default_factory=lambda: list[CredentialKind](["pass", "badge"]), min_length=1
+class PolicySection(Table, frozen=True, kw_only=True):
+    accept: Annotated[list[CredentialKind], Meta(min_length=1)] = field(
+        default_factory=lambda: list[CredentialKind](["pass", "badge"])
     )
-    record_only: list[IdentityKind] = Field(default_factory=list)
+    record_only: list[IdentityKind] = field(default_factory=list)
     repeat_window_s: Seconds = 5.0
     anti_passback_s: Seconds = 0.0
-    max_payload_bytes: int = Field(2048, ge=16, le=65_536)
-    clock_skew_s: float = Field(60.0, ge=0, le=3600)
+    max_payload_bytes: Annotated[int, Meta(ge=16, le=65_536)] = 2048
+    clock_skew_s: Annotated[float, Meta(ge=0, le=3600)] = 60.0
 
 
-class PassesSection(Section):
+class PassesSection(Table, frozen=True, kw_only=True):
     jwks: Path = Path("/etc/qrgate/jwks.json")
-    algorithms: list[PassAlgorithm] = Field(
-        default_factory=lambda: list[PassAlgorithm](["EdDSA", "ES256"]), min_length=1
-    )
+    algorithms: Algorithms = field(default_factory=both_algorithms)
 
 
 # The vaccines with an EU marketing authorisation (the `EU/1/...` codes of the EU value
@@ -151,39 +145,47 @@ EU_AUTHORISED_VACCINES = (
     "EU/1/21/1580",
     "EU/1/22/1709",
 )
-Days = Annotated[int, Field(ge=0, le=3650)]
-Hours = Annotated[float, Field(ge=0, le=8760)]
+Days = Annotated[int, Meta(ge=0, le=3650)]
+Hours = Annotated[float, Meta(ge=0, le=8760)]
+VaccineCode = Annotated[str, Meta(min_length=1, max_length=80)]
 
 
-class DccSection(Section):
+class DccSection(Table, frozen=True, kw_only=True):
     """Health certificates (EU DCC): whom to trust, and the health rules, as limits."""
 
     trust_list: Path = Path("/etc/qrgate/dcc-trust-list.json")
-    trust_list_max_age_h: float = Field(24.0, gt=0, le=8760)
+    trust_list_max_age_h: Annotated[float, Meta(gt=0, le=8760)] = 24.0
     subject_key_file: Path | None = None
-    accept_types: list[CertType] = Field(
-        default_factory=lambda: list[CertType](get_args(CertType)),
-        min_length=1,
+    accept_types: Annotated[list[CertType], Meta(min_length=1)] = field(
+        default_factory=lambda: list[CertType](get_args(CertType))
     )
-    vaccines: list[Annotated[str, StringConstraints(min_length=1, max_length=80)]] = Field(
-        default_factory=lambda: list(EU_AUTHORISED_VACCINES)
-    )
+    vaccines: list[VaccineCode] = field(default_factory=lambda: list(EU_AUTHORISED_VACCINES))
     vaccination_min_days: Days = 14
     booster_min_days: Days = 0
     vaccination_max_days: Days = 0
     test_naat_max_h: Hours = 72.0
     test_rat_max_h: Hours = 24.0
-    pair_with: list[IdentityKind] = Field(default_factory=list)
-    pair_window_s: float = Field(20.0, gt=0, le=600)
+    pair_with: list[IdentityKind] = field(default_factory=list)
+    pair_window_s: Annotated[float, Meta(gt=0, le=600)] = 20.0
 
 
-class StoreSection(Section):
+class StoreSection(Table, frozen=True, kw_only=True):
     path: Path = Path("/var/lib/qrgate/qrgate.db")
 
 
-class MqttSection(Section):
-    host: str = Field("localhost", min_length=1)
-    port: int = Field(1883, ge=1, le=65_535)
+def topic_prefix_problem(value: str) -> str | None:
+    if not value or any(not segment for segment in value.split("/")):
+        return "expected topic levels separated by single '/', none empty"
+    if any(ch in value for ch in "+#") or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        return "must not contain '+', '#' or control characters"
+    return None
+
+
+class MqttSection(Table, frozen=True, kw_only=True):
+    key_rules: ClassVar[Mapping[str, KeyRule]] = {"topic_prefix": topic_prefix_problem}
+
+    host: Annotated[str, Meta(min_length=1)] = "localhost"
+    port: Annotated[int, Meta(ge=1, le=65_535)] = 1883
     topic_prefix: str = "qrgate"
     protocol: Literal["v5", "v311"] = "v5"
     tls: bool = False
@@ -193,67 +195,52 @@ class MqttSection(Section):
     username: str | None = None
     password_file: Path | None = None
     client_id: str | None = None
-    keepalive_s: int = Field(30, ge=5, le=3600)
-    heartbeat_s: float = Field(30.0, ge=1, le=3600)
-    connect_timeout_s: float = Field(10.0, gt=0, le=120)
-    inflight: int = Field(64, ge=2, le=1000)
-    retry_min_s: float = Field(1.0, gt=0, le=3600)
-    retry_max_s: float = Field(60.0, gt=0, le=3600)
-    outbox_max_events: int = Field(500_000, ge=100, le=100_000_000)
-    outbox_max_mb: int = Field(256, ge=1, le=1_000_000)
-    max_refusals: int = Field(5, ge=1, le=1000)
-    keep_acked_days: float = Field(7.0, ge=0, le=366)
+    keepalive_s: Annotated[int, Meta(ge=5, le=3600)] = 30
+    heartbeat_s: Annotated[float, Meta(ge=1, le=3600)] = 30.0
+    connect_timeout_s: Annotated[float, Meta(gt=0, le=120)] = 10.0
+    inflight: Annotated[int, Meta(ge=2, le=1000)] = 64
+    retry_min_s: Annotated[float, Meta(gt=0, le=3600)] = 1.0
+    retry_max_s: Annotated[float, Meta(gt=0, le=3600)] = 60.0
+    outbox_max_events: Annotated[int, Meta(ge=100, le=100_000_000)] = 500_000
+    outbox_max_mb: Annotated[int, Meta(ge=1, le=1_000_000)] = 256
+    max_refusals: Annotated[int, Meta(ge=1, le=1000)] = 5
+    keep_acked_days: Annotated[float, Meta(ge=0, le=366)] = 7.0
 
-    @field_validator("topic_prefix")
-    @classmethod
-    def _clean_prefix(cls, value: str) -> str:
-        segments = value.split("/")
-        if not value or any(not segment for segment in segments):
-            raise ValueError("expected topic levels separated by single '/', none empty")
-        if any(ch in value for ch in "+#") or any(
-            ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value
-        ):
-            raise ValueError("must not contain '+', '#' or control characters")
-        return value
-
-    @model_validator(mode="after")
-    def _client_cert_pairs(self) -> MqttSection:
+    def rule_across_keys(self) -> str | None:
         if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together (TLS client certificate)")
+            return "cert_file and key_file go together (TLS client certificate)"
         if (self.cert_file or self.ca_file) and not self.tls:
-            raise ValueError("ca_file/cert_file are set but tls = false")
+            return "ca_file/cert_file are set but tls = false"
         if self.password_file is not None and self.username is None:
-            raise ValueError("password_file needs username")
+            return "password_file needs username"
         if self.retry_min_s > self.retry_max_s:
-            raise ValueError("retry_min_s is larger than retry_max_s")
-        return self
+            return "retry_min_s is larger than retry_max_s"
+        return None
 
 
-class CommandsSection(Section):
+class CommandsSection(Table, frozen=True, kw_only=True):
     enabled: bool = True
     jwks: Path = Path("/etc/qrgate/command-keys.json")
-    algorithms: list[PassAlgorithm] = Field(
-        default_factory=lambda: list[PassAlgorithm](["EdDSA", "ES256"]), min_length=1
-    )
-    max_lifetime_s: float = Field(300.0, gt=0, le=86_400)
-    clock_skew_s: float = Field(30.0, ge=0, le=3600)
+    algorithms: Algorithms = field(default_factory=both_algorithms)
+    max_lifetime_s: Annotated[float, Meta(gt=0, le=86_400)] = 300.0
+    clock_skew_s: Annotated[float, Meta(ge=0, le=3600)] = 30.0
 
 
-class LogSection(Section):
+class LogSection(Table, frozen=True, kw_only=True):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-class Config(Section):
-    gate: GateSection = GateSection()
-    camera: CameraSection = CameraSection()
-    gpio: GpioSection = GpioSection()
-    policy: PolicySection = PolicySection()
-    passes: PassesSection = PassesSection()
-    dcc: DccSection = DccSection()
-    store: StoreSection = StoreSection()
-    mqtt: MqttSection = MqttSection()
-    commands: CommandsSection = CommandsSection()
-    log: LogSection = LogSection()
+class Config(Table, frozen=True, kw_only=True):
+    gate: GateSection = field(default_factory=GateSection)
+    camera: CameraSection = field(default_factory=CameraSection)
+    gpio: GpioSection = field(default_factory=GpioSection)
+    policy: PolicySection = field(default_factory=PolicySection)
+    passes: PassesSection = field(default_factory=PassesSection)
+    dcc: DccSection = field(default_factory=DccSection)
+    store: StoreSection = field(default_factory=StoreSection)
+    mqtt: MqttSection = field(default_factory=MqttSection)
+    commands: CommandsSection = field(default_factory=CommandsSection)
+    log: LogSection = field(default_factory=LogSection)
 
     @property
     def client_id(self) -> str:
@@ -299,12 +286,11 @@ def parse_config(
 ) -> Config:
     """Validate a config mapping; relative paths resolve against `base_dir`."""
     data, problems = split_inline_secrets(data)
-    try:
-        config = Config.model_validate(data)
-    except ValidationError as error:
-        problems += [describe_error(detail) for detail in error.errors()]
-        raise ConfigError(problems, source) from None
-    config = resolve_paths(config, base_dir or Path.cwd())
+    converted, found = convert_table(Config, data)
+    problems += found
+    if converted is None:
+        raise ConfigError(problems, source)
+    config = resolve_paths(converted, base_dir or Path.cwd())
     problems += kind_problems(config) + missing_secret_problems(config)
     if problems:
         raise ConfigError(problems, source)
@@ -328,36 +314,6 @@ def split_inline_secrets(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[
     return cleaned, problems
 
 
-def describe_error(detail: ErrorDetails) -> ConfigProblem:
-    """Turn one pydantic error into key path, given value and what was expected."""
-    key = ".".join(str(part) for part in detail["loc"]) or "config"
-    kind = detail["type"]
-    value = detail.get("input")
-    if kind == "extra_forbidden":
-        return ConfigProblem(key, "unknown key", value, has_value=True)
-    if kind == "missing":
-        return ConfigProblem(key, "required key is missing")
-    message = EXPECTED.get(kind) or detail["msg"].removeprefix("Value error, ")
-    if kind == "string_pattern_mismatch":
-        message = f"expected {ID_RULE}"
-    return ConfigProblem(key, message, value, has_value=not isinstance(value, dict))
-
-
-EXPECTED = {
-    "int_type": "expected an integer",
-    "int_parsing": "expected an integer",
-    "int_from_float": "expected an integer, not a fraction",
-    "float_type": "expected a number",
-    "float_parsing": "expected a number",
-    "bool_type": "expected true or false",
-    "bool_parsing": "expected true or false",
-    "string_type": "expected a string",
-    "list_type": "expected a list",
-    "model_type": "expected a table (a [section])",
-    "path_type": "expected a file path (a string)",
-}
-
-
 def resolve_paths(config: Config, base_dir: Path) -> Config:
     """Anchor relative file paths: secrets in $CREDENTIALS_DIRECTORY, the rest at base_dir."""
     credentials = os.environ.get(CREDENTIALS_ENV)
@@ -369,31 +325,26 @@ def resolve_paths(config: Config, base_dir: Path) -> Config:
             return Path(credentials) / path
         return base_dir / path
 
-    mqtt = config.mqtt.model_copy(
-        update={
+    replace = msgspec.structs.replace
+    mqtt = replace(
+        config.mqtt,
+        **{
             name: anchor(f"mqtt.{name}", getattr(config.mqtt, name))
             for name in ("ca_file", "cert_file", "key_file", "password_file")
-        }
+        },
     )
-    return config.model_copy(
-        update={
-            "mqtt": mqtt,
-            "passes": config.passes.model_copy(
-                update={"jwks": anchor("passes.jwks", config.passes.jwks)}
-            ),
-            "dcc": config.dcc.model_copy(
-                update={
-                    "trust_list": anchor("dcc.trust_list", config.dcc.trust_list),
-                    "subject_key_file": anchor("dcc.subject_key_file", config.dcc.subject_key_file),
-                }
-            ),
-            "store": config.store.model_copy(
-                update={"path": anchor("store.path", config.store.path)}
-            ),
-            "commands": config.commands.model_copy(
-                update={"jwks": anchor("commands.jwks", config.commands.jwks)}
-            ),
-        }
+    dcc = replace(
+        config.dcc,
+        trust_list=anchor("dcc.trust_list", config.dcc.trust_list),
+        subject_key_file=anchor("dcc.subject_key_file", config.dcc.subject_key_file),
+    )
+    return replace(
+        config,
+        mqtt=mqtt,
+        passes=replace(config.passes, jwks=anchor("passes.jwks", config.passes.jwks)),
+        dcc=dcc,
+        store=replace(config.store, path=anchor("store.path", config.store.path)),
+        commands=replace(config.commands, jwks=anchor("commands.jwks", config.commands.jwks)),
     )
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory
+from msgspec.structs import replace
 
 from scanner.camera import CameraTimeout, Frame
 from scanner.config import Config, parse_config
@@ -195,9 +196,7 @@ def new_pass_keys(config: Config, folder: Path) -> bytes:
 @pytest.mark.slow
 def test_sigterm_during_a_pulse_ends_it(tmp_path: Path, mock_factory: MockFactory) -> None:
     config = gate_config(tmp_path)
-    config = config.model_copy(
-        update={"gpio": config.gpio.model_copy(update={"relay_pulse_ms": 60_000})}
-    )
+    config = replace(config, gpio=replace(config.gpio, relay_pulse_ms=60_000))
     parts = build_parts(
         config, Options(pin_factory=mock_factory, source=FlakySource(), trust_kernel_clock=False)
     )

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace
 from PIL import Image
 
 from mqtt.remote import send_command, sign_command
@@ -35,9 +36,9 @@ def with_commands(config: Config, folder: Path) -> tuple[Config, Path]:
     """The config with signed commands on, and the private key that signs them."""
     (folder / "command-keys").mkdir()
     key, jwks = create_signing_key(folder / "command-keys", "centre", "EdDSA")
-    commands = config.commands.model_copy(update={"enabled": True, "jwks": jwks})
-    log = config.log.model_copy(update={"level": "info"})
-    return config.model_copy(update={"commands": commands, "log": log}), key
+    commands = replace(config.commands, enabled=True, jwks=jwks)
+    log = replace(config.log, level="info")
+    return replace(config, commands=commands, log=log), key
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from gpiozero.pins.mock import MockFactory
+from msgspec.structs import replace
 
 from firmware.patterns import AWAITING_BLINK
 from firmware.scheduler import ManualScheduler
@@ -235,8 +236,8 @@ def test_a_vietnamese_certificate_from_qrgate_dcc_issue_pairs_with_the_card(
     assert run(["dcc", "issue", *issue_args, "--given", "Thị Ngọc Hân", "--dob", "1992"]) == 0
     certificate = capsys.readouterr().out.strip().encode()
     config = make_config(tmp_path / "gate")
-    trust = config.dcc.model_copy(update={"trust_list": signer / "trust-list.json"})
-    config = config.model_copy(update={"dcc": trust})
+    trust = replace(config.dcc, trust_list=signer / "trust-list.json")
+    config = replace(config, dcc=trust)
     shown = card("001092000003", "Đặng Thị Ngọc Hân", "05111992")
     with Store.open(config.store.path) as store:
         store.allowlist.add(AllowEntry("001092000003", kinds=frozenset({"cccd"})))

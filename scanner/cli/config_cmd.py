@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import msgspec
 
 from scanner.cli.common import config_option, load
 from scanner.config import SECRET_KEYS, Config, referenced_files
@@ -49,9 +50,9 @@ def check_config(ctx: click.Context, config_path: Path | None, syntax_only: bool
 def render_toml(config: Config) -> str:
     """The config as TOML, every key shown; secret files shown by path only."""
     blocks = []
-    for section, values in config.model_dump(mode="python").items():
+    for section, table in msgspec.structs.asdict(config).items():
         lines = [f"[{section}]"]
-        for key, value in values.items():
+        for key, value in msgspec.structs.asdict(table).items():
             if value is None:
                 lines.append(f"# {key} is not set")
                 continue
