@@ -50,9 +50,8 @@ setup(
     },
     install_requires=[
         "click>=8.1",
-        "pydantic>=2.6,<3",
-        # The gate's config, events and command arguments: typed, validated structs at a
-        # tenth of pydantic's resident weight (docs/scanning.md, Memory).
+        # The config, the event schema and the command arguments: typed, validated structs,
+        # at a tenth of pydantic's resident weight (docs/scanning.md, Memory).
         "msgspec>=0.18",
         *NUMPY,
         "pillow>=10",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import sys
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, get_args
@@ -18,6 +17,7 @@ import msgspec
 from msgspec import Meta
 
 from mqtt.errors import InvalidEventError
+from mqtt.validation import explained
 
 EVENT_VERSION = 1
 EventType = Literal["scan", "exit_request", "door_forced", "door_held", "mode", "fault"]
@@ -196,7 +196,7 @@ def converted(fields: dict[str, Any]) -> Event:
     try:
         return msgspec.convert(fields, Event)
     except msgspec.ValidationError as error:
-        raise InvalidEventError(field_first(str(error))) from None
+        raise InvalidEventError(explained(error)) from None
 
 
 def utf8(text: str) -> bool:
@@ -227,13 +227,6 @@ def read_event(payload: bytes | str) -> tuple[Event, dict[str, Any]]:
     if body.keys() <= EVENT_FIELDS:
         return event, {}
     return event, {name: value for name, value in body.items() if name not in EVENT_FIELDS}
-
-
-def field_first(message: str) -> str:
-    """msgspec's "Expected `str` of length <= 256 - at `$.subject`" as
-    "subject: Expected `str` of length <= 256"."""
-    found = re.fullmatch(r"(.*) - at `\$\.(\w+)`", message, re.DOTALL)
-    return f"{found[2]}: {found[1]}" if found else message
 
 
 def event_schema() -> dict[str, Any]:

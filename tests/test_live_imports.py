@@ -1,6 +1,7 @@
 """What `qrgate run` loads: the live path's libraries, the second look's when a frame
 first needs one, a credential kind's only when the config accepts that kind, the command
-intake (and PyJWT with it) only when commands are enabled."""
+intake (and PyJWT with it) only when commands are enabled; pydantic never (the config,
+the events and the command arguments are msgspec's)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ KINDS = {
 }
 COMMANDS = ("mqtt.commands", "jwt")  # PyJWT also comes with the pass kind
 CLI = ("click", "scanner.cli.group", "scanner.cli.run_cmd")  # `qrgate run` goes round them
+NEVER = ("pydantic", "pydantic_core")  # 10 MB of the daemon's 74 when it did
 
 
 def imported_by_run(
@@ -58,7 +60,7 @@ def test_nobody_in_view_needs_neither_the_second_look_nor_other_kinds(tmp_path: 
     nobody = [empty_frame((320, 240), seed=seed, noise=2) for seed in range(20)]
     loaded = imported_by_run(tmp_path / "nobody", nobody, {"policy": {"accept": ["badge"]}})
     assert {"numpy", "zxingcpp", "scanner.vision.decode", "scanner.camera.memory"} <= loaded
-    assert not loaded & {*SECOND_LOOK, *KINDS["pass"], *KINDS["dcc"], *COMMANDS, *CLI}
+    assert not loaded & {*SECOND_LOOK, *KINDS["pass"], *KINDS["dcc"], *COMMANDS, *CLI, *NEVER}
 
 
 def test_a_symbol_not_read_loads_the_second_look_and_an_accepted_kind_its_module(
@@ -72,7 +74,7 @@ def test_a_symbol_not_read_loads_the_second_look_and_an_accepted_kind_its_module
     }
     loaded = imported_by_run(tmp_path / "symbol", frames, sections)
     assert {*SECOND_LOOK, "scanner.credentials.passes", "jwt"} <= loaded
-    assert not loaded & {*KINDS["dcc"], "mqtt.commands"}
+    assert not loaded & {*KINDS["dcc"], "mqtt.commands", *NEVER}
 
 
 def test_enabled_commands_load_the_intake(tmp_path: Path) -> None:
@@ -82,4 +84,6 @@ def test_enabled_commands_load_the_intake(tmp_path: Path) -> None:
         "policy": {"accept": ["badge"]},
         "commands": {"enabled": True, "jwks": str(jwks)},
     }
-    assert set(COMMANDS) <= imported_by_run(tmp_path / "commands", nobody, sections)
+    loaded = imported_by_run(tmp_path / "commands", nobody, sections)
+    assert set(COMMANDS) <= loaded
+    assert not loaded & set(NEVER)

@@ -2,7 +2,7 @@
 
 Every section rejects unknown keys, so a typo is an error rather than a silent default.
 All problems in a file are reported at once with their key path (see `load_config` and
-`scanner.configcheck`). Values keep their TOML types: `5.0` is no integer, `"30"` no
+`scanner.config.tables`). Values keep their TOML types: `5.0` is no integer, `"30"` no
 number, `1` no boolean (an integer is a number, though: `fps = 30` is fine).
 Secrets are never inline: they come from files. A relative secret path is looked up in
 `$CREDENTIALS_DIRECTORY` when it is set (systemd `LoadCredential=`), else in the config's
@@ -20,7 +20,7 @@ from typing import Annotated, Any, ClassVar, Literal, get_args
 import msgspec
 from msgspec import Meta, field
 
-from scanner.configcheck import KeyRule, Table, convert_table
+from scanner.config.tables import KeyRule, Table, convert_table
 from scanner.credentials.health import CertType
 from scanner.errors import ConfigError, ConfigProblem
 
