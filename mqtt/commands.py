@@ -213,7 +213,7 @@ def check_args(name: str, args: object) -> dict[str, Any]:
     try:
         checked = msgspec.convert(args if args is not None else {}, model)
     except msgspec.ValidationError as error:
-        raise CommandRejectedError(f"bad_args: {explained(error)}") from None
+        raise CommandRejectedError(f"bad_args: {explained(error, model)}") from None
     written: dict[str, Any] = msgspec.to_builtins(checked)
     return written
 

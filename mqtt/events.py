@@ -196,7 +196,7 @@ def converted(fields: dict[str, Any]) -> Event:
     try:
         return msgspec.convert(fields, Event)
     except msgspec.ValidationError as error:
-        raise InvalidEventError(explained(error)) from None
+        raise InvalidEventError(explained(error, Event)) from None
 
 
 def utf8(text: str) -> bool:

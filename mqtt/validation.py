@@ -7,8 +7,12 @@ import ast
 import re
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import msgspec
+
+if TYPE_CHECKING:
+    from msgspec import inspect
 
 # A float bound that lets every finite number through, and neither NaN nor an infinity
 # (msgspec takes both for a float unless it is bounded).
@@ -28,11 +32,17 @@ TYPE_WORDS = {
     "date": "a date (YYYY-MM-DD)",
 }
 SIZE_WORDS = {">=": "at least", "<=": "at most"}
+NOT_A_CHOICE = "may not be "
 
 
-def explained(error: msgspec.ValidationError) -> str:
-    """`path: what is wrong`, or only what is wrong when it is the whole value."""
+def explained(error: msgspec.ValidationError, model: type) -> str:
+    """`path: what is wrong`, or only what is wrong when it is the whole value; a value
+    that is none of a fixed few is told which (msgspec's message does not say)."""
     path, message = located(str(error))
+    if message.startswith(NOT_A_CHOICE):
+        allowed = choices(model, path.split(".") if path else [])
+        if allowed:
+            message += f": expected one of {', '.join(map(str, allowed))}"
     return f"{path}: {message}" if path else message
 
 
@@ -88,7 +98,7 @@ WORDING: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], tuple[str, str]]
     (re.compile(r"Expected `str` of length (>=|<=) (\d+)"), size("character")),
     (re.compile(r"Expected `(?:array|object)` of length (>=|<=) (\d+)"), size("item")),
     (re.compile(r"Expected `([^`]+)`, got `([^`]+)`"), types),
-    (re.compile(r"Invalid enum value (.+)"), lambda found: ("", f"may not be {found[1]}")),
+    (re.compile(r"Invalid enum value (.+)"), lambda found: ("", f"{NOT_A_CHOICE}{found[1]}")),
     (
         re.compile(r"Invalid RFC3339 encoded date"),
         lambda _: ("", "must be a day that exists, written YYYY-MM-DD"),
@@ -96,3 +106,47 @@ WORDING: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], tuple[str, str]]
     (re.compile(r"Object contains unknown field `(.+)`"), of_field("unknown field")),
     (re.compile(r"Object missing required field `(.+)`"), of_field("required")),
 )
+
+
+def choices(model: type, steps: list[str]) -> tuple[object, ...]:
+    """The values allowed where `steps` (a dotted path's parts) lead in `model`, when a
+    Literal is what is there; () when it is not, or the path leads nowhere."""
+    from msgspec import inspect
+
+    found: list[inspect.Type] = [inspect.type_info(model)]
+    for step in steps:
+        found = [inner for info in found for inner in step_into(info, step)]
+    return tuple(
+        value
+        for info in found
+        for part in alternatives(info)
+        if isinstance(part, inspect.LiteralType)
+        for value in part.values
+    )
+
+
+def step_into(info: inspect.Type, step: str) -> list[inspect.Type]:
+    """What a field name or an item index leads to in a type (in each of a union's
+    alternatives that has one)."""
+    from msgspec import inspect
+
+    inner: list[inspect.Type] = []
+    for part in alternatives(info):
+        if isinstance(part, inspect.StructType):
+            inner += [field.type for field in part.fields if field.encode_name == step]
+        elif isinstance(part, inspect.ListType) and step.isdigit():
+            inner.append(part.item_type)
+        elif isinstance(part, inspect.DictType):
+            inner.append(part.value_type)
+    return inner
+
+
+def alternatives(info: inspect.Type) -> list[inspect.Type]:
+    """A type's alternatives, through unions and the metadata around them."""
+    from msgspec import inspect
+
+    if isinstance(info, inspect.Metadata):
+        return alternatives(info.type)
+    if isinstance(info, inspect.UnionType):
+        return [part for member in info.types for part in alternatives(member)]
+    return [info]

@@ -139,7 +139,16 @@ REFUSED: list[tuple[str, Any, str]] = [
     ("revoke", {"dcc": ["0" * 32 + "\n"]}, "dcc.0: must match "),
     ("allowlist", {"add": [5]}, "add.0: must be a string or an object, not an integer"),
     ("allowlist", {"add": [{"kind": "badge"}]}, "add.0.subject: required"),
-    ("allowlist", {"add": [{"subject": "W-1", "kind": "pass"}]}, "add.0.kind: may not be 'pass'"),
+    (
+        "allowlist",
+        {"add": [{"subject": "W-1", "kind": "pass"}]},
+        "add.0.kind: may not be 'pass': expected one of badge, cccd, vnqr",
+    ),
+    (
+        "allowlist",
+        {"version": 1, "entries": [{"subject": "W-1", "kinds": ["badge", "dcc"]}]},
+        "entries.0.kinds.1: may not be 'dcc': expected one of badge, cccd, vnqr",
+    ),
     (
         "allowlist",
         {"add": [{"subject": "W-1", "kinds": []}]},

@@ -194,3 +194,9 @@ PUBLISHED = [
 def test_the_published_bytes_do_not_change(change: dict[str, Any], published: bytes) -> None:
     event = parse_event(json.dumps({**SCAN, "kid": "A" * 43, **change}))
     assert event.to_json() == published
+
+
+def test_a_value_outside_a_fixed_few_is_told_which_are_allowed() -> None:
+    with pytest.raises(ValueError) as refused:
+        parse_event(json.dumps({**SCAN, "direction": "up"}))
+    assert str(refused.value) == "direction: may not be 'up': expected one of in, out"
