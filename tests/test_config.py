@@ -97,6 +97,15 @@ def test_missing_secret_file_is_a_config_error(tmp_path: Path) -> None:
     assert "secret file not found" in found["mqtt.password_file"]
 
 
+def test_a_secret_file_the_system_will_not_look_at_is_a_config_error(tmp_path: Path) -> None:
+    # A name longer than the file system takes: Path.is_file raises rather than answers.
+    key_file = tmp_path / ("k" * 300)
+    found = problems_of({"dcc": {"subject_key_file": str(key_file)}})
+    assert found["dcc.subject_key_file"].endswith(
+        "secret file cannot be looked at: File name too long"
+    )
+
+
 def test_relative_secret_comes_from_credentials_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -482,6 +482,21 @@ def test_disk_judgement() -> None:
     assert disk_finding(300 * MB, folder, 256) == passed("300 MB free for /var/lib/qrgate")
 
 
+def test_paths_the_system_will_not_look_at_are_findings_not_failed_checks(
+    tmp_path: Path,
+) -> None:
+    too_long = tmp_path / ("x" * 300)
+    centre_keys = too_long / "command-keys.json"
+    config = parse_config(
+        {"store": {"path": str(too_long / "qrgate.db")}, "commands": {"jwks": str(centre_keys)}}
+    )
+    assert checks.check_disk(config).text.endswith(f"free for {tmp_path}")
+    keys = checks.check_command_keys(config)
+    assert keys.status == "FAIL"
+    refused = "file cannot be looked at: File name too long"
+    assert keys.text == f"commands.jwks: {centre_keys}: {refused}"
+
+
 def depth(rows: int = 0, parked: int = 0, age: float | None = None, fill: float = 0.0) -> Depth:
     return Depth(rows, rows * 300, parked, age, fill)
 

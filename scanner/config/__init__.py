@@ -373,9 +373,19 @@ def missing_secret_problems(config: Config) -> list[ConfigProblem]:
     for key in sorted(SECRET_KEYS):
         section, _, name = key.partition(".")
         path = getattr(getattr(config, section), name)
-        if path is not None and not path.is_file():
-            problems.append(ConfigProblem(key, "secret file not found", str(path), has_value=True))
+        problem = None if path is None else file_problem(path)
+        if problem is not None:
+            problems.append(ConfigProblem(key, f"secret {problem}", str(path), has_value=True))
     return problems
+
+
+def file_problem(path: Path) -> str | None:
+    """Why `path` is no file to read, or None. The system may refuse to look (a folder
+    the user may not enter, a name too long), which Path.is_file raises: said, not raised."""
+    try:
+        return None if path.is_file() else "file not found"
+    except OSError as error:
+        return f"file cannot be looked at: {error.strerror or error}"
 
 
 def referenced_files(config: Config) -> dict[str, Path]:
@@ -392,6 +402,7 @@ def referenced_files(config: Config) -> dict[str, Path]:
 
 def require_file(key: str, path: Path) -> Path:
     """The file behind `key`, or a ConfigError naming the key (exit 78)."""
-    if not path.is_file():
-        raise ConfigError.single(key, "file not found", value=str(path))
+    problem = file_problem(path)
+    if problem is not None:
+        raise ConfigError.single(key, problem, value=str(path))
     return path

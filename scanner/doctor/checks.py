@@ -27,7 +27,7 @@ from firmware.pins import ROLE_NAMES, make_pin_factory
 from mqtt.clock import SANE_FLOOR, kernel_clock_synced
 from mqtt.commands import CommandKeyError, load_command_keys
 from scanner.camera import CameraError, open_source
-from scanner.config import Config, GpioSection
+from scanner.config import Config, GpioSection, file_problem
 from scanner.credentials.passes import load_jwks
 from scanner.daemon.hardware import input_pins, output_pins
 from scanner.doctor.broker import check_broker
@@ -101,8 +101,9 @@ def check_command_keys(config: Config) -> Finding:
         f"put the centre's command key set (JWKS) at {commands.jwks}, "
         "or set commands.enabled = false"
     )
-    if not commands.jwks.is_file():
-        return failure(f"commands.jwks: {commands.jwks} not found", fix)
+    problem = file_problem(commands.jwks)
+    if problem is not None:
+        return failure(f"commands.jwks: {commands.jwks}: {problem}", fix)
     try:
         keys = load_command_keys(commands.jwks)
     except CommandKeyError as error:
@@ -331,10 +332,18 @@ def disk_finding(free: int, folder: Path, outbox_max_mb: int) -> Finding:
 
 
 def nearest_folder(path: Path) -> Path:
-    """`path` or, if it does not exist yet, its nearest existing parent."""
-    while not path.exists() and path != path.parent:
+    """`path` or, if it does not exist yet (or the system will not look: a name too
+    long), its nearest existing parent."""
+    while not is_there(path) and path != path.parent:
         path = path.parent
     return path
+
+
+def is_there(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 CHECKS: tuple[tuple[str, Check], ...] = (
