@@ -152,7 +152,11 @@ class EventSigner:
     @classmethod
     def load_or_create(cls, path: Path) -> EventSigner:
         """The key at `path`, made there first if there is none (mode 0600)."""
-        if not path.exists():
+        try:
+            present = path.exists()
+        except OSError as error:  # a folder not to be entered, a name too long
+            raise EventKeyError(f"cannot look for the event signing key {path}: {error}") from None
+        if not present:
             create_key(path)
         return cls.load(path)
 

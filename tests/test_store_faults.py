@@ -237,6 +237,24 @@ def test_an_unusable_store_at_start_denies_every_scan_and_says_what_to_do(
     assert (doctor.status, finding in doctor.text, fix in str(doctor.fix)) == ("FAIL", True, True)
 
 
+def test_a_store_path_the_system_will_not_look_at_is_the_fault_state_not_a_crash(
+    tmp_path: Path, mock_factory: MockFactory
+) -> None:
+    path = tmp_path / ("s" * 300) / "qrgate.db"  # a folder name longer than a name may be
+    config = scene_config(tmp_path, path, free_port())
+    parts = build_parts(config, Options(pin_factory=mock_factory, source=NoFrames()))
+    try:
+        decision = parts.gate.scan(b"B-1")
+        figures = parts.gate.figures()
+    finally:
+        for close in reversed(parts.closers):
+            close()
+        parts.gate.outputs.close()
+    assert decision is not None
+    assert (decision.result, decision.reason) == ("denied", "store_error")
+    assert "File name too long" in figures["faults"]["database"]
+
+
 class NoFrames:
     """A camera never read: these gates are built, not run."""
 

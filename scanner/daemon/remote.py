@@ -21,6 +21,7 @@ from firmware.patterns import MODES, Mode
 from mqtt.errors import CommandRejectedError
 from mqtt.outbox import Outbox
 from mqtt.resend import resend_handler
+from scanner.config import file_problem
 from scanner.daemon.gate import Gate
 from scanner.errors import ConfigError
 from scanner.state.store import ALLOW_KINDS, AllowEntry, AllowKind, Store, StoreError
@@ -167,8 +168,9 @@ def dcc_hash(item: object) -> str:
 
 
 def load_pushed_keys(gate: Gate, pushed: Path) -> None:
-    """At start: keys pushed earlier replace passes.jwks until removed."""
-    if not pushed.is_file():
+    """At start: keys pushed earlier replace passes.jwks until removed. A state folder
+    the system will not look into has none (the store's fault says why)."""
+    if file_problem(pushed) is not None:
         return
     try:
         gate.policy.use_keys(pushed)

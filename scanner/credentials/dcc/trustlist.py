@@ -32,6 +32,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import NameOID
 
+from scanner.config import file_problem
 from scanner.credentials.health import CertType
 from scanner.errors import ConfigError
 
@@ -121,7 +122,7 @@ def trust_list_in_use(configured: Path, store_path: Path) -> TrustList:
     """The pushed trust list when there is a usable one (it replaces `[dcc] trust_list`
     until removed), else the configured one (ConfigError if that cannot be read)."""
     pushed = pushed_trust_list_path(store_path)
-    if pushed.is_file():
+    if file_problem(pushed) is None:
         try:
             return load_trust_list(pushed)
         except ConfigError as error:
