@@ -212,9 +212,12 @@ def check_args(name: str, args: object) -> dict[str, Any]:
         raise CommandRejectedError("unsupported")
     try:
         checked = msgspec.convert(args if args is not None else {}, model)
+        written: dict[str, Any] = msgspec.to_builtins(checked)
+        msgspec.json.encode(written)  # every text has a UTF-8 form, to be stored and sent
     except msgspec.ValidationError as error:
         raise CommandRejectedError(f"bad_args: {explained(error, model)}") from None
-    written: dict[str, Any] = msgspec.to_builtins(checked)
+    except UnicodeEncodeError:  # JSON's \ud800, or bytes a shell could not decode
+        raise CommandRejectedError("bad_args: text with no UTF-8 form (a lone surrogate)") from None
     return written
 
 

@@ -188,6 +188,9 @@ REFUSED: list[tuple[str, Any, str]] = [
     ("resend", {"ranges": [[1, 2, 3]]}, "ranges.0: must have at most 2 items"),
     ("resend", {"ranges": [[1, 1]] * 1001}, "ranges: must have at most 1000 items"),
     ("resend", {"after": True}, "after: must be an integer or null, not a boolean"),
+    # JSON can spell a lone surrogate (\ud800), which no UTF-8 text holds.
+    ("open", "\ud800", "text with no UTF-8 form (a lone surrogate)"),
+    ("allowlist", {"add": [{"subject": "W-1", "name": "\ud800"}]}, "text with no UTF-8 form"),
 ]
 
 
