@@ -10,6 +10,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gpiozero.pins.mock import MockFactory
@@ -18,8 +19,10 @@ from mqtt.outbox import Outbox, OutboxLimits
 from mqtt.publisher import Publisher
 from scanner.camera import CameraTimeout, Frame
 from scanner.clock import ManualClock
+from scanner.config import Config
 from scanner.daemon.assemble import Options, build_parts
 from scanner.daemon.gate import STUCK_AFTER_S, Gate
+from scanner.decision.policy import Decision, Waiting
 from scanner.doctor.store import check_store
 from scanner.state.store import AllowEntry, Store
 from tests.support.broker import Mosquitto, free_port
@@ -221,14 +224,7 @@ def test_an_unusable_store_at_start_denies_every_scan_and_says_what_to_do(
     path = big_store(tmp_path)
     damage(path)
     config = scene_config(tmp_path, path, free_port())
-    parts = build_parts(config, Options(pin_factory=mock_factory, source=NoFrames()))
-    try:
-        decision = parts.gate.scan(b"B-1")
-        figures = parts.gate.figures()
-    finally:
-        for close in reversed(parts.closers):
-            close()
-        parts.gate.outputs.close()
+    decision, figures = first_scan(config, mock_factory)
     assert decision is not None
     assert (decision.result, decision.reason) == ("denied", "store_error")
     assert finding in figures["faults"]["database"]
@@ -242,17 +238,23 @@ def test_a_store_path_the_system_will_not_look_at_is_the_fault_state_not_a_crash
 ) -> None:
     path = tmp_path / ("s" * 300) / "qrgate.db"  # a folder name longer than a name may be
     config = scene_config(tmp_path, path, free_port())
+    decision, figures = first_scan(config, mock_factory)
+    assert decision is not None
+    assert (decision.result, decision.reason) == ("denied", "store_error")
+    assert "File name too long" in figures["faults"]["database"]
+
+
+def first_scan(
+    config: Config, mock_factory: MockFactory
+) -> tuple[Decision | Waiting | None, dict[str, Any]]:
+    """A badge scanned at a gate built from `config`, and the gate's figures after it."""
     parts = build_parts(config, Options(pin_factory=mock_factory, source=NoFrames()))
     try:
-        decision = parts.gate.scan(b"B-1")
-        figures = parts.gate.figures()
+        return parts.gate.scan(b"B-1"), parts.gate.figures()
     finally:
         for close in reversed(parts.closers):
             close()
         parts.gate.outputs.close()
-    assert decision is not None
-    assert (decision.result, decision.reason) == ("denied", "store_error")
-    assert "File name too long" in figures["faults"]["database"]
 
 
 class NoFrames:
