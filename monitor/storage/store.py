@@ -388,12 +388,11 @@ class Store:
         self, before_ms: int | None = None, site: str | None = None, subject: str | None = None
     ) -> list[Scan]:
         """Whoever's last granted scan before `before_ms` (else ever) was an `in`, per site."""
-        filters, params = subject_filters(site, subject)
+        filters, params = subject_filters(site, subject, table="people.")
         before = END_OF_TIME_MS if before_ms is None else before_ms
         if self.dialect.name == "postgresql":
             bounds = (before, before, before - RECENT_MS, before)
-            people = filters.replace(" site", " people.site").replace(" subject", " people.subject")
-            rows = self._read(INSIDE_LATERAL.format(filters=people), *bounds, *params)
+            rows = self._read(INSIDE_LATERAL.format(filters=filters), *bounds, *params)
         else:
             rows = self._read(INSIDE.format(filters=filters), before, *params)
         return [Scan(*row) for row in rows]
@@ -855,14 +854,17 @@ def gate_counts(
     )
 
 
-def subject_filters(site: str | None, subject: str | None) -> tuple[str, list[str]]:
-    """SQL conditions from fixed text; the values themselves are always bound parameters."""
+def subject_filters(
+    site: str | None, subject: str | None, table: str = ""
+) -> tuple[str, list[str]]:
+    """SQL conditions from fixed text, on the columns of `table` ("people.") when given;
+    the values themselves are always bound parameters."""
     parts, params = [], []
     if site is not None:
-        parts.append(" AND site = ?")
+        parts.append(f" AND {table}site = ?")
         params.append(site)
     if subject is not None:
-        parts.append(" AND subject = ?")
+        parts.append(f" AND {table}subject = ?")
         params.append(subject)
     return "".join(parts), params
 
