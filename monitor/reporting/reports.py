@@ -67,6 +67,8 @@ class Column:
     optional: bool = False
 
 
+# Who a row of the presence reports is about.
+PERSON_COLUMNS = (Column("site", "site"), Column("subject", "subject"), Column("name", "name"))
 # A health certificate's type and issuing country, where an event listed carries one.
 CERT_COLUMNS = (
     Column("cert_type", "health certificate", optional=True),
@@ -169,9 +171,7 @@ def onsite(store: Store, now_ms: int, site: str | None = None) -> Report:
     return Report(
         f"On site now: {len(rows)}",
         (
-            Column("site", "site"),
-            Column("subject", "subject"),
-            Column("name", "name"),
+            *PERSON_COLUMNS,
             Column("gate", "came in at gate"),
             Column("since", "since", "time"),
             Column("for_s", "for", "duration"),
@@ -206,9 +206,7 @@ def attendance(
     return Report(
         f"Attendance on {day}: {len(rows)}",
         (
-            Column("site", "site"),
-            Column("subject", "subject"),
-            Column("name", "name"),
+            *PERSON_COLUMNS,
             Column("first_in", "first in", "time"),
             Column("last_out", "last out", "time"),
             Column("on_site_s", "time on site", "duration"),
@@ -256,9 +254,7 @@ def contacts(store: Store, subject: str, from_ms: int, to_ms: int, *, now_ms: in
     return Report(
         f"Contacts of {subject} ({format_hms(stayed)} on site in the period): {len(rows)}",
         (
-            Column("site", "site"),
-            Column("subject", "subject"),
-            Column("name", "name"),
+            *PERSON_COLUMNS,
             Column("overlap_s", "overlap", "duration"),
             Column("intervals", "when", "intervals"),
         ),
