@@ -13,7 +13,7 @@ storing events of one gate at once merge one after the other.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,7 +88,7 @@ def holes(site: str, gate: str, ranges: Sequence[SeqRange], above: int, last: in
     return [gap for gap in gaps if gap.first <= gap.last]
 
 
-def record_new(cursor: Any, sql: Any, new: dict[GateKey, list[int]]) -> None:
+def record_new(cursor: Any, sql: Callable[[str], str], new: dict[GateKey, list[int]]) -> None:
     """Merge the new believed seqs of each gate into its ranges (in the writer's
     transaction, its gates locked). `sql` turns `?` into the driver's placeholder."""
     added = {key: runs(seqs) for key, seqs in sorted(new.items()) if seqs}
