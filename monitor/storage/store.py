@@ -22,7 +22,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -149,11 +149,11 @@ ROW_COLUMNS = (
     "id, ts_ms, site, gate, seq, direction, type, result, reason, credential, subject, name,"
     " latency_ms, detail, received_ms, cert_type, cert_country"
 )
-# Fields of EventFilter compared for equality, each a column of the same name.
-FILTER_COLUMNS = (
-    "site", "gate", "direction", "result", "reason", "credential", "subject", "cert_type",
-    "cert_country",
-)  # fmt: skip
+# Fields of EventFilter compared for equality, each a column of the same name (all but
+# the time range).
+FILTER_COLUMNS = tuple(
+    field.name for field in fields(EventFilter) if field.name not in ("from_ms", "to_ms")
+)
 LAST_SEQS = "SELECT site, gate, last_seq FROM gates {where}"
 # Events older than the retention are deleted; per gate, the highest seq deleted is kept
 # in `meta` under this prefix, so the events before it are not reported as missing.
