@@ -40,18 +40,6 @@ class Gap:
 
 
 @dataclass(frozen=True)
-class SeqJump:
-    """An event whose seq was beyond belief when it arrived: stored, but left out of the
-    gaps and of its gate's highest seq (a forged `seq: 10**15` would otherwise make a
-    quadrillion events look missing)."""
-
-    site: str
-    gate: str
-    seq: int
-    received_ms: int
-
-
-@dataclass(frozen=True)
 class GateRow:
     """What the monitor knows of one gate: status, last health, events counted."""
 

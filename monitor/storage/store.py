@@ -58,7 +58,6 @@ from monitor.storage.records import (
     GateRow,
     Person,
     Scan,
-    SeqJump,
 )
 from monitor.storage.schema import (
     FILTERED_COLUMNS,
@@ -131,10 +130,6 @@ ON CONFLICT (site, gate) DO UPDATE SET health = excluded.health,
 """
 KEEP_REJECT = "INSERT INTO rejects (received_ms, topic, reason, payload) VALUES (?, ?, ?, ?)"
 
-SEQ_JUMPS = """
-SELECT site, gate, seq, received_ms FROM events WHERE NOT seq_believed {filters}
-ORDER BY site, gate, seq LIMIT ?
-"""
 PRUNE_REJECTS_OLD = "DELETE FROM rejects WHERE received_ms < ?"
 # The newest `max_rows` stay (rows received in the same millisecond as the last kept
 # one stay too: the bound holds to within one batch).
@@ -474,13 +469,6 @@ class Store:
 
     def sites(self) -> list[str]:
         return [row[0] for row in self._read("SELECT DISTINCT site FROM gates ORDER BY site")]
-
-    def seq_jumps(self, site: str | None = None, limit: int = 100) -> list[SeqJump]:
-        """Events whose seq was beyond belief when they arrived (left out of the gaps)."""
-        filters, params = subject_filters(site, None)
-        return [
-            SeqJump(*row) for row in self._read(SEQ_JUMPS.format(filters=filters), *params, limit)
-        ]
 
     def count_events(self) -> int:
         return int(self._read("SELECT COUNT(*) FROM events")[0][0])
