@@ -27,7 +27,7 @@ from typing import Any
 from bench.figures import percentile
 from mqtt.errors import MqttError
 from mqtt.signing import public_text
-from tests.support.simgates import SimulatedGate, connected, make_gate
+from tests.support.simgates import SimulatedGate, connected, drained, make_gate
 
 GATES_PER_SITE = 100
 
@@ -67,10 +67,7 @@ def burst(gates: list[SimulatedGate], rate: float, seconds: float) -> dict[str, 
 def drained_after(gates: list[SimulatedGate], timeout_s: float) -> float:
     """Seconds until no outbox holds an event waiting (or the timeout)."""
     started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if all(gate.outbox.depth().rows == 0 for gate in gates):
-            break
-        time.sleep(0.1)
+    drained(gates, timeout_s)
     return round(time.monotonic() - started, 2)
 
 

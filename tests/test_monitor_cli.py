@@ -233,6 +233,7 @@ def test_reports_say_which_gates_nothing_authenticates(
         (["onsite", "--tz", "Mars/Olympus"], 2, "unknown time zone"),
         (["attendance", "--date", "yesterday"], 2, "is not YYYY-MM-DD"),
         (["contacts", "--subject", "A", "--from", "2026-03-02", "--to", "2026-03-01"], 2, "after"),
+        (["gaps", "--resend", "--command-kid=k"], 2, "--resend needs --broker, --command-key\n"),
         (
             [
                 "gaps",

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from monitor.fleet.resend import plan
+from monitor.storage.records import Gap, GateRow
 from mqtt.commands import CommandIntake, ReplayGuard, check_args, public_keys
 from mqtt.errors import CommandRejectedError, OutboxFullError
 from mqtt.events import MAX_SEQ
@@ -118,6 +120,21 @@ def test_a_resend_after_the_largest_seq_finds_nothing(tmp_path: Path) -> None:
 def test_resend_arguments_are_bounded(args: dict[str, Any], problem: str) -> None:
     with pytest.raises(CommandRejectedError, match=problem):
         check_args("resend", args)
+
+
+def test_the_centre_asks_a_gate_for_no_more_than_it_accepts_at_once() -> None:
+    """A gate refuses a resend of more than MAX_RESEND seqs whole: the centre asks for the
+    first MAX_RESEND (a range cut where the bound falls), the rest the next time; and a
+    gate online is asked for what it kept after its last stored seq."""
+    gaps = [Gap(SITE, "gate-1", 2, 6), Gap(SITE, "gate-1", 10, MAX_RESEND + 20)]
+    gates = [GateRow(SITE, "gate-1", state="online", last_seq=MAX_RESEND + 30)]
+    (ask,) = plan(gaps, gates)
+    assert ask.ranges == ((2, 6), (10, MAX_RESEND + 4))
+    assert ask.asked == MAX_RESEND
+    assert check_args("resend", ask.args) == {
+        "ranges": [[2, 6], [10, MAX_RESEND + 4]],
+        "after": MAX_RESEND + 30,
+    }
 
 
 def test_a_resend_sends_the_same_bytes_again_beside_new_events(

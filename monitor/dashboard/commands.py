@@ -9,13 +9,13 @@ import dataclasses
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from monitor.dashboard.errors import DashboardError
-from monitor.fleet.resend import Answer, Ask, Sender
+from monitor.fleet.resend import Sender
 from mqtt.remote import (
     CommandError,
     GateReply,
@@ -89,18 +89,13 @@ class CommandSender(Sender):
     def send(self, request: Request) -> tuple[str, list[GateReply]]:
         """Sign and send; the command's id and the replies that came within the timeout."""
         command = self.sign(request.name, request.site, request.gate, request.args)
-        # A client id of its own per command: never the monitor's (the broker would throw
-        # the monitor's session off), never shared by two commands sent at once.
-        broker = dataclasses.replace(
-            self.broker, client_id=f"qrgate-dashboard-{secrets.token_hex(6)}"
-        )
-        replies = send_command(broker, self.prefix, command, timeout_s=self.timeout_s)
+        replies = send_command(self.link(), self.prefix, command, timeout_s=self.timeout_s)
         return command.id, replies
 
-    def resend(self, asks: Sequence[Ask]) -> list[Answer]:
-        """Ask gates to send again what the store misses (monitor.fleet.resend), as `qrgate
-        report gaps --resend` does; each gate's answer."""
-        broker = dataclasses.replace(
+    def link(self) -> BrokerSettings:
+        """A client id of its own per exchange (a command, or the resends of the Gaps
+        page): never the monitor's (the broker would throw the monitor's session off),
+        never shared by two sent at once."""
+        return dataclasses.replace(
             self.broker, client_id=f"qrgate-dashboard-{secrets.token_hex(6)}"
         )
-        return Sender(broker, self.prefix, self.key, self.kid, self.timeout_s).resend(asks)

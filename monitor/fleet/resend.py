@@ -122,13 +122,15 @@ class Sender:
             lifetime_s=self.lifetime_s,
         )
 
+    def link(self) -> BrokerSettings:
+        """The broker settings one exchange of commands connects with."""
+        return self.broker
+
     def resend(self, asks: Sequence[Ask]) -> list[Answer]:
         """Send every ask over one connection; each gate's answer (or `no reply`)."""
         commands = [self.sign("resend", ask.site, ask.gate, ask.args) for ask in asks]
-        replies = {
-            (reply.site, reply.gate): reply.reply
-            for reply in send_commands(self.broker, self.prefix, commands, timeout_s=self.timeout_s)
-        }
+        sent = send_commands(self.link(), self.prefix, commands, timeout_s=self.timeout_s)
+        replies = {(reply.site, reply.gate): reply.reply for reply in sent}
         answers = []
         for ask in asks:
             reply = replies.get((ask.site, ask.gate))

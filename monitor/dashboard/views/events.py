@@ -9,18 +9,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from monitor.dashboard.filters import CHOICES as FILTERED
 from monitor.dashboard.filters import event_filter, local_input, query
 from monitor.dashboard.tables import events_table
 from monitor.dashboard.views.common import Page, Viewer, dashboard, guard, render, table_routes
 from monitor.storage.records import EventFilter, EventRow
-from mqtt.events import CERT_TYPES
 
-CHOICES = {
-    "direction": ("in", "out"),
-    "result": ("granted", "denied"),
-    "credential": ("pass", "badge", "cccd", "vnqr", "dcc"),
-    "cert_type": CERT_TYPES,
-}
+# The filters' choices, and the credentials offered (the filter takes any credential).
+CHOICES = {**FILTERED, "credential": ("pass", "badge", "cccd", "vnqr", "dcc")}
 
 
 def cursor(params: QueryParams) -> tuple[int, str] | None:
