@@ -36,7 +36,7 @@ from msgspec import Meta
 
 from mqtt import db
 from mqtt.errors import CommandRejectedError, MqttError, StoreError
-from mqtt.events import MAX_SEQ, format_ts
+from mqtt.events import MAX_SEQ, Name, format_ts
 from mqtt.health import compact_json
 from mqtt.outbox import MAX_RESEND
 from mqtt.topics import GateTopics
@@ -94,7 +94,7 @@ class Entry(Args, frozen=True):
     subject: Ident
     kind: Kind = "badge"
     kinds: Annotated[list[Kind], Meta(min_length=1)] | None = None
-    name: Annotated[str, Meta(max_length=256)] | None = None
+    name: Name | None = None  # as events carry it: a listed name goes into scan events
     birth_date: date | None = None
     valid_from: EpochSeconds | None = None
     valid_until: EpochSeconds | None = None

@@ -221,6 +221,8 @@ def read_event(payload: bytes | str) -> tuple[Event, dict[str, Any]]:
     except msgspec.DecodeError as error:
         detail = str(error).removeprefix("JSON is malformed: ")
         raise InvalidEventError(f"message: Invalid JSON: {detail}") from None
+    except UnicodeEncodeError:  # a str read from bytes that were no UTF-8
+        raise InvalidEventError("message: text with no UTF-8 form (a lone surrogate)") from None
     if not isinstance(body, dict):
         raise InvalidEventError(f"message: expected a JSON object, got {type(body).__name__}")
     event = converted(body)  # JSON's text always has a UTF-8 form: msgspec checks it

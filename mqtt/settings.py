@@ -30,13 +30,15 @@ class BrokerUrl:
         parts = urlsplit(url)
         if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
             raise ValueError(f"{url!r} is not mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
-        if parts.path not in ("", "/") or parts.query or parts.username:
+        if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
             raise ValueError(f"{url!r}: only scheme, host and port belong in the broker URL")
         try:
-            port = parts.port or DEFAULT_PORTS[parts.scheme]
+            port = parts.port
         except ValueError:
-            raise ValueError(f"{url!r}: bad port") from None
-        return cls(parts.hostname, port, parts.scheme == "mqtts")
+            port = 0
+        if port == 0:  # out of range, or 0: no broker listens there
+            raise ValueError(f"{url!r}: bad port")
+        return cls(parts.hostname, port or DEFAULT_PORTS[parts.scheme], parts.scheme == "mqtts")
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,9 @@ import ast
 import re
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import msgspec
-
-if TYPE_CHECKING:
-    from msgspec import inspect
+from msgspec import inspect
 
 # A float bound that lets every finite number through, and neither NaN nor an infinity
 # (msgspec takes both for a float unless it is bounded).
@@ -111,8 +108,6 @@ WORDING: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], tuple[str, str]]
 def choices(model: type, steps: list[str]) -> tuple[object, ...]:
     """The values allowed where `steps` (a dotted path's parts) lead in `model`, when a
     Literal is what is there; () when it is not, or the path leads nowhere."""
-    from msgspec import inspect
-
     found: list[inspect.Type] = [inspect.type_info(model)]
     for step in steps:
         found = [inner for info in found for inner in step_into(info, step)]
@@ -128,8 +123,6 @@ def choices(model: type, steps: list[str]) -> tuple[object, ...]:
 def step_into(info: inspect.Type, step: str) -> list[inspect.Type]:
     """What a field name or an item index leads to in a type (in each of a union's
     alternatives that has one)."""
-    from msgspec import inspect
-
     inner: list[inspect.Type] = []
     for part in alternatives(info):
         if isinstance(part, inspect.StructType):
@@ -143,8 +136,6 @@ def step_into(info: inspect.Type, step: str) -> list[inspect.Type]:
 
 def alternatives(info: inspect.Type) -> list[inspect.Type]:
     """A type's alternatives, through unions and the metadata around them."""
-    from msgspec import inspect
-
     if isinstance(info, inspect.Metadata):
         return alternatives(info.type)
     if isinstance(info, inspect.UnionType):

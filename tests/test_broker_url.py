@@ -28,7 +28,10 @@ def test_a_broker_url_names_host_port_and_tls(url: str, host: str, port: int, tl
         ("mqtt://centre/qrgate", "only scheme, host and port"),
         ("mqtt://centre?x=1", "only scheme, host and port"),
         ("mqtt://user@centre", "only scheme, host and port"),
+        ("mqtt://:secret@centre", "only scheme, host and port"),  # a password, no user
+        ("mqtt://centre#north", "only scheme, host and port"),
         ("mqtt://centre:99999", "bad port"),
+        ("mqtt://centre:0", "bad port"),  # not the default port: no port at all
     ],
 )
 def test_anything_else_is_refused_saying_what(url: str, said: str) -> None:

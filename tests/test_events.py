@@ -106,6 +106,8 @@ def test_a_latency_json_cannot_hold_is_refused(number: bytes) -> None:
 def test_what_is_no_event_is_a_value_error_that_says_why() -> None:
     with pytest.raises(ValueError, match=r"^message: Invalid JSON"):
         parse_event(b"{not json")
+    with pytest.raises(ValueError, match=r"^message: text with no UTF-8 form"):
+        parse_event(json.dumps(SCAN, ensure_ascii=False).replace("W-1042", "W-\udcff"))
     with pytest.raises(ValueError, match=r"^message: expected a JSON object, got list"):
         parse_event(b"[]")
     with pytest.raises(ValueError, match=r"^seq: required$"):

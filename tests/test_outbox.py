@@ -146,6 +146,12 @@ def test_each_bad_value_is_refused_by_name(
     scan_fields = {"result": "granted", "reason": "ok", "credential": "badge", "code_sha256": SHA}
     with pytest.raises(InvalidEventError, match=f"not a valid event: .*{named}"):
         box.append("scan", ts=1_790_000_000.0, **{**scan_fields, **fields})  # type: ignore[arg-type]
+    assert box.depth().rows == 0
+    assert scan(box) == 1
+
+
+def test_a_bad_gate_or_time_is_refused_by_name(db_path: Path) -> None:
+    box = Outbox(db_path, "factory-1", "gate-1", "in")
     with pytest.raises(InvalidEventError, match="not a valid event: site"):
         Outbox(db_path, "factory/1", "gate-1", "in").append("exit_request", ts=0)
     with pytest.raises(InvalidEventError, match="not a valid event: year"):
