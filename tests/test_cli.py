@@ -53,6 +53,21 @@ def test_check_config_only_warns_of_a_file_run_does_not_need(tmp_path: Path) -> 
     assert "warning: passes.jwks: /etc/qrgate/jwks.json does not exist" in done.stderr
 
 
+def test_check_config_warns_of_a_file_the_system_will_not_look_at(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A name longer than the file system takes: Path.is_file raises rather than answers.
+    jwks = tmp_path / ("k" * 300)
+    config = tmp_path / "gate.toml"
+    config.write_text(f'{RUNNABLE}\n[passes]\njwks = "{jwks}"\n')
+    for syntax_only in ([], ["--syntax-only"]):
+        assert run(["check-config", *syntax_only, "-c", str(config)]) == 0
+        warned = capsys.readouterr().err
+        assert f"warning: passes.jwks: {jwks} file cannot be looked at: File name too long" in (
+            warned
+        )
+
+
 def test_typo_exits_78_naming_the_key(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[gpio]\nrealy = 17\n")

@@ -376,6 +376,21 @@ def test_allow_needs_the_store_folder(tmp_path: Path) -> None:
     assert "store.path" in err
 
 
+def test_a_store_path_the_system_will_not_look_at_is_said_not_raised(tmp_path: Path) -> None:
+    # A folder name longer than the file system takes: Path.exists raises rather than answers.
+    db = tmp_path / ("s" * 300) / "q.db"
+    config = tmp_path / "c.toml"
+    config.write_text(f'[policy]\naccept = ["badge"]\n[store]\npath = "{db}"\n')
+    assert qrgate("allow", "list", "-c", config) == (
+        1,
+        "",
+        f"qrgate: store {db}: File name too long\n",
+    )
+    code, _, err = qrgate("allow", "add", "W-1", "-c", config)
+    assert code == 78
+    assert f"store.path = '{db}': its folder cannot be looked at: File name too long" in err
+
+
 def test_a_payload_starting_with_a_dash(gate: Path) -> None:
     code, out, _ = qrgate("pass", "check", "-c", gate, "--", "-W1")
     assert code == 1

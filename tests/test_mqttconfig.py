@@ -88,6 +88,19 @@ def test_qrgate_outbox_creates_no_database_where_the_gate_never_ran(
     assert not (tmp_path / "none").exists()
 
 
+def test_qrgate_outbox_says_so_when_the_system_will_not_look_at_the_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A name longer than the file system takes: Path.is_file raises rather than answers.
+    db = tmp_path / ("q" * 300)
+    config_file = tmp_path / "gate.toml"
+    config_file.write_text(f'[store]\npath = "{db}"\n')
+    assert run(["outbox", "status", "-c", str(config_file)]) == 1
+    assert capsys.readouterr().err == (
+        f"qrgate: store.path {db}: file cannot be looked at: File name too long\n"
+    )
+
+
 def test_qrgate_outbox_status_reads_without_leaving_files_behind(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

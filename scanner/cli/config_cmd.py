@@ -10,7 +10,7 @@ import click
 import msgspec
 
 from scanner.cli.common import config_option, load
-from scanner.config import SECRET_KEYS, Config, referenced_files
+from scanner.config import NOT_FOUND, SECRET_KEYS, Config, file_problem, referenced_files
 from scanner.errors import ConfigError
 
 
@@ -43,8 +43,10 @@ def check_config(ctx: click.Context, config_path: Path | None, syntax_only: bool
         raise ConfigError(error.problems, str(found or "config")) from None
     unchecked = "not checked" if syntax_only else "not needed to run"
     for key, path in referenced_files(config).items():
-        if not path.is_file():
-            click.echo(f"warning: {key}: {path} does not exist ({unchecked})", err=True)
+        problem = file_problem(path)
+        if problem is not None:
+            said = "does not exist" if problem == NOT_FOUND else problem
+            click.echo(f"warning: {key}: {path} {said} ({unchecked})", err=True)
 
 
 def render_toml(config: Config) -> str:

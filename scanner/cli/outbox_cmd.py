@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from scanner.cli.common import config_option, load
-from scanner.config import Config
+from scanner.config import NOT_FOUND, Config, file_problem
 from scanner.errors import QrgateError
 
 
@@ -75,10 +75,13 @@ def retry(ctx: click.Context, config_path: Path | None) -> None:
 def load_gate_config(ctx: click.Context, config_path: Path | None) -> Config:
     """The config of a gate that has run here (its store exists); never creates one."""
     config, _ = load(ctx, config_path)
-    if not config.store.path.is_file():
+    problem = file_problem(config.store.path)
+    if problem == NOT_FOUND:
         raise QrgateError(
             f"no outbox at {config.store.path} (store.path): the gate has not run here"
         )
+    if problem is not None:
+        raise QrgateError(f"store.path {config.store.path}: {problem}")
     return config
 
 

@@ -38,12 +38,23 @@ def store_exists(path: Path) -> bool:
             f"store {path}: permission denied; run this as the gate's user "
             "(sudo -u qrgate qrgate ...) or as root"
         ) from None
+    except OSError as error:  # the system will not look: a name too long
+        raise StoreError(f"store {path}: {error.strerror or error}") from None
 
 
 @contextmanager
 def writing_store(path: Path) -> Iterator[Store]:
     """The store, created and migrated if needed, in a folder that must exist."""
-    if not path.parent.is_dir():
-        raise ConfigError.single("store.path", "its folder does not exist", value=str(path))
+    problem = folder_problem(path.parent)
+    if problem is not None:
+        raise ConfigError.single("store.path", f"its folder {problem}", value=str(path))
     with Store.open(path) as store:
         yield store
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why `folder` is no folder to write in, or None; the system may refuse to look."""
+    try:
+        return None if folder.is_dir() else "does not exist"
+    except OSError as error:
+        return f"cannot be looked at: {error.strerror or error}"

@@ -45,6 +45,7 @@ Algorithms = Annotated[list[PassAlgorithm], Meta(min_length=1)]
 SECRET_KEYS = frozenset({"mqtt.password_file", "mqtt.key_file", "dcc.subject_key_file"})
 # Inline secrets people try first; each gets a pointed message instead of "unknown key".
 INLINE_SECRETS = {"mqtt.password": "mqtt.password_file", "mqtt.key": "mqtt.key_file"}
+NOT_FOUND = "file not found"  # what `file_problem` says of a path where nothing is
 
 
 def both_algorithms() -> list[PassAlgorithm]:
@@ -383,7 +384,7 @@ def file_problem(path: Path) -> str | None:
     """Why `path` is no file to read, or None. The system may refuse to look (a folder
     the user may not enter, a name too long), which Path.is_file raises: said, not raised."""
     try:
-        return None if path.is_file() else "file not found"
+        return None if path.is_file() else NOT_FOUND
     except OSError as error:
         return f"file cannot be looked at: {error.strerror or error}"
 

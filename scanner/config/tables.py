@@ -33,11 +33,10 @@ KeyRule = Callable[[Any], str | None]
 
 
 class RuleError(ValueError):
-    """A table's rule is broken: `key` names its field, or is "" for a rule across keys."""
+    """A table's rule is broken: `message` says how (shown after the key of a one-key rule)."""
 
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(message)
-        self.key = key
+    def __init__(self, message: str, key: str = "") -> None:
+        super().__init__(f"{key}: {message}" if key else message)
         self.message = message
 
 
@@ -54,10 +53,10 @@ class Table(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
         for key, rule in self.key_rules.items():
             message = rule(getattr(self, key))
             if message is not None:
-                raise RuleError(key, message)
+                raise RuleError(message, key)
         message = self.rule_across_keys()
         if message is not None:
-            raise RuleError("", message)
+            raise RuleError(message)
 
     def rule_across_keys(self) -> str | None:
         """What is wrong between this table's keys, or None."""
@@ -92,11 +91,8 @@ def convert_table(
         return None, problems
     try:
         return cls(**values), []
-    except RuleError as broken:
-        if not broken.key:
-            return None, [ConfigProblem(where or "config", broken.message)]
-        path, given = key_path(where, broken.key), broken.key in values
-        return None, [ConfigProblem(path, broken.message, values.get(broken.key), given)]
+    except RuleError as broken:  # across keys: each key's own rule was checked above
+        return None, [ConfigProblem(where or "config", broken.message)]
 
 
 @functools.cache
