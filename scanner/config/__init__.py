@@ -2,8 +2,9 @@
 
 Every section rejects unknown keys, so a typo is an error rather than a silent default.
 All problems in a file are reported at once with their key path (see `load_config` and
-`scanner.config.tables`). Values keep their TOML types: `5.0` is no integer, `"30"` no
-number, `1` no boolean (an integer is a number, though: `fps = 30` is fine).
+`scanner.config.tables`). Values are read as they always were (`800.0` or `"800"` for a
+whole number, `1` or `"true"` for a switch), never a fraction for a whole number or
+`true` for a number.
 Secrets are never inline: they come from files. A relative secret path is looked up in
 `$CREDENTIALS_DIRECTORY` when it is set (systemd `LoadCredential=`), else in the config's
 folder, like every other relative path.

@@ -6,8 +6,10 @@ them at once. So each key is converted on its own against its field's annotated 
 checks the rules beyond one key's type, and every failure becomes a `ConfigProblem` in
 words: "expected an integer", "must be >= 64", "expected one of: in, out".
 
-Conversion is msgspec's strict mode, as TOML is typed: `30` is an integer and a number,
-`30.0` a number only, `"30"` a string, and `true` never an integer.
+Conversion is msgspec's lax mode, which takes what the config took when pydantic read it
+(so no file that worked stops working): `800.0` or `"800"` where a whole number goes, `"30"`
+for a number, `1`, `0`, `"true"` or `"false"` for a switch; never `true` for a number, a
+fraction for a whole number, or a number for a text.
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ def convert_key(
 
 def convert_value(kind: object, value: object, path: str) -> tuple[Any, list[ConfigProblem]]:
     try:
-        return msgspec.convert(value, kind, dec_hook=from_toml), []
+        return msgspec.convert(value, kind, strict=False, dec_hook=from_toml), []
     except msgspec.ValidationError as error:
         return None, describe(kind, value, path, str(error))
 
@@ -208,19 +210,27 @@ def expectation(info: inspect.Type, value: object, rule: str | None) -> str | No
 
 
 def integer_problem(info: inspect.IntType, value: object) -> str | None:
-    if isinstance(value, float) and math.isfinite(value):
-        if value.is_integer():
-            return "expected an integer, written without a decimal point"
+    whole = loosely(value, int)
+    if whole is not None:
+        return bound_problem(info, whole)
+    number = loosely(value, float)
+    if number is not None and math.isfinite(number):
         return "expected an integer, not a fraction"
-    if not isinstance(value, int) or isinstance(value, bool):
-        return "expected an integer"
-    return bound_problem(info, value)
+    return "expected an integer"
 
 
 def number_problem(info: inspect.FloatType, value: object) -> str | None:
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return "expected a number"
-    return bound_problem(info, value)
+    number = loosely(value, float)
+    return "expected a number" if number is None else bound_problem(info, number)
+
+
+def loosely(value: object, kind: type[float]) -> float | None:
+    """`value` as the plain `kind` (no bounds), as the lax conversion reads it, or None."""
+    try:
+        number: float = msgspec.convert(value, kind, strict=False)
+    except msgspec.ValidationError:
+        return None
+    return number
 
 
 def string_problem(info: inspect.StrType, value: object, rule: str | None) -> str | None:
