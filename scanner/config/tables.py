@@ -21,14 +21,12 @@ import re
 import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import msgspec
+from msgspec import inspect
 
 from scanner.errors import ConfigProblem
-
-if TYPE_CHECKING:
-    from msgspec import inspect
 
 # A rule on one key's converted value: what is wrong with it, or None.
 KeyRule = Callable[[Any], str | None]
@@ -138,8 +136,6 @@ def key_path(where: str, key: object) -> str:
 def describe(kind: object, value: object, path: str, fallback: str) -> list[ConfigProblem]:
     """The problems of a value msgspec refused as `kind`: each bad item of a list on its
     own, anything else as one problem (in msgspec's words where ours have none)."""
-    from msgspec import inspect
-
     info, rule = plain(inspect.type_info(kind))
     if isinstance(info, inspect.ListType) and isinstance(value, list):
         message = length_problem(info, len(value), "items")
@@ -159,8 +155,6 @@ def describe(kind: object, value: object, path: str, fallback: str) -> list[Conf
 def plain(info: inspect.Type) -> tuple[inspect.Type, str | None]:
     """The type behind `X | None` (TOML has no null, so X is meant) and behind metadata,
     with the metadata's description (the rule a pattern stands for)."""
-    from msgspec import inspect
-
     if isinstance(info, inspect.UnionType):
         meant = [part for part in info.types if not isinstance(part, inspect.NoneType)]
         if len(meant) == 1:
@@ -189,8 +183,6 @@ def list_item_kind(kind: object) -> object | None:
 
 def expectation(info: inspect.Type, value: object, rule: str | None) -> str | None:
     """What was expected instead of `value`, in words, or None if we have no words."""
-    from msgspec import inspect
-
     if isinstance(info, inspect.BoolType):
         return "expected true or false"
     if isinstance(info, inspect.IntType):
