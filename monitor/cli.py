@@ -184,7 +184,7 @@ def monitor(
     Shows a live table of gates and the latest events unless --quiet. Stop with Ctrl-C
     or SIGTERM: what has arrived is stored first.
     """
-    from monitor.intake.state import LiveState
+    from monitor.intake.state import RECENT_EVENTS, LiveState
     from monitor.intake.subscriber import Settings, Subscriber
     from monitor.storage.retention import Upkeep, UpkeepPolicy
     from monitor.storage.store import RejectLimits, Store
@@ -218,7 +218,7 @@ def monitor(
     store = Store(db, rejects=rejects)
     with ExitStack() as running:
         state = running.enter_context(served(web, db, endpoint, prefix)) if web else LiveState()
-        state.seed(store.gates(), store.recent_events(15))
+        state.seed(store.gates(), store.recent_events(RECENT_EVENTS))
         observers = [serve_metrics(metrics_address, state, running)] if metrics_address else []
         if ha_discovery is not None:
             options = HomeAssistantOptions(ha_discovery, ha_personal, command_key, command_kid)

@@ -188,7 +188,7 @@ def test_a_store_of_schema_3_is_upgraded_to_keep_health_certificates(store_url: 
     store.close()
 
 
-def opened_together(url: str, count: int = 3) -> list[BaseException]:
+def opened_together_in_threads(url: str, count: int = 3) -> list[BaseException]:
     """`count` monitors' stores opened at the same moment; what they raised."""
     failures: list[BaseException] = []
     barrier = threading.Barrier(count)
@@ -240,9 +240,9 @@ def test_monitors_opening_one_store_at_once_make_it_once_and_add_nothing(
     then on the made one: each opens it, and an open adds nothing to a store that has
     its schema. Before, every open made `events_time` again on PostgreSQL, where the key
     (ts_ms, id) replaced it, and monitors starting together collided making it."""
-    assert opened_together(store_url) == []  # new
+    assert opened_together_in_threads(store_url) == []  # new
     made = event_indexes(store_url)
-    assert opened_together(store_url) == []  # made
+    assert opened_together_in_threads(store_url) == []  # made
     assert ("events_time" in made) is store_url.startswith("sqlite")
     assert event_indexes(store_url) == made
 
